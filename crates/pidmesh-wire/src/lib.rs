@@ -1,0 +1,308 @@
+//! `pidmesh-wire`: the bytes pidmesh nodes exchange.
+//!
+//! One versioned top-level enum per traffic class, encoded with postcard:
+//!
+//! | class | message | size limit |
+//! |---|---|---|
+//! | membership (datagrams) | [`Datagram`] | [`MAX_DATAGRAM_LEN`] |
+//! | delta (reliable) | [`DeltaMsg`] | [`MAX_DELTA_MSG_LEN`] |
+//! | sync (reliable) | [`SyncMsg`] | [`MAX_SYNC_MSG_LEN`] |
+//!
+//! Rules that keep the format evolvable and safe on hostile input:
+//! * a new wire version is a new variant of the top-level enum (the major version also travels in
+//!   the QUIC ALPN, [`ALPN`]); existing variants and fields never change;
+//! * decoding checks the length first, rejects trailing bytes, then validates the content
+//!   (name and metadata bounds, well-formed dot ranges) so a decoded message is safe to apply;
+//! * no `skip_serializing_if`, internally tagged or untagged enums, or `flatten` (postcard is not
+//!   self-describing).
+
+#![forbid(unsafe_code)]
+
+mod types;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+pub use types::{Hlc, Key, KeyKind, NodeId, Pid, Value};
+
+/// The wire major version; the QUIC ALPN carries it.
+pub const WIRE_VERSION: u16 = 1;
+/// The ALPN protocol id of this wire version.
+pub const ALPN: &[u8] = b"pidmesh/1";
+/// Longest key name, in bytes of UTF-8.
+pub const MAX_NAME_LEN: usize = 255;
+/// Longest node name, in bytes of UTF-8.
+pub const MAX_NODE_NAME_LEN: usize = 255;
+/// Largest metadata blob per entry.
+pub const MAX_META_LEN: usize = 4096;
+/// Largest membership datagram.
+pub const MAX_DATAGRAM_LEN: usize = 1400;
+/// Largest delta message.
+pub const MAX_DELTA_MSG_LEN: usize = 1 << 20;
+/// Largest sync message (a snapshot is sent as many of these).
+pub const MAX_SYNC_MSG_LEN: usize = 4 << 20;
+
+/// A membership-class datagram.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Datagram {
+    /// Version 1: one SWIM packet as encoded by the membership layer.
+    V1 {
+        /// The SWIM packet.
+        swim: Bytes,
+    },
+}
+
+/// A delta-class message: a batch of one origin's recent changes, pushed by that origin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeltaMsg {
+    /// Version 1.
+    V1(DeltaBatch),
+}
+
+/// A batch of changes of one origin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeltaBatch {
+    /// The origin: the only node allowed to send its own dots.
+    pub origin: NodeId,
+    /// The changes.
+    pub delta: OriginDelta,
+}
+
+/// A delta restricted to one origin's dots: the sequence numbers it speaks for (`seen`) and the
+/// live entries among them. A number in `seen` with no entry in `adds` means "removed".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginDelta {
+    /// Inclusive ranges of the origin's sequence numbers this delta covers.
+    pub seen: Vec<(u64, u64)>,
+    /// Live entries with a sequence number in `seen`.
+    pub adds: Vec<WireEntry>,
+}
+
+/// One live entry of an origin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireEntry {
+    /// The origin's sequence number of the add (the dot).
+    pub seq: u64,
+    /// The key.
+    pub key: Key,
+    /// The value.
+    pub value: Value,
+}
+
+/// A sync-class message: anti-entropy between two nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncMsg {
+    /// Version 1.
+    V1(SyncV1),
+}
+
+/// Anti-entropy, version 1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncV1 {
+    /// "This is what I hold of your dots, and how far my own dots go."
+    ///
+    /// The receiver answers with [`SyncV1::Chunk`]s of what the sender misses, and sends its own
+    /// `Digest` back if it is behind on the sender's `own_max`.
+    Digest {
+        /// The sender.
+        from: NodeId,
+        /// The intended receiver (a restarted node ignores digests meant for its previous life).
+        to: NodeId,
+        /// The receiver's sequence numbers the sender holds, as inclusive ranges.
+        have: Vec<(u64, u64)>,
+        /// The sender's highest own sequence number.
+        own_max: u64,
+    },
+    /// A part of the sender's own state (possibly all of it).
+    Chunk {
+        /// The sender, whose dots the chunk carries.
+        from: NodeId,
+        /// The intended receiver.
+        to: NodeId,
+        /// The state.
+        delta: OriginDelta,
+        /// True on the last chunk of a reply.
+        last: bool,
+    },
+}
+
+/// Why bytes could not be encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// The encoded message exceeds its class limit; nothing is sent.
+    #[error("encoded message is {len} bytes, over the {max}-byte limit")]
+    TooLarge {
+        /// Encoded length.
+        len: usize,
+        /// Class limit.
+        max: usize,
+    },
+    /// The serializer failed.
+    #[error("encoding failed: {0}")]
+    Postcard(#[from] postcard::Error),
+}
+
+/// Why bytes from a peer were rejected. In every case nothing was applied.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Longer than the class allows.
+    #[error("message is {len} bytes, over the {max}-byte limit")]
+    TooLarge {
+        /// Received length.
+        len: usize,
+        /// Class limit.
+        max: usize,
+    },
+    /// Not a valid encoding of the message (truncated, bad tag, bad UTF-8...).
+    #[error("malformed message: {0}")]
+    Malformed(postcard::Error),
+    /// Bytes left over after a complete message.
+    #[error("{0} trailing bytes after the message")]
+    TrailingBytes(usize),
+    /// Decoded, but its content breaks a rule.
+    #[error("invalid message: {0}")]
+    Invalid(&'static str),
+}
+
+/// Semantic checks a decoded message must pass before anyone acts on it.
+pub trait Validate {
+    /// Checks bounds and well-formedness.
+    ///
+    /// # Errors
+    /// [`DecodeError::Invalid`] naming the broken rule.
+    fn validate(&self) -> Result<(), DecodeError>;
+}
+
+fn check_node(n: &NodeId) -> Result<(), DecodeError> {
+    if n.name.is_empty() || n.name.len() > MAX_NODE_NAME_LEN {
+        return Err(DecodeError::Invalid("node name length"));
+    }
+    Ok(())
+}
+
+fn check_ranges(r: &[(u64, u64)]) -> Result<(), DecodeError> {
+    if r.iter().any(|&(a, b)| a == 0 || a > b) {
+        return Err(DecodeError::Invalid("dot range"));
+    }
+    Ok(())
+}
+
+/// Checks a key name: non-empty UTF-8 of at most [`MAX_NAME_LEN`] bytes with no control characters.
+///
+/// # Errors
+/// A static description of the broken rule.
+pub fn check_key_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("name is empty");
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err("name is too long");
+    }
+    if name.chars().any(char::is_control) {
+        return Err("name contains a control character");
+    }
+    Ok(())
+}
+
+impl Validate for OriginDelta {
+    fn validate(&self) -> Result<(), DecodeError> {
+        check_ranges(&self.seen)?;
+        for e in &self.adds {
+            if e.seq == 0 {
+                return Err(DecodeError::Invalid("sequence number 0"));
+            }
+            if !self.seen.iter().any(|&(a, b)| a <= e.seq && e.seq <= b) {
+                return Err(DecodeError::Invalid("entry outside the delta's ranges"));
+            }
+            check_key_name(&e.key.name).map_err(DecodeError::Invalid)?;
+            if e.value.meta.len() > MAX_META_LEN {
+                return Err(DecodeError::Invalid("metadata too large"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Validate for Datagram {
+    fn validate(&self) -> Result<(), DecodeError> {
+        Ok(())
+    }
+}
+
+impl Validate for DeltaMsg {
+    fn validate(&self) -> Result<(), DecodeError> {
+        let DeltaMsg::V1(b) = self;
+        check_node(&b.origin)?;
+        b.delta.validate()
+    }
+}
+
+impl Validate for SyncMsg {
+    fn validate(&self) -> Result<(), DecodeError> {
+        let SyncMsg::V1(m) = self;
+        match m {
+            SyncV1::Digest { from, to, have, .. } => {
+                check_node(from)?;
+                check_node(to)?;
+                check_ranges(have)
+            }
+            SyncV1::Chunk { from, to, delta, .. } => {
+                check_node(from)?;
+                check_node(to)?;
+                delta.validate()
+            }
+        }
+    }
+}
+
+/// A message of one traffic class, with its size limit.
+pub trait WireMessage: Serialize + DeserializeOwned + Validate {
+    /// The largest encoding accepted or produced.
+    const MAX_LEN: usize;
+}
+
+impl WireMessage for Datagram {
+    const MAX_LEN: usize = MAX_DATAGRAM_LEN;
+}
+impl WireMessage for DeltaMsg {
+    const MAX_LEN: usize = MAX_DELTA_MSG_LEN;
+}
+impl WireMessage for SyncMsg {
+    const MAX_LEN: usize = MAX_SYNC_MSG_LEN;
+}
+
+/// Encodes a message, refusing to produce more than its class limit.
+///
+/// # Errors
+/// [`EncodeError::TooLarge`] when over the limit (callers split their data into smaller messages).
+pub fn encode<M: WireMessage>(msg: &M) -> Result<Bytes, EncodeError> {
+    let v = postcard::to_stdvec(msg)?;
+    if v.len() > M::MAX_LEN {
+        return Err(EncodeError::TooLarge { len: v.len(), max: M::MAX_LEN });
+    }
+    Ok(Bytes::from(v))
+}
+
+/// The encoded size of a message, without allocating it.
+///
+/// # Errors
+/// When the serializer fails (it does not for the types of this crate).
+pub fn encoded_len<T: Serialize>(msg: &T) -> Result<usize, EncodeError> {
+    Ok(postcard::experimental::serialized_size(msg)?)
+}
+
+/// Decodes and validates a message of a class from bytes a peer sent.
+///
+/// # Errors
+/// See [`DecodeError`]; on error nothing must be applied.
+pub fn decode<M: WireMessage>(bytes: &[u8]) -> Result<M, DecodeError> {
+    if bytes.len() > M::MAX_LEN {
+        return Err(DecodeError::TooLarge { len: bytes.len(), max: M::MAX_LEN });
+    }
+    let (msg, rest) = postcard::take_from_bytes::<M>(bytes).map_err(DecodeError::Malformed)?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes(rest.len()));
+    }
+    msg.validate()?;
+    Ok(msg)
+}
