@@ -159,14 +159,21 @@ where
     }
 
     /// Iterates the live entries of `actor` with their keys, by ascending sequence number.
-    pub fn actor_entries<'a>(
+    pub fn actor_entries<'a>(&'a self, actor: &A) -> impl Iterator<Item = (&'a K, &'a Slot<A, V>)> + 'a {
+        self.actor_range(actor, 1, u64::MAX)
+    }
+
+    /// Iterates the live entries of `actor` with a sequence number in `start ..= end`, ascending.
+    pub fn actor_range<'a>(
         &'a self,
         actor: &A,
+        start: u64,
+        end: u64,
     ) -> impl Iterator<Item = (&'a K, &'a Slot<A, V>)> + 'a {
         let actor = actor.clone();
         self.index.get(&actor).into_iter().flat_map(move |m| {
             let actor = actor.clone();
-            m.iter().filter_map(move |(seq, key)| {
+            m.range(start..=end.max(start)).filter(move |_| start <= end).filter_map(move |(seq, key)| {
                 let slot = self.entries.get(key)?.iter().find(|s| s.dot.actor == actor && s.dot.seq == *seq)?;
                 Some((key, slot))
             })

@@ -25,6 +25,40 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 pub use types::{Hlc, Key, KeyKind, NodeId, Pid, Value};
 
+/// The kind of traffic a message belongs to; each transport maps classes to its primitives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum TrafficClass {
+    /// SWIM packets ([`Datagram`]): small, best effort, may be lost, duplicated or reordered.
+    Membership,
+    /// Batches of registry deltas ([`DeltaMsg`]): reliable and ordered per peer pair.
+    Delta,
+    /// Anti-entropy ([`SyncMsg`]): reliable and ordered per peer pair.
+    Sync,
+}
+
+impl TrafficClass {
+    /// All classes, in a fixed order.
+    pub const ALL: [TrafficClass; 3] = [Self::Membership, Self::Delta, Self::Sync];
+
+    /// A short, stable, low-cardinality label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Membership => "membership",
+            Self::Delta => "delta",
+            Self::Sync => "sync",
+        }
+    }
+
+    /// The largest message of this class.
+    pub fn max_len(self) -> usize {
+        match self {
+            Self::Membership => MAX_DATAGRAM_LEN,
+            Self::Delta => MAX_DELTA_MSG_LEN,
+            Self::Sync => MAX_SYNC_MSG_LEN,
+        }
+    }
+}
+
 /// The wire major version; the QUIC ALPN carries it.
 pub const WIRE_VERSION: u16 = 1;
 /// The ALPN protocol id of this wire version.

@@ -1,0 +1,104 @@
+//! Node configuration and its presets.
+
+use std::num::{NonZeroU32, NonZeroU8, NonZeroUsize};
+use std::time::Duration;
+
+/// Everything that tunes a node. Start from a preset ([`Config::lan`], [`Config::wan`],
+/// [`Config::local`]) and adjust fields.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How long local changes are collected before being pushed as one delta batch.
+    pub delta_batch_window: Duration,
+    /// How often the node runs an anti-entropy round with one random live peer.
+    pub sync_interval: Duration,
+    /// A sync request with no complete answer after this long may be retried.
+    pub sync_timeout: Duration,
+    /// First interval of the seed announcer; it doubles up to `announce_max` while seeds stay unreachable.
+    pub announce_min: Duration,
+    /// Longest interval of the seed announcer.
+    pub announce_max: Duration,
+    /// Largest encoded payload of a sync chunk (bytes); snapshots are cut into chunks this big.
+    pub sync_chunk_bytes: usize,
+    /// Largest encoded payload of a delta batch (bytes); bigger batches are split.
+    pub delta_batch_bytes: usize,
+    /// A peer's hybrid clock reading more than this far ahead of ours is not adopted (protects
+    /// the clock from a peer with a broken or hostile clock).
+    pub max_clock_drift: Duration,
+    /// SWIM parameters (see `foca::Config`); `max_packet_size` must fit the transport's datagrams.
+    pub swim: foca::Config,
+}
+
+fn swim_base(
+    cluster_size: u32,
+    probe_period: Duration,
+    probe_rtt: Duration,
+    suspect_to_down: Duration,
+) -> foca::Config {
+    let mut c = foca::Config::new_lan(NonZeroU32::new(cluster_size.max(1)).unwrap_or(NonZeroU32::MIN));
+    c.probe_period = probe_period;
+    c.probe_rtt = probe_rtt;
+    c.suspect_to_down_after = suspect_to_down;
+    // Fits a QUIC datagram at the 1200-byte minimum MTU, with room for pidmesh's envelope.
+    c.max_packet_size = NonZeroUsize::new(1150).unwrap_or(NonZeroUsize::MIN);
+    // Down members are remembered (so stale gossip about them cannot resurrect them) for a day.
+    c.remove_down_after = Some(Duration::from_secs(24 * 3600));
+    c
+}
+
+impl Config {
+    /// A data-centre network: SWIM probes every second, a node is declared down ~4–6 s after it
+    /// stops answering, deltas are pushed within 2 ms.
+    pub fn lan() -> Self {
+        Self {
+            delta_batch_window: Duration::from_millis(2),
+            sync_interval: Duration::from_secs(1),
+            sync_timeout: Duration::from_secs(10),
+            announce_min: Duration::from_millis(500),
+            announce_max: Duration::from_secs(30),
+            sync_chunk_bytes: 1 << 20,
+            delta_batch_bytes: 256 << 10,
+            max_clock_drift: Duration::from_secs(60),
+            swim: swim_base(16, Duration::from_secs(1), Duration::from_millis(500), Duration::from_secs(4)),
+        }
+    }
+
+    /// Links with high or variable latency: slower probes, longer suspicion, bigger batches.
+    pub fn wan() -> Self {
+        let mut swim = swim_base(16, Duration::from_secs(5), Duration::from_secs(3), Duration::from_secs(30));
+        swim.max_transmissions = NonZeroU8::new(8).unwrap_or(NonZeroU8::MIN);
+        Self {
+            delta_batch_window: Duration::from_millis(20),
+            sync_interval: Duration::from_secs(5),
+            sync_timeout: Duration::from_secs(30),
+            announce_min: Duration::from_secs(2),
+            announce_max: Duration::from_secs(120),
+            swim,
+            ..Self::lan()
+        }
+    }
+
+    /// One machine (tests, demos): fast timers, failures detected in about a second.
+    pub fn local() -> Self {
+        Self {
+            delta_batch_window: Duration::from_millis(1),
+            sync_interval: Duration::from_millis(200),
+            sync_timeout: Duration::from_secs(2),
+            announce_min: Duration::from_millis(100),
+            announce_max: Duration::from_secs(2),
+            swim: swim_base(16, Duration::from_millis(200), Duration::from_millis(80), Duration::from_millis(600)),
+            ..Self::lan()
+        }
+    }
+
+    /// Rescales the SWIM dissemination and suspicion parameters for an expected cluster size
+    /// (larger clusters need more retransmissions and longer suspicion).
+    pub fn for_cluster_size(mut self, nodes: u32) -> Self {
+        let n = NonZeroU32::new(nodes.max(1)).unwrap_or(NonZeroU32::MIN);
+        let reference = foca::Config::new_lan(n);
+        self.swim.max_transmissions = reference.max_transmissions;
+        // Scale suspicion like foca does: log10(n) * probe_period * factor, never below the preset.
+        let scale = (f64::from(nodes.max(2))).log10().max(1.0);
+        self.swim.suspect_to_down_after = self.swim.suspect_to_down_after.mul_f64(scale);
+        self
+    }
+}

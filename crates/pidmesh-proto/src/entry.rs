@@ -1,0 +1,82 @@
+//! What the registry shows and tells: entries and events.
+
+use bytes::Bytes;
+use pidmesh_crdt::Dot;
+use pidmesh_wire::{Hlc, Key, NodeId, Pid};
+
+/// One registration: a pid under a name or in a group.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Entry {
+    /// The name or group.
+    pub key: Key,
+    /// The registered process.
+    pub pid: Pid,
+    /// Application metadata.
+    pub meta: Bytes,
+    /// When it was registered, by the owner's hybrid logical clock.
+    pub registered_at: Hlc,
+    /// The unique tag of this registration (origin = `pid.node`).
+    pub dot: Dot<NodeId>,
+}
+
+impl Entry {
+    /// The canonical order every node sorts conflicting entries by: registration time, then
+    /// node id, then sequence number. It is total and the same on every node.
+    pub fn canonical_cmp(&self, other: &Entry) -> std::cmp::Ordering {
+        (self.registered_at, &self.dot.actor, self.dot.seq).cmp(&(other.registered_at, &other.dot.actor, other.dot.seq))
+    }
+}
+
+/// Why an entry went away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// Unregistered or left on purpose (also how a remote removal without a known cause is reported).
+    Normal,
+    /// Its process exited (its mailbox was dropped).
+    ProcessExited,
+    /// Its node was declared down, restarted, or left the cluster.
+    NodeDown,
+    /// It lost a conflict over a unique name.
+    Conflict,
+}
+
+/// Something subscribers are told about. Every node emits events for what it observes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// An entry became visible on this node.
+    Registered(Entry),
+    /// An entry went away on this node.
+    Unregistered {
+        /// The entry as it was.
+        entry: Entry,
+        /// Why.
+        reason: Reason,
+    },
+    /// An entry's metadata changed.
+    MetaUpdated {
+        /// The entry with its new metadata (and new dot).
+        entry: Entry,
+        /// The metadata before.
+        previous: Bytes,
+    },
+    /// A unique name had more than one entry and the resolver decided.
+    ConflictResolved {
+        /// The name.
+        key: Key,
+        /// The entry that keeps the name (`None` when the resolver freed it).
+        winner: Option<Entry>,
+        /// The entries that lose it; each is removed by its own node.
+        losers: Vec<Entry>,
+    },
+    /// A custom resolver panicked or answered nonsense; keep-oldest decided instead.
+    ResolverFailed {
+        /// The name.
+        key: Key,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A node joined (or came back).
+    NodeUp(NodeId),
+    /// A node was declared down, left, or was replaced by a newer life of itself.
+    NodeDown(NodeId),
+}

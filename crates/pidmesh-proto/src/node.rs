@@ -1,0 +1,884 @@
+//! The sans-io node.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, OwnedNotification, PostcardCodec};
+use pidmesh_crdt::{Delta, Dot, DotSet, JoinReport, OrMap, Slot};
+use pidmesh_wire::{
+    self as wire, Datagram, DeltaBatch, DeltaMsg, Key, KeyKind, NodeId, OriginDelta, Pid, SyncMsg, SyncV1,
+    TrafficClass, Value, WireEntry,
+};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use crate::clock::HlcClock;
+use crate::config::Config;
+use crate::entry::{Entry, Event, Reason};
+use crate::error::{JoinError, RegisterError, RemoveError};
+use crate::member::Member;
+use crate::resolver::{Resolver, Verdict};
+use crate::stats::Stats;
+use crate::timers::{TimerKind, Timers};
+
+type Swim = Foca<Member, PostcardCodec, StdRng, NoCustomBroadcast>;
+/// The replicated registry: key → dotted values, actors are node ids.
+pub type Registry = OrMap<NodeId, Key, Value>;
+
+/// A message the node wants sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// The destination's listening address.
+    pub to: SocketAddr,
+    /// How it must travel.
+    pub class: TrafficClass,
+    /// The encoded message.
+    pub payload: Bytes,
+}
+
+/// How a node starts.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// This life's identity.
+    pub id: NodeId,
+    /// The address peers reach this node at.
+    pub addr: SocketAddr,
+    /// Addresses to announce to until they are live members.
+    pub seeds: Vec<SocketAddr>,
+    /// Seed for every random choice the node makes (SWIM probe order, sync peers).
+    pub rng_seed: u64,
+    /// Wall-clock milliseconds since the Unix epoch at the `now` passed to [`Node::new`]; the
+    /// node derives its hybrid clock from it and the elapsed `now`s.
+    pub wall_ms_at_start: u64,
+}
+
+/// One pidmesh node as a deterministic state machine.
+///
+/// Inputs: [`Node::handle_message`], [`Node::handle_timeout`] and the local operations
+/// ([`Node::register`], [`Node::join`]...), each taking the current time. Outputs, drained by the
+/// caller after every input: [`Node::poll_transmit`], [`Node::poll_event`], [`Node::poll_timeout`].
+/// The node never reads a clock, a socket or OS randomness, so a run is a function of its inputs.
+pub struct Node {
+    me: Member,
+    config: Config,
+    resolver: Resolver,
+    swim: Swim,
+    swim_rt: AccumulatingRuntime<Member>,
+    rng: StdRng,
+    map: Registry,
+    clock: HlcClock,
+    start: Instant,
+    wall_at_start: u64,
+    timers: Timers,
+    /// Live peers, by node id.
+    peers: BTreeMap<NodeId, Member>,
+    seeds: Vec<SocketAddr>,
+    announce_every: Duration,
+    pending: Option<Delta<NodeId, Key, Value>>,
+    flush_scheduled: bool,
+    /// Peers we asked for a sync, with the time after which we may ask again.
+    sync_inflight: HashMap<NodeId, Instant>,
+    /// Names touched since conflicts were last checked.
+    dirty: BTreeSet<Key>,
+    /// Entries that lost a conflict as seen here, so their removal is reported as such.
+    losers: HashSet<Dot<NodeId>>,
+    live_pids: BTreeSet<u64>,
+    next_pid: u64,
+    outbox: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    stats: Stats,
+    left: bool,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("id", &self.me.node).field("addr", &self.me.addr).finish_non_exhaustive()
+    }
+}
+
+fn entry_of(key: &Key, slot: &Slot<NodeId, Value>) -> Entry {
+    Entry {
+        key: key.clone(),
+        pid: Pid { node: slot.dot.actor.clone(), local: slot.value.pid },
+        meta: slot.value.meta.clone(),
+        registered_at: slot.value.at,
+        dot: slot.dot.clone(),
+    }
+}
+
+/// A generous upper bound of an entry's encoded size, for cutting messages.
+fn entry_budget(e: &WireEntry) -> usize {
+    40 + e.key.name.len() + e.value.meta.len()
+}
+
+/// Cuts one origin's delta into pieces whose encoding stays under `budget` bytes.
+/// `adds` must be sorted by sequence number and lie within `seen`.
+fn split_origin_delta(seen: &DotSet, adds: impl Iterator<Item = WireEntry>, budget: usize) -> Vec<OriginDelta> {
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    let mut size = 0;
+    let mut start = 1;
+    for e in adds {
+        let b = entry_budget(&e);
+        if !cur.is_empty() && size + b > budget {
+            let end = cur.last().map_or(start, |x: &WireEntry| x.seq);
+            out.push(OriginDelta { seen: seen.clipped(start, end).ranges().to_vec(), adds: std::mem::take(&mut cur) });
+            start = end + 1;
+            size = 0;
+        }
+        size += b;
+        cur.push(e);
+    }
+    let rest = seen.clipped(start, u64::MAX);
+    if !cur.is_empty() || !rest.is_empty() || out.is_empty() {
+        out.push(OriginDelta { seen: rest.ranges().to_vec(), adds: cur });
+    }
+    out
+}
+
+impl Node {
+    /// Starts a node at time `now`. It begins announcing to its seeds at once.
+    pub fn new(opts: NodeOptions, config: Config, resolver: Resolver, now: Instant) -> Self {
+        let me = Member { node: opts.id, addr: opts.addr, bump: 0 };
+        let swim = Foca::new(
+            me.clone(),
+            config.swim.clone(),
+            StdRng::seed_from_u64(opts.rng_seed),
+            PostcardCodec,
+        );
+        let mut node = Self {
+            swim,
+            swim_rt: AccumulatingRuntime::new(),
+            rng: StdRng::seed_from_u64(opts.rng_seed ^ 0x9e37_79b9_7f4a_7c15),
+            map: Registry::new(),
+            clock: HlcClock::default(),
+            start: now,
+            wall_at_start: opts.wall_ms_at_start,
+            timers: Timers::default(),
+            peers: BTreeMap::new(),
+            seeds: opts.seeds,
+            announce_every: config.announce_min,
+            pending: None,
+            flush_scheduled: false,
+            sync_inflight: HashMap::new(),
+            dirty: BTreeSet::new(),
+            losers: HashSet::new(),
+            live_pids: BTreeSet::new(),
+            next_pid: 1,
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            left: false,
+            me,
+            config,
+            resolver,
+        };
+        node.timers.push(now, TimerKind::Announce);
+        let first_sync = now + node.jitter(node.config.sync_interval);
+        node.timers.push(first_sync, TimerKind::Sync);
+        node
+    }
+
+    // ----- identity and reads -------------------------------------------------------------
+
+    /// This node's identity.
+    pub fn id(&self) -> &NodeId {
+        &self.me.node
+    }
+
+    /// This node's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.me.addr
+    }
+
+    /// The live peers (this node excluded), by node id.
+    pub fn peers(&self) -> impl Iterator<Item = &Member> {
+        self.peers.values()
+    }
+
+    /// The replicated state (read-only).
+    pub fn registry(&self) -> &Registry {
+        &self.map
+    }
+
+    /// Counters for embedders and tests.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats.clone();
+        s.entries = self.map.len();
+        s.peers = self.peers.len();
+        s.timers = self.timers.len();
+        s
+    }
+
+    /// True once [`Node::leave_cluster`] ran.
+    pub fn has_left(&self) -> bool {
+        self.left
+    }
+
+    /// Every entry under `key`, canonically sorted (more than one for a name means a conflict).
+    pub fn entries(&self, key: &Key) -> Vec<Entry> {
+        let mut v: Vec<Entry> = self.map.get(key).iter().map(|s| entry_of(key, s)).collect();
+        v.sort_by(Entry::canonical_cmp);
+        v
+    }
+
+    /// The entry that holds the unique `name`, with the resolver applied to any conflict.
+    /// Answers from local state only.
+    pub fn lookup(&self, name: &str) -> Option<Entry> {
+        let key = Key::name(name);
+        let mut v = self.entries(&key);
+        match v.len() {
+            0 => None,
+            1 => v.pop(),
+            _ => match self.resolver.resolve(name, &v).verdict {
+                Verdict::Keep(i) => v.into_iter().nth(i),
+                Verdict::DropAll => None,
+            },
+        }
+    }
+
+    /// The members of `group`, canonically sorted.
+    pub fn members_of(&self, group: &str) -> Vec<Entry> {
+        self.entries(&Key::group(group))
+    }
+
+    /// Every entry, in no particular order.
+    pub fn all_entries(&self) -> impl Iterator<Item = Entry> + '_ {
+        self.map.iter().flat_map(|(k, slots)| slots.iter().map(move |s| entry_of(k, s)))
+    }
+
+    // ----- outputs -------------------------------------------------------------------------
+
+    /// The next message to send, if any.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.outbox.pop_front()
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    // ----- local operations ----------------------------------------------------------------
+
+    /// A new process identity on this node. It stays live until [`Node::process_exited`].
+    pub fn spawn_pid(&mut self) -> Pid {
+        let local = self.next_pid;
+        self.next_pid += 1;
+        self.live_pids.insert(local);
+        Pid { node: self.me.node.clone(), local }
+    }
+
+    fn check_pid(&self, pid: &Pid) -> bool {
+        pid.node == self.me.node && self.live_pids.contains(&pid.local)
+    }
+
+    fn own_entry(&self, key: &Key, pid: &Pid) -> Option<Entry> {
+        self.map.get(key).iter().find(|s| s.dot.actor == self.me.node && s.value.pid == pid.local).map(|s| entry_of(key, s))
+    }
+
+    fn add_own(&mut self, now: Instant, key: Key, pid: &Pid, meta: Bytes) -> Entry {
+        let at = self.clock.tick(self.wall_ms(now));
+        let delta = self.map.add(&self.me.node, key.clone(), Value { pid: pid.local, meta, at });
+        let entry = entry_of(&key, &delta.adds[0].1);
+        self.queue_delta(now, delta);
+        self.events.push_back(Event::Registered(entry.clone()));
+        self.dirty.insert(key);
+        entry
+    }
+
+    /// Registers `pid` (a live process of this node) under the unique `name`.
+    ///
+    /// Visible locally at once; other nodes see it after the next delta batch.
+    ///
+    /// # Errors
+    /// See [`RegisterError`]; on error nothing changed.
+    pub fn register(&mut self, now: Instant, name: &str, pid: &Pid, meta: Bytes) -> Result<Entry, RegisterError> {
+        if self.left {
+            return Err(RegisterError::Stopped);
+        }
+        wire::check_key_name(name).map_err(RegisterError::InvalidName)?;
+        if meta.len() > wire::MAX_META_LEN {
+            return Err(RegisterError::MetaTooLarge(meta.len()));
+        }
+        if !self.check_pid(pid) {
+            return Err(RegisterError::NotLocal(pid.clone()));
+        }
+        if let Some(current) = self.lookup(name) {
+            return Err(RegisterError::AlreadyRegistered(Box::new(current)));
+        }
+        let entry = self.add_own(now, Key::name(name), pid, meta);
+        self.settle(now);
+        Ok(entry)
+    }
+
+    /// Adds `pid` (a live process of this node) to `group`.
+    ///
+    /// # Errors
+    /// See [`JoinError`]; on error nothing changed.
+    pub fn join(&mut self, now: Instant, group: &str, pid: &Pid, meta: Bytes) -> Result<Entry, JoinError> {
+        if self.left {
+            return Err(JoinError::Stopped);
+        }
+        wire::check_key_name(group).map_err(JoinError::InvalidName)?;
+        if meta.len() > wire::MAX_META_LEN {
+            return Err(JoinError::MetaTooLarge(meta.len()));
+        }
+        if !self.check_pid(pid) {
+            return Err(JoinError::NotLocal(pid.clone()));
+        }
+        let key = Key::group(group);
+        if let Some(e) = self.own_entry(&key, pid) {
+            return Err(JoinError::AlreadyMember(Box::new(e)));
+        }
+        let entry = self.add_own(now, key, pid, meta);
+        self.settle(now);
+        Ok(entry)
+    }
+
+    /// Removes `pid`'s registration of the unique `name`.
+    ///
+    /// # Errors
+    /// [`RemoveError::NotFound`] if this node holds no such entry; nothing changed.
+    pub fn unregister(&mut self, now: Instant, name: &str, pid: &Pid) -> Result<Entry, RemoveError> {
+        self.remove_key(now, &Key::name(name), pid)
+    }
+
+    /// Removes `pid` from `group`.
+    ///
+    /// # Errors
+    /// [`RemoveError::NotFound`] if `pid` is not in the group on this node; nothing changed.
+    pub fn leave(&mut self, now: Instant, group: &str, pid: &Pid) -> Result<Entry, RemoveError> {
+        self.remove_key(now, &Key::group(group), pid)
+    }
+
+    fn remove_key(&mut self, now: Instant, key: &Key, pid: &Pid) -> Result<Entry, RemoveError> {
+        if self.left {
+            return Err(RemoveError::Stopped);
+        }
+        let entry = self.own_entry(key, pid).ok_or(RemoveError::NotFound)?;
+        self.remove_own(now, &[entry.dot.clone()], Reason::Normal);
+        self.settle(now);
+        Ok(entry)
+    }
+
+    /// Replaces the metadata of `pid`'s entry under `key`.
+    ///
+    /// # Errors
+    /// [`RemoveError::NotFound`] if there is no such entry, [`RemoveError::MetaTooLarge`];
+    /// on error nothing changed.
+    pub fn update_meta(&mut self, now: Instant, key: &Key, pid: &Pid, meta: Bytes) -> Result<Entry, RemoveError> {
+        if self.left {
+            return Err(RemoveError::Stopped);
+        }
+        if meta.len() > wire::MAX_META_LEN {
+            return Err(RemoveError::MetaTooLarge(meta.len()));
+        }
+        let old = self.own_entry(key, pid).ok_or(RemoveError::NotFound)?;
+        // The registration time stays: the update is not a new claim on the name.
+        let value = Value { pid: pid.local, meta, at: old.registered_at };
+        let (delta, previous) = self.map.replace(&self.me.node, &old.dot, value).ok_or(RemoveError::NotFound)?;
+        let entry = entry_of(key, &delta.adds[0].1);
+        self.queue_delta(now, delta);
+        self.events.push_back(Event::MetaUpdated { entry: entry.clone(), previous: previous.value.meta });
+        self.dirty.insert(key.clone());
+        self.settle(now);
+        Ok(entry)
+    }
+
+    /// The process `pid` ended: every entry of it goes away (reason `ProcessExited`) and the pid
+    /// can no longer register. Returns the removed entries.
+    pub fn process_exited(&mut self, now: Instant, pid: &Pid) -> Vec<Entry> {
+        if pid.node != self.me.node || !self.live_pids.remove(&pid.local) {
+            return Vec::new();
+        }
+        let dots: Vec<Dot<NodeId>> = self
+            .map
+            .actor_entries(&self.me.node)
+            .filter(|(_, s)| s.value.pid == pid.local)
+            .map(|(_, s)| s.dot.clone())
+            .collect();
+        let removed = self.remove_own(now, &dots, Reason::ProcessExited);
+        self.settle(now);
+        removed
+    }
+
+    /// Leaves the cluster gracefully: removes every local entry, pushes that at once, and tells
+    /// the other members this node is leaving. Later local operations fail with `Stopped`.
+    pub fn leave_cluster(&mut self, now: Instant) {
+        if self.left {
+            return;
+        }
+        let dots: Vec<Dot<NodeId>> = self.map.actor_entries(&self.me.node).map(|(_, s)| s.dot.clone()).collect();
+        if !dots.is_empty() {
+            self.remove_own(now, &dots, Reason::Normal);
+        }
+        self.flush();
+        if let Err(e) = self.swim.leave_cluster(&mut self.swim_rt) {
+            tracing::debug!(error = %e, "swim leave failed");
+        }
+        self.drain_swim(now);
+        self.left = true;
+        self.live_pids.clear();
+    }
+
+    fn remove_own(&mut self, now: Instant, dots: &[Dot<NodeId>], reason: Reason) -> Vec<Entry> {
+        let (delta, removed) = self.map.remove(&self.me.node, dots);
+        self.queue_delta(now, delta);
+        let mut out = Vec::with_capacity(removed.len());
+        for (key, slot) in removed {
+            let entry = entry_of(&key, &slot);
+            self.losers.remove(&slot.dot);
+            self.dirty.insert(key);
+            self.events.push_back(Event::Unregistered { entry: entry.clone(), reason });
+            out.push(entry);
+        }
+        out
+    }
+
+    // ----- inputs from the network --------------------------------------------------------
+
+    /// Handles a message from a peer. `from` is the peer's listening address; `peer_name` is
+    /// its name as proven by the transport (its TLS certificate), if the transport authenticates.
+    ///
+    /// Malformed, oversized, forged or stale messages are dropped and counted in [`Stats`];
+    /// they never change state and never panic.
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        peer_name: Option<&str>,
+        class: TrafficClass,
+        bytes: &[u8],
+    ) {
+        let result = match class {
+            TrafficClass::Membership => self.on_datagram(bytes),
+            TrafficClass::Delta => self.on_delta(now, peer_name, bytes),
+            TrafficClass::Sync => self.on_sync(now, from, peer_name, bytes),
+        };
+        if let Err(why) = result {
+            self.stats.rejected += 1;
+            *self.stats.rejected_by.entry(why).or_default() += 1;
+            tracing::debug!(%from, class = class.as_str(), reason = why, "dropped message");
+        }
+        self.settle(now);
+    }
+
+    fn on_datagram(&mut self, bytes: &[u8]) -> Result<(), &'static str> {
+        let Datagram::V1 { swim } = wire::decode::<Datagram>(bytes).map_err(|_| "undecodable datagram")?;
+        self.swim.handle_data(&swim, &mut self.swim_rt).map_err(|_| "swim rejected packet")
+    }
+
+    /// Checks that `origin` may speak for its own dots here: a live peer whose proven name matches.
+    fn authorize(&self, origin: &NodeId, peer_name: Option<&str>) -> Result<(), &'static str> {
+        if peer_name.is_some_and(|n| n != &*origin.name) {
+            return Err("origin does not match authenticated peer");
+        }
+        if *origin == self.me.node {
+            return Err("peer claims our identity");
+        }
+        if !self.peers.contains_key(origin) {
+            return Err("origin is not a live member");
+        }
+        Ok(())
+    }
+
+    fn on_delta(&mut self, now: Instant, peer_name: Option<&str>, bytes: &[u8]) -> Result<(), &'static str> {
+        let DeltaMsg::V1(DeltaBatch { origin, delta }) =
+            wire::decode::<DeltaMsg>(bytes).map_err(|_| "undecodable delta")?;
+        self.authorize(&origin, peer_name)?;
+        // A gap before this batch means an earlier one was lost: repair it now.
+        let have = self.map.context().row(&origin).map_or(0, DotSet::contiguous);
+        let first = delta.seen.iter().map(|r| r.0).min().unwrap_or(0);
+        self.apply_origin_delta(now, &origin, delta);
+        if first > have + 1 {
+            self.stats.gaps_detected += 1;
+            if let Some(peer) = self.peers.get(&origin).cloned() {
+                self.send_digest(now, &peer);
+            }
+        }
+        self.stats.deltas_applied += 1;
+        Ok(())
+    }
+
+    fn on_sync(
+        &mut self,
+        now: Instant,
+        from_addr: SocketAddr,
+        peer_name: Option<&str>,
+        bytes: &[u8],
+    ) -> Result<(), &'static str> {
+        let SyncMsg::V1(msg) = wire::decode::<SyncMsg>(bytes).map_err(|_| "undecodable sync")?;
+        match msg {
+            SyncV1::Digest { from, to, have, own_max } => {
+                if to != self.me.node {
+                    return Err("digest for another life of this node");
+                }
+                if peer_name.is_some_and(|n| n != &*from.name) {
+                    return Err("origin does not match authenticated peer");
+                }
+                self.answer_digest(&from, from_addr, &DotSet::from_ranges(have));
+                // Pull in return when the asker has dots we lack.
+                if let Some(peer) = self.peers.get(&from).cloned() {
+                    let mine = self.map.context().row(&from).cloned().unwrap_or_default();
+                    if !mine.includes(&DotSet::from_range(1, own_max)) {
+                        self.send_digest(now, &peer);
+                    }
+                }
+                Ok(())
+            }
+            SyncV1::Chunk { from, to, delta, last } => {
+                if to != self.me.node {
+                    return Err("chunk for another life of this node");
+                }
+                self.authorize(&from, peer_name)?;
+                self.apply_origin_delta(now, &from, delta);
+                self.stats.chunks_applied += 1;
+                if last {
+                    self.sync_inflight.remove(&from);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn answer_digest(&mut self, to: &NodeId, addr: SocketAddr, have: &DotSet) {
+        let own = self.map.context().row(&self.me.node).cloned().unwrap_or_default();
+        let missing = own.difference(have);
+        let me = self.me.node.clone();
+        let adds = missing.ranges().iter().flat_map(|&(a, b)| {
+            self.map.actor_range(&me, a, b).map(|(k, s)| WireEntry { seq: s.dot.seq, key: k.clone(), value: s.value.clone() })
+        });
+        let chunks = split_origin_delta(&missing, adds, self.config.sync_chunk_bytes.saturating_sub(1024).max(1024));
+        let n = chunks.len();
+        for (i, delta) in chunks.into_iter().enumerate() {
+            let msg = SyncMsg::V1(SyncV1::Chunk { from: me.clone(), to: to.clone(), delta, last: i + 1 == n });
+            self.send(addr, TrafficClass::Sync, &msg);
+        }
+        self.stats.digests_answered += 1;
+    }
+
+    fn apply_origin_delta(&mut self, now: Instant, origin: &NodeId, od: OriginDelta) {
+        let wall = self.wall_ms(now);
+        let max_ahead = u64::try_from(self.config.max_clock_drift.as_millis()).unwrap_or(u64::MAX);
+        let mut delta = Delta::default();
+        delta.ctx.set_row(origin.clone(), DotSet::from_ranges(od.seen));
+        for e in od.adds {
+            if !self.clock.observe(e.value.at, wall, max_ahead) {
+                self.stats.clock_readings_ignored += 1;
+            }
+            delta.adds.push((e.key, Slot { dot: Dot::new(origin.clone(), e.seq), value: e.value }));
+        }
+        let report = self.map.join(&delta);
+        self.report_join(report);
+    }
+
+    fn report_join(&mut self, report: JoinReport<NodeId, Key, Value>) {
+        // A removal and an add of the same pid under the same key in one join is a metadata update.
+        let mut previous: HashMap<(Key, Pid), Bytes> = HashMap::new();
+        let mut removed = Vec::new();
+        for (key, slot) in report.removed {
+            let entry = entry_of(&key, &slot);
+            self.dirty.insert(key);
+            removed.push(entry);
+        }
+        for (key, dot) in &report.added {
+            self.dirty.insert(key.clone());
+            let Some((_, slot)) = self.map.get_dot(dot) else { continue };
+            let entry = entry_of(key, slot);
+            if let Some(i) = removed.iter().position(|r| r.key == entry.key && r.pid == entry.pid) {
+                let old = removed.swap_remove(i);
+                previous.insert((old.key.clone(), old.pid.clone()), old.meta);
+            }
+            match previous.remove(&(entry.key.clone(), entry.pid.clone())) {
+                Some(prev) => self.events.push_back(Event::MetaUpdated { entry, previous: prev }),
+                None => self.events.push_back(Event::Registered(entry)),
+            }
+        }
+        for entry in removed {
+            let reason = if self.losers.remove(&entry.dot) { Reason::Conflict } else { Reason::Normal };
+            self.events.push_back(Event::Unregistered { entry, reason });
+        }
+    }
+
+    // ----- timers ----------------------------------------------------------------------------
+
+    /// Runs every timer due at or before `now`, in deadline order.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(kind) = self.timers.pop_due(now) {
+            match kind {
+                TimerKind::Swim(t) => {
+                    if let Err(e) = self.swim.handle_timer(t, &mut self.swim_rt) {
+                        tracing::debug!(error = %e, "swim timer failed");
+                    }
+                    self.drain_swim(now);
+                }
+                TimerKind::Flush => {
+                    self.flush_scheduled = false;
+                    self.flush();
+                }
+                TimerKind::Sync => {
+                    self.sync_round(now);
+                    let next = now + self.config.sync_interval;
+                    self.timers.push(next, TimerKind::Sync);
+                }
+                TimerKind::Announce => {
+                    let next = self.announce(now);
+                    self.timers.push(now + next, TimerKind::Announce);
+                }
+            }
+        }
+        self.settle(now);
+    }
+
+    fn jitter(&mut self, d: Duration) -> Duration {
+        // Uniform in [d/2, d): spreads rounds of nodes started together.
+        let half = d / 2;
+        let ns = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX).max(1);
+        half + Duration::from_nanos(self.rng.random_range(0..ns))
+    }
+
+    fn sync_round(&mut self, now: Instant) {
+        if self.left {
+            return;
+        }
+        self.sync_inflight.retain(|_, until| *until > now);
+        let candidates: Vec<Member> =
+            self.peers.values().filter(|m| !self.sync_inflight.contains_key(&m.node)).cloned().collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let i = self.rng.random_range(0..candidates.len());
+        self.send_digest(now, &candidates[i]);
+        self.stats.sync_rounds += 1;
+    }
+
+    fn send_digest(&mut self, now: Instant, peer: &Member) {
+        if self.sync_inflight.get(&peer.node).is_some_and(|until| *until > now) {
+            return;
+        }
+        let have = self.map.context().row(&peer.node).map(|r| r.ranges().to_vec()).unwrap_or_default();
+        let own_max = self.map.context().max(&self.me.node);
+        let msg = SyncMsg::V1(SyncV1::Digest { from: self.me.node.clone(), to: peer.node.clone(), have, own_max });
+        self.send(peer.addr, TrafficClass::Sync, &msg);
+        self.sync_inflight.insert(peer.node.clone(), now + self.config.sync_timeout);
+    }
+
+    /// Announces to seeds that are not live members; returns the delay until the next attempt.
+    fn announce(&mut self, now: Instant) -> Duration {
+        if self.left {
+            return self.config.announce_max;
+        }
+        let live: HashSet<SocketAddr> = self.peers.values().map(|m| m.addr).collect();
+        let targets: Vec<SocketAddr> =
+            self.seeds.iter().copied().filter(|a| *a != self.me.addr && !live.contains(a)).collect();
+        if targets.is_empty() {
+            self.announce_every = self.config.announce_min;
+            return self.config.announce_min;
+        }
+        for addr in targets {
+            if let Err(e) = self.swim.announce(Member::placeholder(addr), &mut self.swim_rt) {
+                tracing::debug!(error = %e, "announce failed");
+            }
+            self.stats.announces += 1;
+        }
+        self.drain_swim(now);
+        let wait = self.announce_every;
+        self.announce_every = (self.announce_every * 2).min(self.config.announce_max);
+        wait
+    }
+
+    // ----- plumbing ----------------------------------------------------------------------------
+
+    fn wall_ms(&self, now: Instant) -> u64 {
+        let elapsed = u64::try_from(now.saturating_duration_since(self.start).as_millis()).unwrap_or(u64::MAX);
+        self.wall_at_start.saturating_add(elapsed)
+    }
+
+    fn queue_delta(&mut self, now: Instant, delta: Delta<NodeId, Key, Value>) {
+        match &mut self.pending {
+            Some(p) => p.merge(delta),
+            None => self.pending = Some(delta),
+        }
+        if !self.flush_scheduled {
+            self.flush_scheduled = true;
+            self.timers.push(now + self.config.delta_batch_window, TimerKind::Flush);
+        }
+    }
+
+    /// Pushes the pending batch to every live peer.
+    fn flush(&mut self) {
+        let Some(delta) = self.pending.take() else { return };
+        let seen = delta.ctx.row(&self.me.node).cloned().unwrap_or_default();
+        let mut adds: Vec<WireEntry> = delta
+            .adds
+            .into_iter()
+            .map(|(key, slot)| WireEntry { seq: slot.dot.seq, key, value: slot.value })
+            .collect();
+        adds.sort_by_key(|e| e.seq);
+        for chunk in split_origin_delta(&seen, adds.into_iter(), self.config.delta_batch_bytes) {
+            let msg = DeltaMsg::V1(DeltaBatch { origin: self.me.node.clone(), delta: chunk });
+            let payload = match wire::encode(&msg) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "delta batch not encodable");
+                    self.stats.encode_errors += 1;
+                    continue;
+                }
+            };
+            for peer in self.peers.values() {
+                self.stats.delta_bytes_sent += payload.len() as u64;
+                self.outbox.push_back(Transmit { to: peer.addr, class: TrafficClass::Delta, payload: payload.clone() });
+            }
+            self.stats.batches_sent += 1;
+        }
+    }
+
+    fn send<M: wire::WireMessage>(&mut self, to: SocketAddr, class: TrafficClass, msg: &M) {
+        match wire::encode(msg) {
+            Ok(payload) => {
+                if class == TrafficClass::Sync {
+                    self.stats.sync_bytes_sent += payload.len() as u64;
+                }
+                self.outbox.push_back(Transmit { to, class, payload });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, class = class.as_str(), "message not encodable");
+                self.stats.encode_errors += 1;
+            }
+        }
+    }
+
+    /// Moves foca's outputs into the node's queues and reacts to its notifications.
+    fn drain_swim(&mut self, now: Instant) {
+        while let Some((dst, data)) = self.swim_rt.to_send() {
+            let msg = Datagram::V1 { swim: data };
+            self.send(dst.addr, TrafficClass::Membership, &msg);
+        }
+        while let Some((after, timer)) = self.swim_rt.to_schedule() {
+            self.timers.push(now + after, TimerKind::Swim(timer));
+        }
+        while let Some(n) = self.swim_rt.to_notify() {
+            self.on_notification(now, n);
+        }
+    }
+
+    fn on_notification(&mut self, now: Instant, n: OwnedNotification<Member>) {
+        match n {
+            OwnedNotification::MemberUp(m) => self.member_up(now, m),
+            OwnedNotification::MemberDown(m) => {
+                if self.peers.get(&m.node).is_some_and(|cur| cur.bump == m.bump) {
+                    self.node_down(&m.node);
+                }
+            }
+            OwnedNotification::Rename(old, new) => {
+                let was_live = self.peers.get(&old.node).is_some_and(|cur| cur.bump == old.bump);
+                if old.node != new.node {
+                    // A new life (or another node) at the same address: the old one is gone.
+                    if self.peers.contains_key(&old.node) {
+                        self.node_down(&old.node);
+                    }
+                    if was_live {
+                        self.member_up(now, new);
+                    }
+                } else if was_live {
+                    // Same life, renewed SWIM identity: keep its entries, track the new identity.
+                    self.peers.insert(new.node.clone(), new);
+                }
+            }
+            OwnedNotification::Rejoin(me) => {
+                // foca renewed our SWIM identity after a false "down"; our NodeId is unchanged.
+                self.me = me;
+                self.stats.rejoins += 1;
+            }
+            OwnedNotification::Active | OwnedNotification::Idle | OwnedNotification::Defunct => {}
+        }
+    }
+
+    fn member_up(&mut self, now: Instant, m: Member) {
+        if !m.is_real() || m.node == self.me.node {
+            return;
+        }
+        // An older life of the same name is gone for good.
+        let stale: Vec<NodeId> = self
+            .peers
+            .keys()
+            .filter(|n| n.name == m.node.name && n.incarnation < m.node.incarnation)
+            .cloned()
+            .collect();
+        for n in stale {
+            self.node_down(&n);
+        }
+        let fresh = !self.peers.contains_key(&m.node);
+        self.peers.insert(m.node.clone(), m.clone());
+        if fresh {
+            self.events.push_back(Event::NodeUp(m.node.clone()));
+            self.sync_inflight.remove(&m.node);
+            self.send_digest(now, &m);
+        }
+    }
+
+    fn node_down(&mut self, node: &NodeId) {
+        if self.peers.remove(node).is_none() {
+            return;
+        }
+        self.sync_inflight.remove(node);
+        for (key, slot) in self.map.forget_actor(node) {
+            self.losers.remove(&slot.dot);
+            let entry = entry_of(&key, &slot);
+            self.dirty.insert(key);
+            self.events.push_back(Event::Unregistered { entry, reason: Reason::NodeDown });
+        }
+        self.events.push_back(Event::NodeDown(node.clone()));
+        self.announce_every = self.config.announce_min;
+    }
+
+    /// Runs after every input: SWIM outputs, conflict checks, nothing left half done.
+    fn settle(&mut self, now: Instant) {
+        self.drain_swim(now);
+        while let Some(key) = self.dirty.pop_first() {
+            if key.kind == KeyKind::Name {
+                self.resolve(now, &key);
+            }
+        }
+    }
+
+    fn resolve(&mut self, now: Instant, key: &Key) {
+        let candidates = self.entries(key);
+        if candidates.len() < 2 {
+            return;
+        }
+        let resolution = self.resolver.resolve(&key.name, &candidates);
+        if let Some(reason) = resolution.failure {
+            tracing::warn!(key = ?key, %reason, "resolver failed; keep-oldest used");
+            self.stats.resolver_failures += 1;
+            self.events.push_back(Event::ResolverFailed { key: key.clone(), reason });
+        }
+        let winner_idx = match resolution.verdict {
+            Verdict::Keep(i) => Some(i),
+            Verdict::DropAll => None,
+        };
+        let winner = winner_idx.map(|i| candidates[i].clone());
+        let losers: Vec<Entry> =
+            candidates.into_iter().enumerate().filter(|(i, _)| Some(*i) != winner_idx).map(|(_, e)| e).collect();
+        self.stats.conflicts_resolved += 1;
+        self.events.push_back(Event::ConflictResolved { key: key.clone(), winner, losers: losers.clone() });
+        let mine: Vec<Dot<NodeId>> =
+            losers.iter().filter(|e| e.dot.actor == self.me.node).map(|e| e.dot.clone()).collect();
+        for e in &losers {
+            self.losers.insert(e.dot.clone());
+        }
+        if !mine.is_empty() {
+            self.remove_own(now, &mine, Reason::Conflict);
+            // remove_own marked the key dirty again; it now has fewer candidates and is
+            // re-checked by the caller's loop.
+        }
+    }
+}

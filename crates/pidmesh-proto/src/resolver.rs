@@ -1,0 +1,127 @@
+//! Conflict resolvers: who keeps a unique name that more than one node registered.
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use crate::entry::Entry;
+
+/// A resolver's decision over canonically sorted candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The candidate at this index keeps the name; every other one loses.
+    Keep(usize),
+    /// Nobody keeps the name: every candidate loses.
+    DropAll,
+}
+
+type CustomFn = dyn Fn(&str, &[Entry]) -> Verdict + Send + Sync;
+
+/// Picks the winner among conflicting entries of one unique name.
+///
+/// Every node runs the same resolver on the same input (the candidates sorted by
+/// [`Entry::canonical_cmp`]) and so reaches the same verdict without talking to anyone.
+/// A custom resolver must therefore be a pure, deterministic function of its arguments.
+#[derive(Clone)]
+pub struct Resolver {
+    kind: Kind,
+}
+
+#[derive(Clone)]
+enum Kind {
+    KeepOldest,
+    KeepNewest,
+    NodePriority(Arc<[String]>),
+    KillBoth,
+    Custom(Arc<CustomFn>),
+}
+
+impl fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::KeepOldest => f.write_str("keep_oldest"),
+            Kind::KeepNewest => f.write_str("keep_newest"),
+            Kind::NodePriority(p) => write!(f, "node_priority({p:?})"),
+            Kind::KillBoth => f.write_str("kill_both"),
+            Kind::Custom(_) => f.write_str("custom"),
+        }
+    }
+}
+
+impl Default for Resolver {
+    fn default() -> Self {
+        Self::keep_oldest()
+    }
+}
+
+/// The outcome of running a resolver, with the fallback applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    /// The decision actually used.
+    pub verdict: Verdict,
+    /// Set when a custom resolver failed and keep-oldest was used instead.
+    pub failure: Option<String>,
+}
+
+impl Resolver {
+    /// The earliest registration wins (lowest hybrid clock, then node id). The default.
+    pub fn keep_oldest() -> Self {
+        Self { kind: Kind::KeepOldest }
+    }
+
+    /// The latest registration wins.
+    pub fn keep_newest() -> Self {
+        Self { kind: Kind::KeepNewest }
+    }
+
+    /// The entry whose node name comes first in `names` wins; entries of unlisted nodes come after
+    /// every listed one, ordered by keep-oldest.
+    pub fn node_priority<S: Into<String>>(names: impl IntoIterator<Item = S>) -> Self {
+        Self { kind: Kind::NodePriority(names.into_iter().map(Into::into).collect()) }
+    }
+
+    /// Nobody keeps a contested name: every claimant loses and the name is free again.
+    pub fn kill_both() -> Self {
+        Self { kind: Kind::KillBoth }
+    }
+
+    /// A user-written resolver: a pure function of the name and the canonically sorted
+    /// candidates. A panic, or `Keep(i)` with `i` out of range, falls back to keep-oldest and is
+    /// reported as [`crate::Event::ResolverFailed`]. It is never interrupted by a timer (a timeout
+    /// that fired on one node and not another would split the winner).
+    pub fn custom(f: impl Fn(&str, &[Entry]) -> Verdict + Send + Sync + 'static) -> Self {
+        Self { kind: Kind::Custom(Arc::new(f)) }
+    }
+
+    /// Runs the resolver over `candidates` (at least two), which must be canonically sorted.
+    pub fn resolve(&self, name: &str, candidates: &[Entry]) -> Resolution {
+        let ok = |verdict| Resolution { verdict, failure: None };
+        match &self.kind {
+            Kind::KeepOldest => ok(Verdict::Keep(0)),
+            Kind::KeepNewest => ok(Verdict::Keep(candidates.len().saturating_sub(1))),
+            Kind::KillBoth => ok(Verdict::DropAll),
+            Kind::NodePriority(order) => {
+                let rank = |e: &Entry| order.iter().position(|n| **n == *e.pid.node.name).unwrap_or(usize::MAX);
+                // min_by_key keeps the first of equal ranks, i.e. the oldest.
+                let best = candidates.iter().enumerate().min_by_key(|(_, e)| rank(e)).map_or(0, |(i, _)| i);
+                ok(Verdict::Keep(best))
+            }
+            Kind::Custom(f) => match catch_unwind(AssertUnwindSafe(|| f(name, candidates))) {
+                Ok(Verdict::Keep(i)) if i < candidates.len() => ok(Verdict::Keep(i)),
+                Ok(Verdict::DropAll) => ok(Verdict::DropAll),
+                Ok(Verdict::Keep(i)) => Resolution {
+                    verdict: Verdict::Keep(0),
+                    failure: Some(format!("custom resolver chose candidate {i} of {}", candidates.len())),
+                },
+                Err(panic) => {
+                    let msg = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "non-string panic".to_string());
+                    Resolution { verdict: Verdict::Keep(0), failure: Some(format!("custom resolver panicked: {msg}")) }
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! Counters a node keeps about itself.
+
+use std::collections::BTreeMap;
+
+/// A snapshot of a node's counters (see [`crate::Node::stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Live entries in the local replica.
+    pub entries: usize,
+    /// Live peers.
+    pub peers: usize,
+    /// Pending timers.
+    pub timers: usize,
+    /// Messages dropped (malformed, forged, stale...).
+    pub rejected: u64,
+    /// Dropped messages by reason.
+    pub rejected_by: BTreeMap<&'static str, u64>,
+    /// Delta batches pushed (each to every live peer).
+    pub batches_sent: u64,
+    /// Bytes of delta batches sent, over all peers.
+    pub delta_bytes_sent: u64,
+    /// Bytes of sync messages sent.
+    pub sync_bytes_sent: u64,
+    /// Delta batches applied.
+    pub deltas_applied: u64,
+    /// Sync chunks applied.
+    pub chunks_applied: u64,
+    /// Digests answered.
+    pub digests_answered: u64,
+    /// Anti-entropy rounds started by the timer.
+    pub sync_rounds: u64,
+    /// Delta batches that revealed a lost earlier batch.
+    pub gaps_detected: u64,
+    /// Announcements sent to seeds.
+    pub announces: u64,
+    /// Conflicts the resolver decided on this node.
+    pub conflicts_resolved: u64,
+    /// Custom resolver failures (fallback used).
+    pub resolver_failures: u64,
+    /// Peer clock readings too far ahead to adopt.
+    pub clock_readings_ignored: u64,
+    /// Messages that could not be encoded (never expected).
+    pub encode_errors: u64,
+    /// Times SWIM renewed this node's identity after a false "down".
+    pub rejoins: u64,
+}
