@@ -28,4 +28,4 @@ mod map;
 
 pub use context::CausalContext;
 pub use dots::{Dot, DotSet};
-pub use map::{Delta, JoinReport, OrMap, Slot};
+pub use map::{Delta, JoinReport, LiveDigest, OrMap, Slot};

@@ -59,6 +59,37 @@ impl<A: Ord + Clone + Hash, K: Clone, V: Clone> Delta<A, K, V> {
     }
 }
 
+/// An order-independent summary of one actor's live entries: how many, and an XOR of a
+/// mixing hash of their sequence numbers. Two replicas holding the same live dots of an actor
+/// have equal digests; anti-entropy uses it to find replicas holding entries the actor removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LiveDigest {
+    /// Number of live entries.
+    pub count: u64,
+    /// XOR of [`LiveDigest::mix`] over their sequence numbers.
+    pub hash: u64,
+}
+
+impl LiveDigest {
+    /// The mixing function (splitmix64's finalizer): spreads nearby sequence numbers.
+    pub fn mix(seq: u64) -> u64 {
+        let mut z = seq.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Adds or removes one sequence number (XOR is its own inverse; `count` moves by `sign`).
+    pub fn toggle(&mut self, seq: u64, add: bool) {
+        self.hash ^= Self::mix(seq);
+        if add {
+            self.count += 1;
+        } else {
+            self.count = self.count.saturating_sub(1);
+        }
+    }
+}
+
 /// What a [`OrMap::join`] changed, so callers can emit events and re-check conflicts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinReport<A, K, V> {
@@ -100,13 +131,21 @@ pub struct OrMap<A: Ord, K, V> {
     entries: HashMap<K, Vec<Slot<A, V>>>,
     /// actor → seq → key, for removal by dot and per-actor purge.
     index: HashMap<A, BTreeMap<u64, K>>,
+    /// actor → digest of its live entries, kept up to date by every insert and removal.
+    digests: HashMap<A, LiveDigest>,
     ctx: CausalContext<A>,
     len: usize,
 }
 
 impl<A: Ord, K, V> Default for OrMap<A, K, V> {
     fn default() -> Self {
-        Self { entries: HashMap::new(), index: HashMap::new(), ctx: CausalContext::default(), len: 0 }
+        Self {
+            entries: HashMap::new(),
+            index: HashMap::new(),
+            digests: HashMap::new(),
+            ctx: CausalContext::default(),
+            len: 0,
+        }
     }
 }
 
@@ -180,6 +219,11 @@ where
         })
     }
 
+    /// The digest of `actor`'s live entries (see [`LiveDigest`]).
+    pub fn actor_digest(&self, actor: &A) -> LiveDigest {
+        self.digests.get(actor).copied().unwrap_or_default()
+    }
+
     /// The number of live entries of `actor`.
     pub fn actor_len(&self, actor: &A) -> usize {
         self.index.get(actor).map_or(0, BTreeMap::len)
@@ -192,6 +236,7 @@ where
     }
 
     fn insert_slot(&mut self, key: K, slot: Slot<A, V>) {
+        self.digests.entry(slot.dot.actor.clone()).or_default().toggle(slot.dot.seq, true);
         self.index.entry(slot.dot.actor.clone()).or_default().insert(slot.dot.seq, key.clone());
         self.entries.entry(key).or_default().push(slot);
         self.len += 1;
@@ -203,6 +248,9 @@ where
         let key = per_actor.remove(&dot.seq)?;
         if per_actor.is_empty() {
             self.index.remove(&dot.actor);
+            self.digests.remove(&dot.actor);
+        } else if let Some(d) = self.digests.get_mut(&dot.actor) {
+            d.toggle(dot.seq, false);
         }
         let slots = self.entries.get_mut(&key)?;
         let pos = slots.iter().position(|s| s.dot == *dot)?;
@@ -297,6 +345,7 @@ where
             }
         }
         self.ctx.remove_actor(actor);
+        self.digests.remove(actor);
         out
     }
 

@@ -11,7 +11,8 @@ pub struct Config {
     pub delta_batch_window: Duration,
     /// How often the node runs an anti-entropy round with one random live peer.
     pub sync_interval: Duration,
-    /// A sync request with no complete answer after this long may be retried.
+    /// A sync request whose answer stopped arriving this long ago may be sent again (each chunk
+    /// received extends the wait, so large snapshots are not re-requested mid-transfer).
     pub sync_timeout: Duration,
     /// First interval of the seed announcer; it doubles up to `announce_max` while seeds stay unreachable.
     pub announce_min: Duration,
@@ -24,6 +25,9 @@ pub struct Config {
     /// A peer's hybrid clock reading more than this far ahead of ours is not adopted (protects
     /// the clock from a peer with a broken or hostile clock).
     pub max_clock_drift: Duration,
+    /// How many own conflict losses are remembered and shipped to other claimants (see
+    /// `OriginDelta::released`); older ones are forgotten.
+    pub max_released: usize,
     /// SWIM parameters (see `foca::Config`); `max_packet_size` must fit the transport's datagrams.
     pub swim: foca::Config,
 }
@@ -40,6 +44,19 @@ fn swim_base(
     c.suspect_to_down_after = suspect_to_down;
     // Fits a QUIC datagram at the 1200-byte minimum MTU, with room for pidmesh's envelope.
     c.max_packet_size = NonZeroUsize::new(1150).unwrap_or(NonZeroUsize::MIN);
+    // Push-pull membership repair: every 10 probe periods ask one random member for its view
+    // (foca answers an announce with its active members) and announce to two members believed
+    // down. Dissemination by gossip alone stops after `max_transmissions`, so a node that missed
+    // an update (say, a peer renewing its identity after a partition) would otherwise keep a
+    // stale view until the next change.
+    c.periodic_announce = Some(foca::PeriodicParams {
+        frequency: probe_period * 10,
+        num_members: NonZeroUsize::MIN,
+    });
+    c.periodic_announce_to_down_members = Some(foca::PeriodicParams {
+        frequency: probe_period * 10,
+        num_members: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),
+    });
     // Down members are remembered (so stale gossip about them cannot resurrect them) for a day.
     c.remove_down_after = Some(Duration::from_secs(24 * 3600));
     c
@@ -52,12 +69,13 @@ impl Config {
         Self {
             delta_batch_window: Duration::from_millis(2),
             sync_interval: Duration::from_secs(1),
-            sync_timeout: Duration::from_secs(10),
+            sync_timeout: Duration::from_secs(2),
             announce_min: Duration::from_millis(500),
             announce_max: Duration::from_secs(30),
             sync_chunk_bytes: 1 << 20,
             delta_batch_bytes: 256 << 10,
             max_clock_drift: Duration::from_secs(60),
+            max_released: 4096,
             swim: swim_base(16, Duration::from_secs(1), Duration::from_millis(500), Duration::from_secs(4)),
         }
     }
@@ -69,7 +87,7 @@ impl Config {
         Self {
             delta_batch_window: Duration::from_millis(20),
             sync_interval: Duration::from_secs(5),
-            sync_timeout: Duration::from_secs(30),
+            sync_timeout: Duration::from_secs(10),
             announce_min: Duration::from_secs(2),
             announce_max: Duration::from_secs(120),
             swim,
@@ -82,7 +100,7 @@ impl Config {
         Self {
             delta_batch_window: Duration::from_millis(1),
             sync_interval: Duration::from_millis(200),
-            sync_timeout: Duration::from_secs(2),
+            sync_timeout: Duration::from_millis(500),
             announce_min: Duration::from_millis(100),
             announce_max: Duration::from_secs(2),
             swim: swim_base(16, Duration::from_millis(200), Duration::from_millis(80), Duration::from_millis(600)),

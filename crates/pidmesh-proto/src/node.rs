@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, OwnedNotification, PostcardCodec};
-use pidmesh_crdt::{Delta, Dot, DotSet, JoinReport, OrMap, Slot};
+use pidmesh_crdt::{Delta, Dot, DotSet, JoinReport, LiveDigest, OrMap, Slot};
 use pidmesh_wire::{
     self as wire, Datagram, DeltaBatch, DeltaMsg, Key, KeyKind, NodeId, OriginDelta, Pid, SyncMsg, SyncV1,
     TrafficClass, Value, WireEntry,
@@ -76,20 +76,28 @@ pub struct Node {
     peers: BTreeMap<NodeId, Member>,
     seeds: Vec<SocketAddr>,
     announce_every: Duration,
+    announce_gen: u64,
     pending: Option<Delta<NodeId, Key, Value>>,
     flush_scheduled: bool,
     /// Peers we asked for a sync, with the time after which we may ask again.
     sync_inflight: HashMap<NodeId, Instant>,
+    /// The peer asked last by the periodic anti-entropy round.
+    sync_cursor: Option<NodeId>,
     /// Names touched since conflicts were last checked.
     dirty: BTreeSet<Key>,
     /// Entries that lost a conflict as seen here, so their removal is reported as such.
     losers: HashSet<Dot<NodeId>>,
+    /// Own entries removed after losing a conflict, by sequence number (bounded): shipped with
+    /// the dots that cover them so claimants that never saw them can still resolve.
+    released: BTreeMap<u64, (Key, Value)>,
     live_pids: BTreeSet<u64>,
     next_pid: u64,
     outbox: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: Stats,
     left: bool,
+    /// Whether SWIM reports this node as part of a cluster (foca's Active/Idle).
+    swim_active: bool,
 }
 
 impl std::fmt::Debug for Node {
@@ -114,28 +122,43 @@ fn entry_budget(e: &WireEntry) -> usize {
 }
 
 /// Cuts one origin's delta into pieces whose encoding stays under `budget` bytes.
-/// `adds` must be sorted by sequence number and lie within `seen`.
-fn split_origin_delta(seen: &DotSet, adds: impl Iterator<Item = WireEntry>, budget: usize) -> Vec<OriginDelta> {
+/// `items` are `(released?, entry)` sorted by sequence number and lying within `seen`.
+fn split_origin_delta(
+    seen: &DotSet,
+    items: impl Iterator<Item = (bool, WireEntry)>,
+    budget: usize,
+) -> Vec<OriginDelta> {
     let mut out = Vec::new();
-    let mut cur = Vec::new();
+    let mut cur = OriginDelta::default();
     let mut size = 0;
     let mut start = 1;
-    for e in adds {
+    let mut last_seq = 0;
+    for (released, e) in items {
         let b = entry_budget(&e);
-        if !cur.is_empty() && size + b > budget {
-            let end = cur.last().map_or(start, |x: &WireEntry| x.seq);
-            out.push(OriginDelta { seen: seen.clipped(start, end).ranges().to_vec(), adds: std::mem::take(&mut cur) });
-            start = end + 1;
+        if last_seq != 0 && size + b > budget {
+            cur.seen = seen.clipped(start, last_seq).ranges().to_vec();
+            out.push(std::mem::take(&mut cur));
+            start = last_seq + 1;
             size = 0;
         }
         size += b;
-        cur.push(e);
+        last_seq = e.seq;
+        if released { cur.released.push(e) } else { cur.adds.push(e) }
     }
     let rest = seen.clipped(start, u64::MAX);
-    if !cur.is_empty() || !rest.is_empty() || out.is_empty() {
-        out.push(OriginDelta { seen: rest.ranges().to_vec(), adds: cur });
+    if !cur.adds.is_empty() || !cur.released.is_empty() || !rest.is_empty() || out.is_empty() {
+        cur.seen = rest.ranges().to_vec();
+        out.push(cur);
     }
     out
+}
+
+/// Merges two seq-sorted lists of entries into one, tagging released ones.
+fn tagged(adds: Vec<WireEntry>, released: Vec<WireEntry>) -> impl Iterator<Item = (bool, WireEntry)> {
+    let mut all: Vec<(bool, WireEntry)> =
+        adds.into_iter().map(|e| (false, e)).chain(released.into_iter().map(|e| (true, e))).collect();
+    all.sort_by_key(|(_, e)| e.seq);
+    all.into_iter()
 }
 
 impl Node {
@@ -160,22 +183,26 @@ impl Node {
             peers: BTreeMap::new(),
             seeds: opts.seeds,
             announce_every: config.announce_min,
+            announce_gen: 0,
             pending: None,
             flush_scheduled: false,
             sync_inflight: HashMap::new(),
+            sync_cursor: None,
             dirty: BTreeSet::new(),
             losers: HashSet::new(),
+            released: BTreeMap::new(),
             live_pids: BTreeSet::new(),
             next_pid: 1,
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
             left: false,
+            swim_active: false,
             me,
             config,
             resolver,
         };
-        node.timers.push(now, TimerKind::Announce);
+        node.timers.push(now, TimerKind::Announce(0));
         let first_sync = now + node.jitter(node.config.sync_interval);
         node.timers.push(first_sync, TimerKind::Sync);
         node
@@ -196,6 +223,11 @@ impl Node {
     /// The live peers (this node excluded), by node id.
     pub fn peers(&self) -> impl Iterator<Item = &Member> {
         self.peers.values()
+    }
+
+    /// Every identity SWIM knows, with whether it is considered active (for diagnostics).
+    pub fn swim_view(&self) -> Vec<(Member, bool)> {
+        self.swim.iter_membership_state().map(|m| (m.id().clone(), m.state() != foca::State::Down)).collect()
     }
 
     /// The replicated state (read-only).
@@ -435,6 +467,12 @@ impl Node {
         let mut out = Vec::with_capacity(removed.len());
         for (key, slot) in removed {
             let entry = entry_of(&key, &slot);
+            if reason == Reason::Conflict {
+                self.released.insert(slot.dot.seq, (key.clone(), slot.value.clone()));
+                while self.released.len() > self.config.max_released {
+                    self.released.pop_first();
+                }
+            }
             self.losers.remove(&slot.dot);
             self.dirty.insert(key);
             self.events.push_back(Event::Unregistered { entry: entry.clone(), reason });
@@ -517,14 +555,15 @@ impl Node {
     ) -> Result<(), &'static str> {
         let SyncMsg::V1(msg) = wire::decode::<SyncMsg>(bytes).map_err(|_| "undecodable sync")?;
         match msg {
-            SyncV1::Digest { from, to, have, own_max } => {
+            SyncV1::Digest { from, to, have, own_max, live_count, live_hash } => {
                 if to != self.me.node {
                     return Err("digest for another life of this node");
                 }
                 if peer_name.is_some_and(|n| n != &*from.name) {
                     return Err("origin does not match authenticated peer");
                 }
-                self.answer_digest(&from, from_addr, &DotSet::from_ranges(have));
+                let live = LiveDigest { count: live_count, hash: live_hash };
+                self.answer_digest(&from, from_addr, &DotSet::from_ranges(have), live);
                 // Pull in return when the asker has dots we lack.
                 if let Some(peer) = self.peers.get(&from).cloned() {
                     let mine = self.map.context().row(&from).cloned().unwrap_or_default();
@@ -543,20 +582,46 @@ impl Node {
                 self.stats.chunks_applied += 1;
                 if last {
                     self.sync_inflight.remove(&from);
+                } else if let Some(until) = self.sync_inflight.get_mut(&from) {
+                    // A long reply is making progress: give it more time before asking again.
+                    *until = now + self.config.sync_timeout;
                 }
                 Ok(())
             }
         }
     }
 
-    fn answer_digest(&mut self, to: &NodeId, addr: SocketAddr, have: &DotSet) {
-        let own = self.map.context().row(&self.me.node).cloned().unwrap_or_default();
-        let missing = own.difference(have);
+    /// Sends `to` the part of this node's own state it lacks: the dots it has not seen, or, when
+    /// its digest shows it still holds entries this node removed, everything.
+    fn answer_digest(&mut self, to: &NodeId, addr: SocketAddr, have: &DotSet, live: LiveDigest) {
         let me = self.me.node.clone();
-        let adds = missing.ranges().iter().flat_map(|&(a, b)| {
-            self.map.actor_range(&me, a, b).map(|(k, s)| WireEntry { seq: s.dot.seq, key: k.clone(), value: s.value.clone() })
-        });
-        let chunks = split_origin_delta(&missing, adds, self.config.sync_chunk_bytes.saturating_sub(1024).max(1024));
+        let own = self.map.context().row(&me).cloned().unwrap_or_default();
+        let mut missing = own.difference(have);
+        // What the asker should hold of our live entries if it missed nothing but `missing`.
+        let mut expected = self.map.actor_digest(&me);
+        for &(a, b) in missing.ranges() {
+            for (_, slot) in self.map.actor_range(&me, a, b) {
+                expected.toggle(slot.dot.seq, false);
+            }
+        }
+        if expected != live {
+            // It holds stale entries (a removal of ours got lost): resend the whole row, whose
+            // context covers and so drops them.
+            missing = own;
+            self.stats.full_syncs += 1;
+        }
+        let mut adds = Vec::new();
+        let mut released = Vec::new();
+        for &(a, b) in missing.ranges() {
+            adds.extend(
+                self.map.actor_range(&me, a, b).map(|(k, s)| WireEntry { seq: s.dot.seq, key: k.clone(), value: s.value.clone() }),
+            );
+            released.extend(
+                self.released.range(a..=b).map(|(seq, (k, v))| WireEntry { seq: *seq, key: k.clone(), value: v.clone() }),
+            );
+        }
+        let budget = self.config.sync_chunk_bytes.saturating_sub(1024).max(1024);
+        let chunks = split_origin_delta(&missing, tagged(adds, released), budget);
         let n = chunks.len();
         for (i, delta) in chunks.into_iter().enumerate() {
             let msg = SyncMsg::V1(SyncV1::Chunk { from: me.clone(), to: to.clone(), delta, last: i + 1 == n });
@@ -569,15 +634,43 @@ impl Node {
         let wall = self.wall_ms(now);
         let max_ahead = u64::try_from(self.config.max_clock_drift.as_millis()).unwrap_or(u64::MAX);
         let mut delta = Delta::default();
-        delta.ctx.set_row(origin.clone(), DotSet::from_ranges(od.seen));
+        delta.ctx.set_row(origin.clone(), DotSet::from_ranges(od.seen.iter().copied()));
         for e in od.adds {
             if !self.clock.observe(e.value.at, wall, max_ahead) {
                 self.stats.clock_readings_ignored += 1;
             }
             delta.adds.push((e.key, Slot { dot: Dot::new(origin.clone(), e.seq), value: e.value }));
         }
+        // Claims the origin gave up after a conflict that this node never saw: our own claims on
+        // the same names were concurrent with them and must face the resolver too.
+        let unseen_releases: Vec<Entry> = od
+            .released
+            .into_iter()
+            .filter(|r| r.key.kind == KeyKind::Name && !self.map.context().contains(&Dot::new(origin.clone(), r.seq)))
+            .map(|r| Entry {
+                pid: Pid { node: origin.clone(), local: r.value.pid },
+                meta: r.value.meta,
+                registered_at: r.value.at,
+                dot: Dot::new(origin.clone(), r.seq),
+                key: r.key,
+            })
+            .collect();
         let report = self.map.join(&delta);
         self.report_join(report);
+        for released in unseen_releases {
+            self.resolve_against_release(now, released);
+        }
+    }
+
+    fn resolve_against_release(&mut self, now: Instant, released: Entry) {
+        let key = released.key.clone();
+        let mut candidates = self.entries(&key);
+        if !candidates.iter().any(|e| e.dot.actor == self.me.node) {
+            return;
+        }
+        candidates.push(released);
+        candidates.sort_by(Entry::canonical_cmp);
+        self.decide(now, &key, candidates);
     }
 
     fn report_join(&mut self, report: JoinReport<NodeId, Key, Value>) {
@@ -629,10 +722,11 @@ impl Node {
                     let next = now + self.config.sync_interval;
                     self.timers.push(next, TimerKind::Sync);
                 }
-                TimerKind::Announce => {
+                TimerKind::Announce(generation) if generation == self.announce_gen => {
                     let next = self.announce(now);
-                    self.timers.push(now + next, TimerKind::Announce);
+                    self.timers.push(now + next, TimerKind::Announce(generation));
                 }
+                TimerKind::Announce(_) => {}
             }
         }
         self.settle(now);
@@ -650,13 +744,19 @@ impl Node {
             return;
         }
         self.sync_inflight.retain(|_, until| *until > now);
-        let candidates: Vec<Member> =
-            self.peers.values().filter(|m| !self.sync_inflight.contains_key(&m.node)).cloned().collect();
-        if candidates.is_empty() {
-            return;
-        }
-        let i = self.rng.random_range(0..candidates.len());
-        self.send_digest(now, &candidates[i]);
+        // Round-robin over live peers (in node-id order, starting after the last one asked), so
+        // every peer is reached within `peers` rounds whatever the randomness.
+        let after = self.sync_cursor.clone();
+        let next = self
+            .peers
+            .values()
+            .filter(|m| !self.sync_inflight.contains_key(&m.node))
+            .find(|m| after.as_ref().is_none_or(|a| m.node > *a))
+            .or_else(|| self.peers.values().find(|m| !self.sync_inflight.contains_key(&m.node)))
+            .cloned();
+        let Some(peer) = next else { return };
+        self.sync_cursor = Some(peer.node.clone());
+        self.send_digest(now, &peer);
         self.stats.sync_rounds += 1;
     }
 
@@ -666,7 +766,15 @@ impl Node {
         }
         let have = self.map.context().row(&peer.node).map(|r| r.ranges().to_vec()).unwrap_or_default();
         let own_max = self.map.context().max(&self.me.node);
-        let msg = SyncMsg::V1(SyncV1::Digest { from: self.me.node.clone(), to: peer.node.clone(), have, own_max });
+        let live = self.map.actor_digest(&peer.node);
+        let msg = SyncMsg::V1(SyncV1::Digest {
+            from: self.me.node.clone(),
+            to: peer.node.clone(),
+            have,
+            own_max,
+            live_count: live.count,
+            live_hash: live.hash,
+        });
         self.send(peer.addr, TrafficClass::Sync, &msg);
         self.sync_inflight.insert(peer.node.clone(), now + self.config.sync_timeout);
     }
@@ -677,8 +785,14 @@ impl Node {
             return self.config.announce_max;
         }
         let live: HashSet<SocketAddr> = self.peers.values().map(|m| m.addr).collect();
-        let targets: Vec<SocketAddr> =
+        let mut targets: BTreeSet<SocketAddr> =
             self.seeds.iter().copied().filter(|a| *a != self.me.addr && !live.contains(a)).collect();
+        if !self.swim_active {
+            // Cut off from everyone SWIM knows (after a partition, or after renewing our identity
+            // when the gossip announcing it was lost): every known address, live or not, may be
+            // the way back. foca does not recover from this on its own.
+            targets.extend(self.swim.iter_membership_state().map(|m| m.id().addr).filter(|a| *a != self.me.addr));
+        }
         if targets.is_empty() {
             self.announce_every = self.config.announce_min;
             return self.config.announce_min;
@@ -717,13 +831,18 @@ impl Node {
     fn flush(&mut self) {
         let Some(delta) = self.pending.take() else { return };
         let seen = delta.ctx.row(&self.me.node).cloned().unwrap_or_default();
-        let mut adds: Vec<WireEntry> = delta
+        let adds: Vec<WireEntry> = delta
             .adds
             .into_iter()
             .map(|(key, slot)| WireEntry { seq: slot.dot.seq, key, value: slot.value })
             .collect();
-        adds.sort_by_key(|e| e.seq);
-        for chunk in split_origin_delta(&seen, adds.into_iter(), self.config.delta_batch_bytes) {
+        let released: Vec<WireEntry> = seen
+            .ranges()
+            .iter()
+            .flat_map(|&(a, b)| self.released.range(a..=b))
+            .map(|(seq, (k, v))| WireEntry { seq: *seq, key: k.clone(), value: v.clone() })
+            .collect();
+        for chunk in split_origin_delta(&seen, tagged(adds, released), self.config.delta_batch_bytes) {
             let msg = DeltaMsg::V1(DeltaBatch { origin: self.me.node.clone(), delta: chunk });
             let payload = match wire::encode(&msg) {
                 Ok(p) => p,
@@ -795,11 +914,24 @@ impl Node {
             }
             OwnedNotification::Rejoin(me) => {
                 // foca renewed our SWIM identity after a false "down"; our NodeId is unchanged.
+                // Until someone answers, we are not part of a cluster: announce at once.
                 self.me = me;
                 self.stats.rejoins += 1;
+                self.lost_cluster(now);
             }
-            OwnedNotification::Active | OwnedNotification::Idle | OwnedNotification::Defunct => {}
+            OwnedNotification::Active => self.swim_active = true,
+            OwnedNotification::Idle | OwnedNotification::Defunct => self.lost_cluster(now),
         }
+    }
+
+    fn lost_cluster(&mut self, now: Instant) {
+        if self.swim_active || self.announce_every > self.config.announce_min {
+            // Restart the announcer from its shortest interval, right now.
+            self.announce_every = self.config.announce_min;
+            self.announce_gen += 1;
+            self.timers.push(now, TimerKind::Announce(self.announce_gen));
+        }
+        self.swim_active = false;
     }
 
     fn member_up(&mut self, now: Instant, m: Member) {
@@ -852,9 +984,14 @@ impl Node {
 
     fn resolve(&mut self, now: Instant, key: &Key) {
         let candidates = self.entries(key);
-        if candidates.len() < 2 {
-            return;
+        if candidates.len() >= 2 {
+            self.decide(now, key, candidates);
         }
+    }
+
+    /// Runs the resolver over canonically sorted candidates, reports the outcome, and removes
+    /// this node's losing entries.
+    fn decide(&mut self, now: Instant, key: &Key, candidates: Vec<Entry>) {
         let resolution = self.resolver.resolve(&key.name, &candidates);
         if let Some(reason) = resolution.failure {
             tracing::warn!(key = ?key, %reason, "resolver failed; keep-oldest used");
@@ -870,8 +1007,11 @@ impl Node {
             candidates.into_iter().enumerate().filter(|(i, _)| Some(*i) != winner_idx).map(|(_, e)| e).collect();
         self.stats.conflicts_resolved += 1;
         self.events.push_back(Event::ConflictResolved { key: key.clone(), winner, losers: losers.clone() });
-        let mine: Vec<Dot<NodeId>> =
-            losers.iter().filter(|e| e.dot.actor == self.me.node).map(|e| e.dot.clone()).collect();
+        let mine: Vec<Dot<NodeId>> = losers
+            .iter()
+            .filter(|e| e.dot.actor == self.me.node && self.map.get_dot(&e.dot).is_some())
+            .map(|e| e.dot.clone())
+            .collect();
         for e in &losers {
             self.losers.insert(e.dot.clone());
         }

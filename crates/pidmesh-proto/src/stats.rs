@@ -27,6 +27,8 @@ pub struct Stats {
     pub chunks_applied: u64,
     /// Digests answered.
     pub digests_answered: u64,
+    /// Digests answered with the whole own state because the asker held removed entries.
+    pub full_syncs: u64,
     /// Anti-entropy rounds started by the timer.
     pub sync_rounds: u64,
     /// Delta batches that revealed a lost earlier batch.

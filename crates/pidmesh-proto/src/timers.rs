@@ -15,8 +15,9 @@ pub(crate) enum TimerKind {
     Flush,
     /// Run an anti-entropy round.
     Sync,
-    /// Announce to unreachable seeds.
-    Announce,
+    /// Announce to unreachable seeds; only the timer of the current generation counts (a
+    /// restart of the announcer supersedes the pending one).
+    Announce(u64),
 }
 
 #[derive(Debug)]

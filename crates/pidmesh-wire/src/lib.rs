@@ -110,6 +110,10 @@ pub struct OriginDelta {
     pub seen: Vec<(u64, u64)>,
     /// Live entries with a sequence number in `seen`.
     pub adds: Vec<WireEntry>,
+    /// Entries with a sequence number in `seen` that the origin removed because they lost a
+    /// conflict over a unique name. Other claimants that never saw them still need to run the
+    /// resolver against them (for kill-both, to free the name on every side).
+    pub released: Vec<WireEntry>,
 }
 
 /// One live entry of an origin.
@@ -146,6 +150,12 @@ pub enum SyncV1 {
         have: Vec<(u64, u64)>,
         /// The sender's highest own sequence number.
         own_max: u64,
+        /// How many of the receiver's entries the sender holds as live.
+        live_count: u64,
+        /// XOR of a mixing hash of their sequence numbers (`pidmesh_crdt::LiveDigest`): when it
+        /// differs from the receiver's own, the sender holds entries the receiver removed, and
+        /// the receiver answers with its whole state.
+        live_hash: u64,
     },
     /// A part of the sender's own state (possibly all of it).
     Chunk {
@@ -241,7 +251,7 @@ pub fn check_key_name(name: &str) -> Result<(), &'static str> {
 impl Validate for OriginDelta {
     fn validate(&self) -> Result<(), DecodeError> {
         check_ranges(&self.seen)?;
-        for e in &self.adds {
+        for e in self.adds.iter().chain(&self.released) {
             if e.seq == 0 {
                 return Err(DecodeError::Invalid("sequence number 0"));
             }

@@ -16,6 +16,11 @@ fn sample_delta() -> OriginDelta {
             key: Key::name("billing"),
             value: Value { pid: 5, meta: Bytes::from_static(b"v1"), at: Hlc { wall_ms: 1_700_000_000_000, logical: 3 } },
         }],
+        released: vec![WireEntry {
+            seq: 3,
+            key: Key::name("lost"),
+            value: Value { pid: 6, meta: Bytes::new(), at: Hlc { wall_ms: 1_700_000_000_001, logical: 0 } },
+        }],
     }
 }
 
@@ -46,7 +51,7 @@ fn delta_v1() {
 #[test]
 fn sync_digest_v1() {
     check(
-        SyncMsg::V1(SyncV1::Digest { from: node("a", 1), to: node("b", 2), have: vec![(1, 10)], own_max: 4 }),
+        SyncMsg::V1(SyncV1::Digest { from: node("a", 1), to: node("b", 2), have: vec![(1, 10)], own_max: 4, live_count: 3, live_hash: 0xdead_beef }),
         GOLDEN_DIGEST,
     );
 }
@@ -59,9 +64,9 @@ fn sync_chunk_v1() {
     );
 }
 
-const GOLDEN_DELTA: &str = "00056170692d312a02010307070102000762696c6c696e670502763180d095ffbc3103";
-const GOLDEN_DIGEST: &str = "000001610101620201010a04";
-const GOLDEN_CHUNK: &str = "000101610101620202010307070102000762696c6c696e670502763180d095ffbc310301";
+const GOLDEN_DELTA: &str = "00056170692d312a02010307070102000762696c6c696e670502763180d095ffbc3103010300046c6f7374060081d095ffbc3100";
+const GOLDEN_DIGEST: &str = "000001610101620201010a0403effdb6f50d";
+const GOLDEN_CHUNK: &str = "000101610101620202010307070102000762696c6c696e670502763180d095ffbc3103010300046c6f7374060081d095ffbc310001";
 
 #[test]
 fn hostile_input_is_rejected_without_panic() {
@@ -109,7 +114,7 @@ fn bulk_registration_costs_few_bytes_on_the_wire() {
         .collect();
     let msg = DeltaMsg::V1(DeltaBatch {
         origin: node("api-1", 1_790_000_000_000),
-        delta: OriginDelta { seen: vec![(100_001, 101_000)], adds },
+        delta: OriginDelta { seen: vec![(100_001, 101_000)], adds, released: Vec::new() },
     });
     let len = encode(&msg).expect("encodes").len();
     let per = len as f64 / 1000.0;

@@ -1,0 +1,201 @@
+//! Random workloads and random faults, drawn from the simulator's seeded RNG.
+
+use std::time::Duration;
+
+use pidmesh_proto::Key;
+use rand::RngExt;
+
+use crate::{LinkConfig, Sim};
+
+/// Shape of the random workload.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// Distinct unique names (few names → many concurrent claims → conflicts).
+    pub names: usize,
+    /// Distinct groups.
+    pub groups: usize,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Self { names: 12, groups: 4 }
+    }
+}
+
+impl Workload {
+    /// Runs one random operation on a random running node.
+    pub fn step(&self, sim: &mut Sim) {
+        let live = sim.live();
+        if live.is_empty() {
+            return;
+        }
+        let i = live[sim.rng().random_range(0..live.len())];
+        let roll = sim.rng().random_range(0..100u32);
+        let pids = sim.hosts[i].life.pids.clone();
+        let pick_pid = |sim: &mut Sim| {
+            if pids.is_empty() { None } else { Some(pids[sim.rng().random_range(0..pids.len())].clone()) }
+        };
+        match roll {
+            0..=9 => {
+                sim.spawn(i);
+            }
+            10..=44 => {
+                let pid = match pick_pid(sim) {
+                    Some(p) => p,
+                    None => match sim.spawn(i) {
+                        Some(p) => p,
+                        None => return,
+                    },
+                };
+                let name = format!("svc-{}", sim.rng().random_range(0..self.names));
+                sim.register(i, &name, &pid);
+            }
+            45..=64 => {
+                if let Some(pid) = pick_pid(sim) {
+                    let g = format!("grp-{}", sim.rng().random_range(0..self.groups));
+                    sim.join(i, &g, &pid);
+                }
+            }
+            65..=84 => {
+                // Remove one of the node's own entries.
+                let Some(own) = own_entries(sim, i) else { return };
+                if !own.is_empty() {
+                    let (k, p) = own[sim.rng().random_range(0..own.len())].clone();
+                    sim.remove(i, &k, &p);
+                }
+            }
+            85..=91 => {
+                let Some(own) = own_entries(sim, i) else { return };
+                if !own.is_empty() {
+                    let (k, p) = own[sim.rng().random_range(0..own.len())].clone();
+                    let m = [sim.rng().random::<u8>()];
+                    sim.update_meta(i, &k, &p, &m);
+                }
+            }
+            _ => {
+                if let Some(pid) = pick_pid(sim) {
+                    sim.exit(i, &pid);
+                }
+            }
+        }
+    }
+}
+
+/// Node `i`'s own entries as (key, pid), sorted (the registry's iteration order is not
+/// deterministic, the choice made from this list must be).
+fn own_entries(sim: &Sim, i: usize) -> Option<Vec<(Key, pidmesh_proto::Pid)>> {
+    let n = sim.node(i)?;
+    let mut v: Vec<(Key, pidmesh_proto::Pid)> =
+        n.all_entries().filter(|e| e.pid.node == *n.id()).map(|e| (e.key, e.pid)).collect();
+    v.sort();
+    Some(v)
+}
+
+/// One random fault: a partition (symmetric or one-way, possibly on top of others), lossy or
+/// duplicating links, a crash, or a restart.
+pub fn random_fault(sim: &mut Sim) -> String {
+    let n = sim.hosts.len();
+    let roll = sim.rng().random_range(0..100u32);
+    match roll {
+        0..=34 => {
+            let mut a = Vec::new();
+            let mut b = Vec::new();
+            for i in 0..n {
+                if sim.rng().random_bool(0.5) { a.push(i) } else { b.push(i) }
+            }
+            sim.partition(&a, &b);
+            format!("partition {a:?} | {b:?}")
+        }
+        35..=49 => {
+            let from = sim.rng().random_range(0..n);
+            let to = sim.rng().random_range(0..n);
+            sim.cut_one_way(&[from], &[to]);
+            format!("one-way cut n{from} -> n{to}")
+        }
+        50..=69 => {
+            let loss = sim.rng().random_range(0.05..0.4);
+            let duplicate = sim.rng().random_range(0.0..0.2);
+            sim.set_link(LinkConfig {
+                min_latency: Duration::from_micros(100),
+                max_latency: Duration::from_millis(30),
+                loss,
+                duplicate,
+            });
+            format!("lossy links: loss {loss:.2}, duplicate {duplicate:.2}, latency up to 30ms")
+        }
+        70..=84 => {
+            let i = sim.rng().random_range(0..n);
+            sim.crash(i);
+            format!("crash n{i}")
+        }
+        _ => {
+            let i = sim.rng().random_range(0..n);
+            sim.restart(i);
+            format!("restart n{i} as a new life")
+        }
+    }
+}
+
+/// A whole randomized run: form the cluster, then `phases` × (faults + workload, heal, quiesce,
+/// check). Returns the log on success, or the violations with the log.
+///
+/// # Errors
+/// A report naming the seed, the phase, the faults and every violated invariant.
+pub fn chaos_run(seed: u64, nodes: usize, phases: usize) -> Result<Vec<String>, String> {
+    let (sim, log) = chaos_run_keep(seed, nodes, phases);
+    match crate::check::all(&sim) {
+        Ok(()) => Ok(log),
+        Err(errors) => Err(format!(
+            "seed {seed}: invariants violated (replay: chaos_run({seed}, {nodes}, {phases}))\n  {}\nlog:\n  {}",
+            errors.join("\n  "),
+            log.join("\n  ")
+        )),
+    }
+}
+
+/// [`chaos_run`] that stops at the first phase whose checks fail (or after the last phase) and
+/// returns the simulator for inspection along with the log.
+pub fn chaos_run_keep(seed: u64, nodes: usize, phases: usize) -> (Sim, Vec<String>) {
+    let mut sim = Sim::new(crate::SimConfig::new(nodes, seed));
+    let wl = Workload::default();
+    let mut log = Vec::new();
+    let formed = sim.run_until(Duration::from_secs(30), Duration::from_millis(100), crate::check::membership_agrees_ok);
+    log.push(format!("cluster of {nodes} formed after {formed:?}"));
+    for phase in 0..phases {
+        let faults = sim.rng().random_range(1..4u32);
+        for _ in 0..faults {
+            let f = random_fault(&mut sim);
+            log.push(format!("t={:?} phase {phase}: {f}", sim.elapsed()));
+        }
+        // Faults last 1–12 s of virtual time: shorter and longer than failure detection.
+        let steps = sim.rng().random_range(20..240u32);
+        for _ in 0..steps {
+            wl.step(&mut sim);
+            let gap = Duration::from_millis(sim.rng().random_range(1..100));
+            sim.run_for(gap);
+        }
+        // Heal: links back, crashed nodes restarted (some stay dead to exercise cleanup).
+        sim.heal();
+        sim.set_link(LinkConfig::default());
+        for i in 0..sim.hosts.len() {
+            if sim.hosts[i].node.is_none() && sim.rng().random_bool(0.5) {
+                sim.restart(i);
+                log.push(format!("t={:?} phase {phase}: restart crashed n{i}", sim.elapsed()));
+            }
+        }
+        let took = sim.run_until(Duration::from_secs(120), Duration::from_millis(100), crate::check::converged);
+        log.push(format!(
+            "t={:?} phase {phase}: healed, converged after {took:?} ({} messages delivered, {} dropped)",
+            sim.elapsed(),
+            sim.delivered,
+            sim.dropped
+        ));
+        // Let conflict losers and purges settle, then check everything.
+        sim.run_for(Duration::from_secs(3));
+        if crate::check::all(&sim).is_err() {
+            log.push(format!("phase {phase}: invariants violated"));
+            break;
+        }
+    }
+    (sim, log)
+}
