@@ -16,7 +16,9 @@ pub struct CausalContext<A: Ord> {
 
 impl<A: Ord> Default for CausalContext<A> {
     fn default() -> Self {
-        Self { rows: BTreeMap::new() }
+        Self {
+            rows: BTreeMap::new(),
+        }
     }
 }
 
@@ -28,7 +30,9 @@ impl<A: Ord + Clone> CausalContext<A> {
 
     /// True if `dot` has been seen.
     pub fn contains(&self, dot: &Dot<A>) -> bool {
-        self.rows.get(&dot.actor).is_some_and(|r| r.contains(dot.seq))
+        self.rows
+            .get(&dot.actor)
+            .is_some_and(|r| r.contains(dot.seq))
     }
 
     /// Records `dot` as seen.

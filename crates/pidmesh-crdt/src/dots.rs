@@ -124,8 +124,12 @@ impl DotSet {
             return;
         }
         // General case: find every range that overlaps or touches [start, end] and fold them.
-        let lo = self.ranges.partition_point(|r| r.1.saturating_add(1) < start);
-        let hi = self.ranges.partition_point(|r| r.0 <= end.saturating_add(1));
+        let lo = self
+            .ranges
+            .partition_point(|r| r.1.saturating_add(1) < start);
+        let hi = self
+            .ranges
+            .partition_point(|r| r.0 <= end.saturating_add(1));
         let (mut s, mut e) = (start, end);
         if lo < hi {
             s = s.min(self.ranges[lo].0);

@@ -28,4 +28,4 @@ mod map;
 
 pub use context::CausalContext;
 pub use dots::{Dot, DotSet};
-pub use map::{Delta, JoinReport, LiveDigest, OrMap, Slot};
+pub use map::{Canonical, Delta, JoinReport, LiveDigest, OrMap, Removed, Replaced, Slot};

@@ -31,7 +31,10 @@ pub struct Delta<A: Ord, K, V> {
 
 impl<A: Ord + Clone + Hash, K: Clone, V: Clone> Default for Delta<A, K, V> {
     fn default() -> Self {
-        Self { ctx: CausalContext::new(), adds: Vec::new() }
+        Self {
+            ctx: CausalContext::new(),
+            adds: Vec::new(),
+        }
     }
 }
 
@@ -90,6 +93,15 @@ impl LiveDigest {
     }
 }
 
+/// Entries taken out of a map, with their keys.
+pub type Removed<A, K, V> = Vec<(K, Slot<A, V>)>;
+
+/// The delta of a replacement and the entry it replaced.
+pub type Replaced<A, K, V> = (Delta<A, K, V>, Slot<A, V>);
+
+/// A map's state in comparable form: sorted `(key, dot, value)` triples and the context.
+pub type Canonical<A, K, V> = (Vec<(K, Dot<A>, V)>, CausalContext<A>);
+
 /// What a [`OrMap::join`] changed, so callers can emit events and re-check conflicts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinReport<A, K, V> {
@@ -101,7 +113,10 @@ pub struct JoinReport<A, K, V> {
 
 impl<A, K, V> Default for JoinReport<A, K, V> {
     fn default() -> Self {
-        Self { added: Vec::new(), removed: Vec::new() }
+        Self {
+            added: Vec::new(),
+            removed: Vec::new(),
+        }
     }
 }
 
@@ -198,7 +213,10 @@ where
     }
 
     /// Iterates the live entries of `actor` with their keys, by ascending sequence number.
-    pub fn actor_entries<'a>(&'a self, actor: &A) -> impl Iterator<Item = (&'a K, &'a Slot<A, V>)> + 'a {
+    pub fn actor_entries<'a>(
+        &'a self,
+        actor: &A,
+    ) -> impl Iterator<Item = (&'a K, &'a Slot<A, V>)> + 'a {
         self.actor_range(actor, 1, u64::MAX)
     }
 
@@ -212,10 +230,16 @@ where
         let actor = actor.clone();
         self.index.get(&actor).into_iter().flat_map(move |m| {
             let actor = actor.clone();
-            m.range(start..=end.max(start)).filter(move |_| start <= end).filter_map(move |(seq, key)| {
-                let slot = self.entries.get(key)?.iter().find(|s| s.dot.actor == actor && s.dot.seq == *seq)?;
-                Some((key, slot))
-            })
+            m.range(start..=end.max(start))
+                .filter(move |_| start <= end)
+                .filter_map(move |(seq, key)| {
+                    let slot = self
+                        .entries
+                        .get(key)?
+                        .iter()
+                        .find(|s| s.dot.actor == actor && s.dot.seq == *seq)?;
+                    Some((key, slot))
+                })
         })
     }
 
@@ -236,8 +260,14 @@ where
     }
 
     fn insert_slot(&mut self, key: K, slot: Slot<A, V>) {
-        self.digests.entry(slot.dot.actor.clone()).or_default().toggle(slot.dot.seq, true);
-        self.index.entry(slot.dot.actor.clone()).or_default().insert(slot.dot.seq, key.clone());
+        self.digests
+            .entry(slot.dot.actor.clone())
+            .or_default()
+            .toggle(slot.dot.seq, true);
+        self.index
+            .entry(slot.dot.actor.clone())
+            .or_default()
+            .insert(slot.dot.seq, key.clone());
         self.entries.entry(key).or_default().push(slot);
         self.len += 1;
     }
@@ -265,16 +295,22 @@ where
     /// Adds `value` under `key` with a fresh dot of `actor`; returns the delta to ship.
     pub fn add(&mut self, actor: &A, key: K, value: V) -> Delta<A, K, V> {
         let dot = self.next_dot(actor);
-        let slot = Slot { dot: dot.clone(), value };
+        let slot = Slot {
+            dot: dot.clone(),
+            value,
+        };
         self.insert_slot(key.clone(), slot.clone());
         let mut ctx = CausalContext::new();
         ctx.insert(&dot);
-        Delta { ctx, adds: vec![(key, slot)] }
+        Delta {
+            ctx,
+            adds: vec![(key, slot)],
+        }
     }
 
     /// Removes the entries with the given dots (those not live are ignored) and mints a dot of
     /// `actor` for the removal itself; returns the delta to ship and the removed entries.
-    pub fn remove(&mut self, actor: &A, dots: &[Dot<A>]) -> (Delta<A, K, V>, Vec<(K, Slot<A, V>)>) {
+    pub fn remove(&mut self, actor: &A, dots: &[Dot<A>]) -> (Delta<A, K, V>, Removed<A, K, V>) {
         let mut ctx = CausalContext::new();
         let mut removed = Vec::new();
         for dot in dots {
@@ -285,12 +321,18 @@ where
         }
         let own = self.next_dot(actor);
         ctx.insert(&own);
-        (Delta { ctx, adds: Vec::new() }, removed)
+        (
+            Delta {
+                ctx,
+                adds: Vec::new(),
+            },
+            removed,
+        )
     }
 
     /// Replaces the live entry `old` by `value` under the same key, with a fresh dot of `actor`.
     /// Returns `None` (and changes nothing) if `old` is not live.
-    pub fn replace(&mut self, actor: &A, old: &Dot<A>, value: V) -> Option<(Delta<A, K, V>, Slot<A, V>)> {
+    pub fn replace(&mut self, actor: &A, old: &Dot<A>, value: V) -> Option<Replaced<A, K, V>> {
         let (key, previous) = self.take_dot(old)?;
         let mut delta = self.add(actor, key, value);
         delta.ctx.insert(old);
@@ -303,7 +345,9 @@ where
         let carried: HashSet<&Dot<A>> = delta.adds.iter().map(|(_, s)| &s.dot).collect();
         // 1. Drop local entries whose dot the delta has seen but does not carry.
         for (actor, row) in delta.ctx.rows() {
-            let Some(local) = self.index.get(actor) else { continue };
+            let Some(local) = self.index.get(actor) else {
+                continue;
+            };
             let mut doomed = Vec::new();
             for &(a, b) in row.ranges() {
                 for (&seq, _) in local.range(a..=b) {
@@ -337,7 +381,11 @@ where
     /// This is not a CRDT operation (it is local and not shipped): it is how a replica lets go of
     /// a node that membership declared down. A later join of that actor's state brings it back.
     pub fn forget_actor(&mut self, actor: &A) -> Vec<(K, Slot<A, V>)> {
-        let seqs: Vec<u64> = self.index.get(actor).map(|m| m.keys().copied().collect()).unwrap_or_default();
+        let seqs: Vec<u64> = self
+            .index
+            .get(actor)
+            .map(|m| m.keys().copied().collect())
+            .unwrap_or_default();
         let mut out = Vec::with_capacity(seqs.len());
         for seq in seqs {
             if let Some(kv) = self.take_dot(&Dot::new(actor.clone(), seq)) {
@@ -361,7 +409,11 @@ where
             row.union_with(&seen.clipped(a, b));
             if let Some(local) = self.index.get(actor) {
                 for (&seq, key) in local.range(a..=b) {
-                    if let Some(slot) = self.entries.get(key).and_then(|v| v.iter().find(|s| s.dot.actor == *actor && s.dot.seq == seq)) {
+                    if let Some(slot) = self
+                        .entries
+                        .get(key)
+                        .and_then(|v| v.iter().find(|s| s.dot.actor == *actor && s.dot.seq == seq))
+                    {
                         adds.push((key.clone(), slot.clone()));
                     }
                 }
@@ -378,7 +430,10 @@ where
             .iter()
             .flat_map(|(k, v)| v.iter().map(move |s| (k.clone(), s.clone())))
             .collect();
-        Delta { ctx: self.ctx.clone(), adds }
+        Delta {
+            ctx: self.ctx.clone(),
+            adds,
+        }
     }
 }
 
@@ -389,11 +444,15 @@ where
     V: Clone + Ord,
 {
     /// The state in a canonical, comparable form: entries sorted by (key, dot, value), and the context.
-    pub fn canonical(&self) -> (Vec<(K, Dot<A>, V)>, CausalContext<A>) {
+    pub fn canonical(&self) -> Canonical<A, K, V> {
         let mut v: Vec<_> = self
             .entries
             .iter()
-            .flat_map(|(k, slots)| slots.iter().map(move |s| (k.clone(), s.dot.clone(), s.value.clone())))
+            .flat_map(|(k, slots)| {
+                slots
+                    .iter()
+                    .map(move |s| (k.clone(), s.dot.clone(), s.value.clone()))
+            })
             .collect();
         v.sort();
         (v, self.ctx.clone())

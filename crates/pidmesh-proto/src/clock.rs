@@ -14,7 +14,10 @@ impl HlcClock {
     /// A fresh reading for a local event at physical time `wall_ms`.
     pub fn tick(&mut self, wall_ms: u64) -> Hlc {
         self.last = if wall_ms > self.last.wall_ms {
-            Hlc { wall_ms, logical: 0 }
+            Hlc {
+                wall_ms,
+                logical: 0,
+            }
         } else {
             bump(self.last)
         };
@@ -41,8 +44,14 @@ impl HlcClock {
 
 fn bump(h: Hlc) -> Hlc {
     match h.logical.checked_add(1) {
-        Some(logical) => Hlc { wall_ms: h.wall_ms, logical },
-        None => Hlc { wall_ms: h.wall_ms + 1, logical: 0 },
+        Some(logical) => Hlc {
+            wall_ms: h.wall_ms,
+            logical,
+        },
+        None => Hlc {
+            wall_ms: h.wall_ms + 1,
+            logical: 0,
+        },
     }
 }
 
@@ -57,9 +66,32 @@ mod tests {
         let b = c.tick(900);
         let d = c.tick(1000);
         assert!(a < b && b < d, "{a:?} {b:?} {d:?}");
-        assert!(c.observe(Hlc { wall_ms: 1500, logical: 7 }, 1000, 1000));
-        assert!(c.tick(1001) > Hlc { wall_ms: 1500, logical: 7 });
-        assert!(!c.observe(Hlc { wall_ms: 1_000_000, logical: 0 }, 1000, 1000), "far-future reading rejected");
+        assert!(c.observe(
+            Hlc {
+                wall_ms: 1500,
+                logical: 7
+            },
+            1000,
+            1000
+        ));
+        assert!(
+            c.tick(1001)
+                > Hlc {
+                    wall_ms: 1500,
+                    logical: 7
+                }
+        );
+        assert!(
+            !c.observe(
+                Hlc {
+                    wall_ms: 1_000_000,
+                    logical: 0
+                },
+                1000,
+                1000
+            ),
+            "far-future reading rejected"
+        );
         assert!(c.last().wall_ms < 2000);
     }
 }

@@ -1,6 +1,6 @@
 //! Node configuration and its presets.
 
-use std::num::{NonZeroU32, NonZeroU8, NonZeroUsize};
+use std::num::{NonZeroU8, NonZeroU32, NonZeroUsize};
 use std::time::Duration;
 
 /// Everything that tunes a node. Start from a preset ([`Config::lan`], [`Config::wan`],
@@ -38,7 +38,8 @@ fn swim_base(
     probe_rtt: Duration,
     suspect_to_down: Duration,
 ) -> foca::Config {
-    let mut c = foca::Config::new_lan(NonZeroU32::new(cluster_size.max(1)).unwrap_or(NonZeroU32::MIN));
+    let mut c =
+        foca::Config::new_lan(NonZeroU32::new(cluster_size.max(1)).unwrap_or(NonZeroU32::MIN));
     c.probe_period = probe_period;
     c.probe_rtt = probe_rtt;
     c.suspect_to_down_after = suspect_to_down;
@@ -76,13 +77,23 @@ impl Config {
             delta_batch_bytes: 256 << 10,
             max_clock_drift: Duration::from_secs(60),
             max_released: 4096,
-            swim: swim_base(16, Duration::from_secs(1), Duration::from_millis(500), Duration::from_secs(4)),
+            swim: swim_base(
+                16,
+                Duration::from_secs(1),
+                Duration::from_millis(500),
+                Duration::from_secs(4),
+            ),
         }
     }
 
     /// Links with high or variable latency: slower probes, longer suspicion, bigger batches.
     pub fn wan() -> Self {
-        let mut swim = swim_base(16, Duration::from_secs(5), Duration::from_secs(3), Duration::from_secs(30));
+        let mut swim = swim_base(
+            16,
+            Duration::from_secs(5),
+            Duration::from_secs(3),
+            Duration::from_secs(30),
+        );
         swim.max_transmissions = NonZeroU8::new(8).unwrap_or(NonZeroU8::MIN);
         Self {
             delta_batch_window: Duration::from_millis(20),
@@ -103,7 +114,12 @@ impl Config {
             sync_timeout: Duration::from_millis(500),
             announce_min: Duration::from_millis(100),
             announce_max: Duration::from_secs(2),
-            swim: swim_base(16, Duration::from_millis(200), Duration::from_millis(80), Duration::from_millis(600)),
+            swim: swim_base(
+                16,
+                Duration::from_millis(200),
+                Duration::from_millis(80),
+                Duration::from_millis(600),
+            ),
             ..Self::lan()
         }
     }

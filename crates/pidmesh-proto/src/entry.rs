@@ -23,7 +23,11 @@ impl Entry {
     /// The canonical order every node sorts conflicting entries by: registration time, then
     /// node id, then sequence number. It is total and the same on every node.
     pub fn canonical_cmp(&self, other: &Entry) -> std::cmp::Ordering {
-        (self.registered_at, &self.dot.actor, self.dot.seq).cmp(&(other.registered_at, &other.dot.actor, other.dot.seq))
+        (self.registered_at, &self.dot.actor, self.dot.seq).cmp(&(
+            other.registered_at,
+            &other.dot.actor,
+            other.dot.seq,
+        ))
     }
 }
 

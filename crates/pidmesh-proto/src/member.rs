@@ -24,7 +24,11 @@ impl Member {
     /// A stand-in for a seed whose identity is not known yet: only the address is real.
     /// It loses every conflict against a real identity at the same address.
     pub(crate) fn placeholder(addr: SocketAddr) -> Self {
-        Self { node: NodeId::new("", 0), addr, bump: 0 }
+        Self {
+            node: NodeId::new("", 0),
+            addr,
+            bump: 0,
+        }
     }
 
     /// True for identities that stand for a real node (not a seed placeholder, not garbage).
@@ -38,7 +42,11 @@ impl foca::Identity for Member {
     type Addr = SocketAddr;
 
     fn renew(&self) -> Option<Self> {
-        Some(Self { node: self.node.clone(), addr: self.addr, bump: self.bump.wrapping_add(1).max(1) })
+        Some(Self {
+            node: self.node.clone(),
+            addr: self.addr,
+            bump: self.bump.wrapping_add(1).max(1),
+        })
     }
 
     fn addr(&self) -> SocketAddr {

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, OwnedNotification, PostcardCodec};
 use pidmesh_crdt::{Delta, Dot, DotSet, JoinReport, LiveDigest, OrMap, Slot};
 use pidmesh_wire::{
-    self as wire, Datagram, DeltaBatch, DeltaMsg, Key, KeyKind, NodeId, OriginDelta, Pid, SyncMsg, SyncV1,
-    TrafficClass, Value, WireEntry,
+    self as wire, Datagram, DeltaBatch, DeltaMsg, Key, KeyKind, NodeId, OriginDelta, Pid, SyncMsg,
+    SyncV1, TrafficClass, Value, WireEntry,
 };
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -102,14 +102,20 @@ pub struct Node {
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("id", &self.me.node).field("addr", &self.me.addr).finish_non_exhaustive()
+        f.debug_struct("Node")
+            .field("id", &self.me.node)
+            .field("addr", &self.me.addr)
+            .finish_non_exhaustive()
     }
 }
 
 fn entry_of(key: &Key, slot: &Slot<NodeId, Value>) -> Entry {
     Entry {
         key: key.clone(),
-        pid: Pid { node: slot.dot.actor.clone(), local: slot.value.pid },
+        pid: Pid {
+            node: slot.dot.actor.clone(),
+            local: slot.value.pid,
+        },
         meta: slot.value.meta.clone(),
         registered_at: slot.value.at,
         dot: slot.dot.clone(),
@@ -143,7 +149,11 @@ fn split_origin_delta(
         }
         size += b;
         last_seq = e.seq;
-        if released { cur.released.push(e) } else { cur.adds.push(e) }
+        if released {
+            cur.released.push(e)
+        } else {
+            cur.adds.push(e)
+        }
     }
     let rest = seen.clipped(start, u64::MAX);
     if !cur.adds.is_empty() || !cur.released.is_empty() || !rest.is_empty() || out.is_empty() {
@@ -154,9 +164,15 @@ fn split_origin_delta(
 }
 
 /// Merges two seq-sorted lists of entries into one, tagging released ones.
-fn tagged(adds: Vec<WireEntry>, released: Vec<WireEntry>) -> impl Iterator<Item = (bool, WireEntry)> {
-    let mut all: Vec<(bool, WireEntry)> =
-        adds.into_iter().map(|e| (false, e)).chain(released.into_iter().map(|e| (true, e))).collect();
+fn tagged(
+    adds: Vec<WireEntry>,
+    released: Vec<WireEntry>,
+) -> impl Iterator<Item = (bool, WireEntry)> {
+    let mut all: Vec<(bool, WireEntry)> = adds
+        .into_iter()
+        .map(|e| (false, e))
+        .chain(released.into_iter().map(|e| (true, e)))
+        .collect();
     all.sort_by_key(|(_, e)| e.seq);
     all.into_iter()
 }
@@ -164,7 +180,11 @@ fn tagged(adds: Vec<WireEntry>, released: Vec<WireEntry>) -> impl Iterator<Item 
 impl Node {
     /// Starts a node at time `now`. It begins announcing to its seeds at once.
     pub fn new(opts: NodeOptions, config: Config, resolver: Resolver, now: Instant) -> Self {
-        let me = Member { node: opts.id, addr: opts.addr, bump: 0 };
+        let me = Member {
+            node: opts.id,
+            addr: opts.addr,
+            bump: 0,
+        };
         let swim = Foca::new(
             me.clone(),
             config.swim.clone(),
@@ -227,7 +247,10 @@ impl Node {
 
     /// Every identity SWIM knows, with whether it is considered active (for diagnostics).
     pub fn swim_view(&self) -> Vec<(Member, bool)> {
-        self.swim.iter_membership_state().map(|m| (m.id().clone(), m.state() != foca::State::Down)).collect()
+        self.swim
+            .iter_membership_state()
+            .map(|m| (m.id().clone(), m.state() != foca::State::Down))
+            .collect()
     }
 
     /// The replicated state (read-only).
@@ -278,7 +301,9 @@ impl Node {
 
     /// Every entry, in no particular order.
     pub fn all_entries(&self) -> impl Iterator<Item = Entry> + '_ {
-        self.map.iter().flat_map(|(k, slots)| slots.iter().map(move |s| entry_of(k, s)))
+        self.map
+            .iter()
+            .flat_map(|(k, slots)| slots.iter().map(move |s| entry_of(k, s)))
     }
 
     // ----- outputs -------------------------------------------------------------------------
@@ -305,7 +330,10 @@ impl Node {
         let local = self.next_pid;
         self.next_pid += 1;
         self.live_pids.insert(local);
-        Pid { node: self.me.node.clone(), local }
+        Pid {
+            node: self.me.node.clone(),
+            local,
+        }
     }
 
     fn check_pid(&self, pid: &Pid) -> bool {
@@ -313,12 +341,24 @@ impl Node {
     }
 
     fn own_entry(&self, key: &Key, pid: &Pid) -> Option<Entry> {
-        self.map.get(key).iter().find(|s| s.dot.actor == self.me.node && s.value.pid == pid.local).map(|s| entry_of(key, s))
+        self.map
+            .get(key)
+            .iter()
+            .find(|s| s.dot.actor == self.me.node && s.value.pid == pid.local)
+            .map(|s| entry_of(key, s))
     }
 
     fn add_own(&mut self, now: Instant, key: Key, pid: &Pid, meta: Bytes) -> Entry {
         let at = self.clock.tick(self.wall_ms(now));
-        let delta = self.map.add(&self.me.node, key.clone(), Value { pid: pid.local, meta, at });
+        let delta = self.map.add(
+            &self.me.node,
+            key.clone(),
+            Value {
+                pid: pid.local,
+                meta,
+                at,
+            },
+        );
         let entry = entry_of(&key, &delta.adds[0].1);
         self.queue_delta(now, delta);
         self.events.push_back(Event::Registered(entry.clone()));
@@ -332,7 +372,13 @@ impl Node {
     ///
     /// # Errors
     /// See [`RegisterError`]; on error nothing changed.
-    pub fn register(&mut self, now: Instant, name: &str, pid: &Pid, meta: Bytes) -> Result<Entry, RegisterError> {
+    pub fn register(
+        &mut self,
+        now: Instant,
+        name: &str,
+        pid: &Pid,
+        meta: Bytes,
+    ) -> Result<Entry, RegisterError> {
         if self.left {
             return Err(RegisterError::Stopped);
         }
@@ -355,7 +401,13 @@ impl Node {
     ///
     /// # Errors
     /// See [`JoinError`]; on error nothing changed.
-    pub fn join(&mut self, now: Instant, group: &str, pid: &Pid, meta: Bytes) -> Result<Entry, JoinError> {
+    pub fn join(
+        &mut self,
+        now: Instant,
+        group: &str,
+        pid: &Pid,
+        meta: Bytes,
+    ) -> Result<Entry, JoinError> {
         if self.left {
             return Err(JoinError::Stopped);
         }
@@ -379,7 +431,12 @@ impl Node {
     ///
     /// # Errors
     /// [`RemoveError::NotFound`] if this node holds no such entry; nothing changed.
-    pub fn unregister(&mut self, now: Instant, name: &str, pid: &Pid) -> Result<Entry, RemoveError> {
+    pub fn unregister(
+        &mut self,
+        now: Instant,
+        name: &str,
+        pid: &Pid,
+    ) -> Result<Entry, RemoveError> {
         self.remove_key(now, &Key::name(name), pid)
     }
 
@@ -396,7 +453,7 @@ impl Node {
             return Err(RemoveError::Stopped);
         }
         let entry = self.own_entry(key, pid).ok_or(RemoveError::NotFound)?;
-        self.remove_own(now, &[entry.dot.clone()], Reason::Normal);
+        self.remove_own(now, std::slice::from_ref(&entry.dot), Reason::Normal);
         self.settle(now);
         Ok(entry)
     }
@@ -406,7 +463,13 @@ impl Node {
     /// # Errors
     /// [`RemoveError::NotFound`] if there is no such entry, [`RemoveError::MetaTooLarge`];
     /// on error nothing changed.
-    pub fn update_meta(&mut self, now: Instant, key: &Key, pid: &Pid, meta: Bytes) -> Result<Entry, RemoveError> {
+    pub fn update_meta(
+        &mut self,
+        now: Instant,
+        key: &Key,
+        pid: &Pid,
+        meta: Bytes,
+    ) -> Result<Entry, RemoveError> {
         if self.left {
             return Err(RemoveError::Stopped);
         }
@@ -415,11 +478,21 @@ impl Node {
         }
         let old = self.own_entry(key, pid).ok_or(RemoveError::NotFound)?;
         // The registration time stays: the update is not a new claim on the name.
-        let value = Value { pid: pid.local, meta, at: old.registered_at };
-        let (delta, previous) = self.map.replace(&self.me.node, &old.dot, value).ok_or(RemoveError::NotFound)?;
+        let value = Value {
+            pid: pid.local,
+            meta,
+            at: old.registered_at,
+        };
+        let (delta, previous) = self
+            .map
+            .replace(&self.me.node, &old.dot, value)
+            .ok_or(RemoveError::NotFound)?;
         let entry = entry_of(key, &delta.adds[0].1);
         self.queue_delta(now, delta);
-        self.events.push_back(Event::MetaUpdated { entry: entry.clone(), previous: previous.value.meta });
+        self.events.push_back(Event::MetaUpdated {
+            entry: entry.clone(),
+            previous: previous.value.meta,
+        });
         self.dirty.insert(key.clone());
         self.settle(now);
         Ok(entry)
@@ -448,7 +521,11 @@ impl Node {
         if self.left {
             return;
         }
-        let dots: Vec<Dot<NodeId>> = self.map.actor_entries(&self.me.node).map(|(_, s)| s.dot.clone()).collect();
+        let dots: Vec<Dot<NodeId>> = self
+            .map
+            .actor_entries(&self.me.node)
+            .map(|(_, s)| s.dot.clone())
+            .collect();
         if !dots.is_empty() {
             self.remove_own(now, &dots, Reason::Normal);
         }
@@ -468,14 +545,18 @@ impl Node {
         for (key, slot) in removed {
             let entry = entry_of(&key, &slot);
             if reason == Reason::Conflict {
-                self.released.insert(slot.dot.seq, (key.clone(), slot.value.clone()));
+                self.released
+                    .insert(slot.dot.seq, (key.clone(), slot.value.clone()));
                 while self.released.len() > self.config.max_released {
                     self.released.pop_first();
                 }
             }
             self.losers.remove(&slot.dot);
             self.dirty.insert(key);
-            self.events.push_back(Event::Unregistered { entry: entry.clone(), reason });
+            self.events.push_back(Event::Unregistered {
+                entry: entry.clone(),
+                reason,
+            });
             out.push(entry);
         }
         out
@@ -510,8 +591,11 @@ impl Node {
     }
 
     fn on_datagram(&mut self, bytes: &[u8]) -> Result<(), &'static str> {
-        let Datagram::V1 { swim } = wire::decode::<Datagram>(bytes).map_err(|_| "undecodable datagram")?;
-        self.swim.handle_data(&swim, &mut self.swim_rt).map_err(|_| "swim rejected packet")
+        let Datagram::V1 { swim } =
+            wire::decode::<Datagram>(bytes).map_err(|_| "undecodable datagram")?;
+        self.swim
+            .handle_data(&swim, &mut self.swim_rt)
+            .map_err(|_| "swim rejected packet")
     }
 
     /// Checks that `origin` may speak for its own dots here: a live peer whose proven name matches.
@@ -528,12 +612,21 @@ impl Node {
         Ok(())
     }
 
-    fn on_delta(&mut self, now: Instant, peer_name: Option<&str>, bytes: &[u8]) -> Result<(), &'static str> {
+    fn on_delta(
+        &mut self,
+        now: Instant,
+        peer_name: Option<&str>,
+        bytes: &[u8],
+    ) -> Result<(), &'static str> {
         let DeltaMsg::V1(DeltaBatch { origin, delta }) =
             wire::decode::<DeltaMsg>(bytes).map_err(|_| "undecodable delta")?;
         self.authorize(&origin, peer_name)?;
         // A gap before this batch means an earlier one was lost: repair it now.
-        let have = self.map.context().row(&origin).map_or(0, DotSet::contiguous);
+        let have = self
+            .map
+            .context()
+            .row(&origin)
+            .map_or(0, DotSet::contiguous);
         let first = delta.seen.iter().map(|r| r.0).min().unwrap_or(0);
         self.apply_origin_delta(now, &origin, delta);
         if first > have + 1 {
@@ -555,14 +648,24 @@ impl Node {
     ) -> Result<(), &'static str> {
         let SyncMsg::V1(msg) = wire::decode::<SyncMsg>(bytes).map_err(|_| "undecodable sync")?;
         match msg {
-            SyncV1::Digest { from, to, have, own_max, live_count, live_hash } => {
+            SyncV1::Digest {
+                from,
+                to,
+                have,
+                own_max,
+                live_count,
+                live_hash,
+            } => {
                 if to != self.me.node {
                     return Err("digest for another life of this node");
                 }
                 if peer_name.is_some_and(|n| n != &*from.name) {
                     return Err("origin does not match authenticated peer");
                 }
-                let live = LiveDigest { count: live_count, hash: live_hash };
+                let live = LiveDigest {
+                    count: live_count,
+                    hash: live_hash,
+                };
                 self.answer_digest(&from, from_addr, &DotSet::from_ranges(have), live);
                 // Pull in return when the asker has dots we lack.
                 if let Some(peer) = self.peers.get(&from).cloned() {
@@ -573,7 +676,12 @@ impl Node {
                 }
                 Ok(())
             }
-            SyncV1::Chunk { from, to, delta, last } => {
+            SyncV1::Chunk {
+                from,
+                to,
+                delta,
+                last,
+            } => {
                 if to != self.me.node {
                     return Err("chunk for another life of this node");
                 }
@@ -613,18 +721,27 @@ impl Node {
         let mut adds = Vec::new();
         let mut released = Vec::new();
         for &(a, b) in missing.ranges() {
-            adds.extend(
-                self.map.actor_range(&me, a, b).map(|(k, s)| WireEntry { seq: s.dot.seq, key: k.clone(), value: s.value.clone() }),
-            );
-            released.extend(
-                self.released.range(a..=b).map(|(seq, (k, v))| WireEntry { seq: *seq, key: k.clone(), value: v.clone() }),
-            );
+            adds.extend(self.map.actor_range(&me, a, b).map(|(k, s)| WireEntry {
+                seq: s.dot.seq,
+                key: k.clone(),
+                value: s.value.clone(),
+            }));
+            released.extend(self.released.range(a..=b).map(|(seq, (k, v))| WireEntry {
+                seq: *seq,
+                key: k.clone(),
+                value: v.clone(),
+            }));
         }
         let budget = self.config.sync_chunk_bytes.saturating_sub(1024).max(1024);
         let chunks = split_origin_delta(&missing, tagged(adds, released), budget);
         let n = chunks.len();
         for (i, delta) in chunks.into_iter().enumerate() {
-            let msg = SyncMsg::V1(SyncV1::Chunk { from: me.clone(), to: to.clone(), delta, last: i + 1 == n });
+            let msg = SyncMsg::V1(SyncV1::Chunk {
+                from: me.clone(),
+                to: to.clone(),
+                delta,
+                last: i + 1 == n,
+            });
             self.send(addr, TrafficClass::Sync, &msg);
         }
         self.stats.digests_answered += 1;
@@ -634,21 +751,38 @@ impl Node {
         let wall = self.wall_ms(now);
         let max_ahead = u64::try_from(self.config.max_clock_drift.as_millis()).unwrap_or(u64::MAX);
         let mut delta = Delta::default();
-        delta.ctx.set_row(origin.clone(), DotSet::from_ranges(od.seen.iter().copied()));
+        delta
+            .ctx
+            .set_row(origin.clone(), DotSet::from_ranges(od.seen.iter().copied()));
         for e in od.adds {
             if !self.clock.observe(e.value.at, wall, max_ahead) {
                 self.stats.clock_readings_ignored += 1;
             }
-            delta.adds.push((e.key, Slot { dot: Dot::new(origin.clone(), e.seq), value: e.value }));
+            delta.adds.push((
+                e.key,
+                Slot {
+                    dot: Dot::new(origin.clone(), e.seq),
+                    value: e.value,
+                },
+            ));
         }
         // Claims the origin gave up after a conflict that this node never saw: our own claims on
         // the same names were concurrent with them and must face the resolver too.
         let unseen_releases: Vec<Entry> = od
             .released
             .into_iter()
-            .filter(|r| r.key.kind == KeyKind::Name && !self.map.context().contains(&Dot::new(origin.clone(), r.seq)))
+            .filter(|r| {
+                r.key.kind == KeyKind::Name
+                    && !self
+                        .map
+                        .context()
+                        .contains(&Dot::new(origin.clone(), r.seq))
+            })
             .map(|r| Entry {
-                pid: Pid { node: origin.clone(), local: r.value.pid },
+                pid: Pid {
+                    node: origin.clone(),
+                    local: r.value.pid,
+                },
                 meta: r.value.meta,
                 registered_at: r.value.at,
                 dot: Dot::new(origin.clone(), r.seq),
@@ -684,19 +818,31 @@ impl Node {
         }
         for (key, dot) in &report.added {
             self.dirty.insert(key.clone());
-            let Some((_, slot)) = self.map.get_dot(dot) else { continue };
+            let Some((_, slot)) = self.map.get_dot(dot) else {
+                continue;
+            };
             let entry = entry_of(key, slot);
-            if let Some(i) = removed.iter().position(|r| r.key == entry.key && r.pid == entry.pid) {
+            if let Some(i) = removed
+                .iter()
+                .position(|r| r.key == entry.key && r.pid == entry.pid)
+            {
                 let old = removed.swap_remove(i);
                 previous.insert((old.key.clone(), old.pid.clone()), old.meta);
             }
             match previous.remove(&(entry.key.clone(), entry.pid.clone())) {
-                Some(prev) => self.events.push_back(Event::MetaUpdated { entry, previous: prev }),
+                Some(prev) => self.events.push_back(Event::MetaUpdated {
+                    entry,
+                    previous: prev,
+                }),
                 None => self.events.push_back(Event::Registered(entry)),
             }
         }
         for entry in removed {
-            let reason = if self.losers.remove(&entry.dot) { Reason::Conflict } else { Reason::Normal };
+            let reason = if self.losers.remove(&entry.dot) {
+                Reason::Conflict
+            } else {
+                Reason::Normal
+            };
             self.events.push_back(Event::Unregistered { entry, reason });
         }
     }
@@ -724,7 +870,8 @@ impl Node {
                 }
                 TimerKind::Announce(generation) if generation == self.announce_gen => {
                     let next = self.announce(now);
-                    self.timers.push(now + next, TimerKind::Announce(generation));
+                    self.timers
+                        .push(now + next, TimerKind::Announce(generation));
                 }
                 TimerKind::Announce(_) => {}
             }
@@ -752,7 +899,11 @@ impl Node {
             .values()
             .filter(|m| !self.sync_inflight.contains_key(&m.node))
             .find(|m| after.as_ref().is_none_or(|a| m.node > *a))
-            .or_else(|| self.peers.values().find(|m| !self.sync_inflight.contains_key(&m.node)))
+            .or_else(|| {
+                self.peers
+                    .values()
+                    .find(|m| !self.sync_inflight.contains_key(&m.node))
+            })
             .cloned();
         let Some(peer) = next else { return };
         self.sync_cursor = Some(peer.node.clone());
@@ -761,10 +912,19 @@ impl Node {
     }
 
     fn send_digest(&mut self, now: Instant, peer: &Member) {
-        if self.sync_inflight.get(&peer.node).is_some_and(|until| *until > now) {
+        if self
+            .sync_inflight
+            .get(&peer.node)
+            .is_some_and(|until| *until > now)
+        {
             return;
         }
-        let have = self.map.context().row(&peer.node).map(|r| r.ranges().to_vec()).unwrap_or_default();
+        let have = self
+            .map
+            .context()
+            .row(&peer.node)
+            .map(|r| r.ranges().to_vec())
+            .unwrap_or_default();
         let own_max = self.map.context().max(&self.me.node);
         let live = self.map.actor_digest(&peer.node);
         let msg = SyncMsg::V1(SyncV1::Digest {
@@ -776,7 +936,8 @@ impl Node {
             live_hash: live.hash,
         });
         self.send(peer.addr, TrafficClass::Sync, &msg);
-        self.sync_inflight.insert(peer.node.clone(), now + self.config.sync_timeout);
+        self.sync_inflight
+            .insert(peer.node.clone(), now + self.config.sync_timeout);
     }
 
     /// Announces to seeds that are not live members; returns the delay until the next attempt.
@@ -785,20 +946,32 @@ impl Node {
             return self.config.announce_max;
         }
         let live: HashSet<SocketAddr> = self.peers.values().map(|m| m.addr).collect();
-        let mut targets: BTreeSet<SocketAddr> =
-            self.seeds.iter().copied().filter(|a| *a != self.me.addr && !live.contains(a)).collect();
+        let mut targets: BTreeSet<SocketAddr> = self
+            .seeds
+            .iter()
+            .copied()
+            .filter(|a| *a != self.me.addr && !live.contains(a))
+            .collect();
         if !self.swim_active {
             // Cut off from everyone SWIM knows (after a partition, or after renewing our identity
             // when the gossip announcing it was lost): every known address, live or not, may be
             // the way back. foca does not recover from this on its own.
-            targets.extend(self.swim.iter_membership_state().map(|m| m.id().addr).filter(|a| *a != self.me.addr));
+            targets.extend(
+                self.swim
+                    .iter_membership_state()
+                    .map(|m| m.id().addr)
+                    .filter(|a| *a != self.me.addr),
+            );
         }
         if targets.is_empty() {
             self.announce_every = self.config.announce_min;
             return self.config.announce_min;
         }
         for addr in targets {
-            if let Err(e) = self.swim.announce(Member::placeholder(addr), &mut self.swim_rt) {
+            if let Err(e) = self
+                .swim
+                .announce(Member::placeholder(addr), &mut self.swim_rt)
+            {
                 tracing::debug!(error = %e, "announce failed");
             }
             self.stats.announces += 1;
@@ -812,7 +985,8 @@ impl Node {
     // ----- plumbing ----------------------------------------------------------------------------
 
     fn wall_ms(&self, now: Instant) -> u64 {
-        let elapsed = u64::try_from(now.saturating_duration_since(self.start).as_millis()).unwrap_or(u64::MAX);
+        let elapsed = u64::try_from(now.saturating_duration_since(self.start).as_millis())
+            .unwrap_or(u64::MAX);
         self.wall_at_start.saturating_add(elapsed)
     }
 
@@ -823,27 +997,43 @@ impl Node {
         }
         if !self.flush_scheduled {
             self.flush_scheduled = true;
-            self.timers.push(now + self.config.delta_batch_window, TimerKind::Flush);
+            self.timers
+                .push(now + self.config.delta_batch_window, TimerKind::Flush);
         }
     }
 
     /// Pushes the pending batch to every live peer.
     fn flush(&mut self) {
-        let Some(delta) = self.pending.take() else { return };
+        let Some(delta) = self.pending.take() else {
+            return;
+        };
         let seen = delta.ctx.row(&self.me.node).cloned().unwrap_or_default();
         let adds: Vec<WireEntry> = delta
             .adds
             .into_iter()
-            .map(|(key, slot)| WireEntry { seq: slot.dot.seq, key, value: slot.value })
+            .map(|(key, slot)| WireEntry {
+                seq: slot.dot.seq,
+                key,
+                value: slot.value,
+            })
             .collect();
         let released: Vec<WireEntry> = seen
             .ranges()
             .iter()
             .flat_map(|&(a, b)| self.released.range(a..=b))
-            .map(|(seq, (k, v))| WireEntry { seq: *seq, key: k.clone(), value: v.clone() })
+            .map(|(seq, (k, v))| WireEntry {
+                seq: *seq,
+                key: k.clone(),
+                value: v.clone(),
+            })
             .collect();
-        for chunk in split_origin_delta(&seen, tagged(adds, released), self.config.delta_batch_bytes) {
-            let msg = DeltaMsg::V1(DeltaBatch { origin: self.me.node.clone(), delta: chunk });
+        for chunk in
+            split_origin_delta(&seen, tagged(adds, released), self.config.delta_batch_bytes)
+        {
+            let msg = DeltaMsg::V1(DeltaBatch {
+                origin: self.me.node.clone(),
+                delta: chunk,
+            });
             let payload = match wire::encode(&msg) {
                 Ok(p) => p,
                 Err(e) => {
@@ -854,7 +1044,11 @@ impl Node {
             };
             for peer in self.peers.values() {
                 self.stats.delta_bytes_sent += payload.len() as u64;
-                self.outbox.push_back(Transmit { to: peer.addr, class: TrafficClass::Delta, payload: payload.clone() });
+                self.outbox.push_back(Transmit {
+                    to: peer.addr,
+                    class: TrafficClass::Delta,
+                    payload: payload.clone(),
+                });
             }
             self.stats.batches_sent += 1;
         }
@@ -893,12 +1087,19 @@ impl Node {
         match n {
             OwnedNotification::MemberUp(m) => self.member_up(now, m),
             OwnedNotification::MemberDown(m) => {
-                if self.peers.get(&m.node).is_some_and(|cur| cur.bump == m.bump) {
+                if self
+                    .peers
+                    .get(&m.node)
+                    .is_some_and(|cur| cur.bump == m.bump)
+                {
                     self.node_down(&m.node);
                 }
             }
             OwnedNotification::Rename(old, new) => {
-                let was_live = self.peers.get(&old.node).is_some_and(|cur| cur.bump == old.bump);
+                let was_live = self
+                    .peers
+                    .get(&old.node)
+                    .is_some_and(|cur| cur.bump == old.bump);
                 if old.node != new.node {
                     // A new life (or another node) at the same address: the old one is gone.
                     if self.peers.contains_key(&old.node) {
@@ -929,7 +1130,8 @@ impl Node {
             // Restart the announcer from its shortest interval, right now.
             self.announce_every = self.config.announce_min;
             self.announce_gen += 1;
-            self.timers.push(now, TimerKind::Announce(self.announce_gen));
+            self.timers
+                .push(now, TimerKind::Announce(self.announce_gen));
         }
         self.swim_active = false;
     }
@@ -966,7 +1168,10 @@ impl Node {
             self.losers.remove(&slot.dot);
             let entry = entry_of(&key, &slot);
             self.dirty.insert(key);
-            self.events.push_back(Event::Unregistered { entry, reason: Reason::NodeDown });
+            self.events.push_back(Event::Unregistered {
+                entry,
+                reason: Reason::NodeDown,
+            });
         }
         self.events.push_back(Event::NodeDown(node.clone()));
         self.announce_every = self.config.announce_min;
@@ -996,17 +1201,28 @@ impl Node {
         if let Some(reason) = resolution.failure {
             tracing::warn!(key = ?key, %reason, "resolver failed; keep-oldest used");
             self.stats.resolver_failures += 1;
-            self.events.push_back(Event::ResolverFailed { key: key.clone(), reason });
+            self.events.push_back(Event::ResolverFailed {
+                key: key.clone(),
+                reason,
+            });
         }
         let winner_idx = match resolution.verdict {
             Verdict::Keep(i) => Some(i),
             Verdict::DropAll => None,
         };
         let winner = winner_idx.map(|i| candidates[i].clone());
-        let losers: Vec<Entry> =
-            candidates.into_iter().enumerate().filter(|(i, _)| Some(*i) != winner_idx).map(|(_, e)| e).collect();
+        let losers: Vec<Entry> = candidates
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != winner_idx)
+            .map(|(_, e)| e)
+            .collect();
         self.stats.conflicts_resolved += 1;
-        self.events.push_back(Event::ConflictResolved { key: key.clone(), winner, losers: losers.clone() });
+        self.events.push_back(Event::ConflictResolved {
+            key: key.clone(),
+            winner,
+            losers: losers.clone(),
+        });
         let mine: Vec<Dot<NodeId>> = losers
             .iter()
             .filter(|e| e.dot.actor == self.me.node && self.map.get_dot(&e.dot).is_some())

@@ -66,23 +66,31 @@ pub struct Resolution {
 impl Resolver {
     /// The earliest registration wins (lowest hybrid clock, then node id). The default.
     pub fn keep_oldest() -> Self {
-        Self { kind: Kind::KeepOldest }
+        Self {
+            kind: Kind::KeepOldest,
+        }
     }
 
     /// The latest registration wins.
     pub fn keep_newest() -> Self {
-        Self { kind: Kind::KeepNewest }
+        Self {
+            kind: Kind::KeepNewest,
+        }
     }
 
     /// The entry whose node name comes first in `names` wins; entries of unlisted nodes come after
     /// every listed one, ordered by keep-oldest.
     pub fn node_priority<S: Into<String>>(names: impl IntoIterator<Item = S>) -> Self {
-        Self { kind: Kind::NodePriority(names.into_iter().map(Into::into).collect()) }
+        Self {
+            kind: Kind::NodePriority(names.into_iter().map(Into::into).collect()),
+        }
     }
 
     /// Nobody keeps a contested name: every claimant loses and the name is free again.
     pub fn kill_both() -> Self {
-        Self { kind: Kind::KillBoth }
+        Self {
+            kind: Kind::KillBoth,
+        }
     }
 
     /// A user-written resolver: a pure function of the name and the canonically sorted
@@ -90,20 +98,34 @@ impl Resolver {
     /// reported as [`crate::Event::ResolverFailed`]. It is never interrupted by a timer (a timeout
     /// that fired on one node and not another would split the winner).
     pub fn custom(f: impl Fn(&str, &[Entry]) -> Verdict + Send + Sync + 'static) -> Self {
-        Self { kind: Kind::Custom(Arc::new(f)) }
+        Self {
+            kind: Kind::Custom(Arc::new(f)),
+        }
     }
 
     /// Runs the resolver over `candidates` (at least two), which must be canonically sorted.
     pub fn resolve(&self, name: &str, candidates: &[Entry]) -> Resolution {
-        let ok = |verdict| Resolution { verdict, failure: None };
+        let ok = |verdict| Resolution {
+            verdict,
+            failure: None,
+        };
         match &self.kind {
             Kind::KeepOldest => ok(Verdict::Keep(0)),
             Kind::KeepNewest => ok(Verdict::Keep(candidates.len().saturating_sub(1))),
             Kind::KillBoth => ok(Verdict::DropAll),
             Kind::NodePriority(order) => {
-                let rank = |e: &Entry| order.iter().position(|n| **n == *e.pid.node.name).unwrap_or(usize::MAX);
+                let rank = |e: &Entry| {
+                    order
+                        .iter()
+                        .position(|n| **n == *e.pid.node.name)
+                        .unwrap_or(usize::MAX)
+                };
                 // min_by_key keeps the first of equal ranks, i.e. the oldest.
-                let best = candidates.iter().enumerate().min_by_key(|(_, e)| rank(e)).map_or(0, |(i, _)| i);
+                let best = candidates
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, e)| rank(e))
+                    .map_or(0, |(i, _)| i);
                 ok(Verdict::Keep(best))
             }
             Kind::Custom(f) => match catch_unwind(AssertUnwindSafe(|| f(name, candidates))) {
@@ -111,7 +133,10 @@ impl Resolver {
                 Ok(Verdict::DropAll) => ok(Verdict::DropAll),
                 Ok(Verdict::Keep(i)) => Resolution {
                     verdict: Verdict::Keep(0),
-                    failure: Some(format!("custom resolver chose candidate {i} of {}", candidates.len())),
+                    failure: Some(format!(
+                        "custom resolver chose candidate {i} of {}",
+                        candidates.len()
+                    )),
                 },
                 Err(panic) => {
                     let msg = panic
@@ -119,7 +144,10 @@ impl Resolver {
                         .map(|s| (*s).to_string())
                         .or_else(|| panic.downcast_ref::<String>().cloned())
                         .unwrap_or_else(|| "non-string panic".to_string());
-                    Resolution { verdict: Verdict::Keep(0), failure: Some(format!("custom resolver panicked: {msg}")) }
+                    Resolution {
+                        verdict: Verdict::Keep(0),
+                        failure: Some(format!("custom resolver panicked: {msg}")),
+                    }
                 }
             },
         }

@@ -55,7 +55,11 @@ pub(crate) struct Timers {
 impl Timers {
     pub(crate) fn push(&mut self, at: Instant, kind: TimerKind) {
         self.seq += 1;
-        self.heap.push(Reverse(Scheduled { at, seq: self.seq, kind }));
+        self.heap.push(Reverse(Scheduled {
+            at,
+            seq: self.seq,
+            kind,
+        }));
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {

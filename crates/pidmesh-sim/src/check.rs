@@ -7,7 +7,10 @@ use pidmesh_proto::{Entry, Key, KeyKind, NodeId, Reason};
 use crate::Sim;
 
 fn live_ids(sim: &Sim) -> BTreeMap<usize, NodeId> {
-    sim.live().into_iter().filter_map(|i| sim.node(i).map(|n| (i, n.id().clone()))).collect()
+    sim.live()
+        .into_iter()
+        .filter_map(|i| sim.node(i).map(|n| (i, n.id().clone())))
+        .collect()
 }
 
 /// True when every live node holds the same registry and sees every other live node.
@@ -21,10 +24,16 @@ pub fn converged(sim: &Sim) -> bool {
 /// A description of the first difference.
 pub fn equal_state(sim: &Sim) -> Result<(), String> {
     let live = sim.live();
-    let Some(&first) = live.first() else { return Ok(()) };
-    let Some(reference) = sim.node(first).map(|n| n.registry().canonical()) else { return Ok(()) };
+    let Some(&first) = live.first() else {
+        return Ok(());
+    };
+    let Some(reference) = sim.node(first).map(|n| n.registry().canonical()) else {
+        return Ok(());
+    };
     for &i in &live[1..] {
-        let Some(other) = sim.node(i).map(|n| n.registry().canonical()) else { continue };
+        let Some(other) = sim.node(i).map(|n| n.registry().canonical()) else {
+            continue;
+        };
         if other.0 != reference.0 {
             let a: BTreeSet<_> = reference.0.iter().collect();
             let b: BTreeSet<_> = other.0.iter().collect();
@@ -37,7 +46,10 @@ pub fn equal_state(sim: &Sim) -> Result<(), String> {
             ));
         }
         if other.1 != reference.1 {
-            return Err(format!("n{first} and n{i} have different causal contexts: {:?} vs {:?}", reference.1, other.1));
+            return Err(format!(
+                "n{first} and n{i} have different causal contexts: {:?} vs {:?}",
+                reference.1, other.1
+            ));
         }
     }
     Ok(())
@@ -71,10 +83,16 @@ pub fn no_zombies(sim: &Sim) -> Result<(), String> {
         let Some(node) = sim.node(i) else { continue };
         for e in node.all_entries() {
             let Some(&o) = owner.get(&e.pid.node) else {
-                return Err(format!("n{i} holds {:?} of {} which is not a live node", e.key, e.pid));
+                return Err(format!(
+                    "n{i} holds {:?} of {} which is not a live node",
+                    e.key, e.pid
+                ));
             };
             if !sim.hosts[o].life.pids.contains(&e.pid) {
-                return Err(format!("n{i} holds {:?} of exited process {}", e.key, e.pid));
+                return Err(format!(
+                    "n{i} holds {:?} of exited process {}",
+                    e.key, e.pid
+                ));
             }
         }
     }
@@ -91,7 +109,10 @@ pub fn registrations_visible(sim: &Sim) -> Result<(), String> {
         let Some(node) = sim.node(i) else { continue };
         for (key, slot) in node.registry().actor_entries(id) {
             for &j in ids.keys() {
-                if sim.node(j).is_some_and(|n| n.registry().get_dot(&slot.dot).is_none()) {
+                if sim
+                    .node(j)
+                    .is_some_and(|n| n.registry().get_dot(&slot.dot).is_none())
+                {
                     return Err(format!("{key:?} registered on n{i} is missing on n{j}"));
                 }
             }
@@ -109,7 +130,12 @@ pub fn one_winner(sim: &Sim) -> Result<(), String> {
     let mut names: BTreeSet<Key> = BTreeSet::new();
     for &i in &live {
         if let Some(n) = sim.node(i) {
-            names.extend(n.registry().iter().map(|(k, _)| k.clone()).filter(|k| k.kind == KeyKind::Name));
+            names.extend(
+                n.registry()
+                    .iter()
+                    .map(|(k, _)| k.clone())
+                    .filter(|k| k.kind == KeyKind::Name),
+            );
         }
     }
     for key in names {
@@ -118,7 +144,10 @@ pub fn one_winner(sim: &Sim) -> Result<(), String> {
             let Some(n) = sim.node(i) else { continue };
             let entries = n.entries(&key);
             if entries.len() > 1 {
-                return Err(format!("n{i}: {key:?} still has {} entries after quiescence", entries.len()));
+                return Err(format!(
+                    "n{i}: {key:?} still has {} entries after quiescence",
+                    entries.len()
+                ));
             }
             let w = n.lookup(&key.name);
             match &winner {
@@ -150,13 +179,17 @@ pub fn losers_notified(sim: &Sim) -> Result<(), String> {
             let on_purpose = life.removed_on_purpose.contains(dot);
             match life.unregistered.get(dot) {
                 Some(Reason::Conflict) if on_purpose => {
-                    return Err(format!("n{i}: {key:?} {dot:?} removed on purpose but reported as a conflict loss"));
+                    return Err(format!(
+                        "n{i}: {key:?} {dot:?} removed on purpose but reported as a conflict loss"
+                    ));
                 }
                 Some(Reason::Conflict) => {}
                 // Unregistered on purpose, or replaced by a metadata update (reported as MetaUpdated).
                 _ if on_purpose => {}
                 other => {
-                    return Err(format!("n{i}: {key:?} {dot:?} vanished (reported: {other:?}, on purpose: {on_purpose})"));
+                    return Err(format!(
+                        "n{i}: {key:?} {dot:?} vanished (reported: {other:?}, on purpose: {on_purpose})"
+                    ));
                 }
             }
         }
@@ -164,12 +197,15 @@ pub fn losers_notified(sim: &Sim) -> Result<(), String> {
     Ok(())
 }
 
+/// One invariant check.
+type Check = fn(&Sim) -> Result<(), String>;
+
 /// Runs every check; returns all violations.
 ///
 /// # Errors
 /// Every violated invariant, one line each.
 pub fn all(sim: &Sim) -> Result<(), Vec<String>> {
-    let checks: [(&str, fn(&Sim) -> Result<(), String>); 6] = [
+    let checks: [(&str, Check); 6] = [
         ("equal state", equal_state),
         ("membership agrees", membership_agrees),
         ("no zombies", no_zombies),
@@ -177,9 +213,15 @@ pub fn all(sim: &Sim) -> Result<(), Vec<String>> {
         ("one winner per name", one_winner),
         ("losers notified", losers_notified),
     ];
-    let errors: Vec<String> =
-        checks.iter().filter_map(|(name, f)| f(sim).err().map(|e| format!("{name}: {e}"))).collect();
-    if errors.is_empty() { Ok(()) } else { Err(errors) }
+    let errors: Vec<String> = checks
+        .iter()
+        .filter_map(|(name, f)| f(sim).err().map(|e| format!("{name}: {e}")))
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 /// [`membership_agrees`] as a predicate.

@@ -20,7 +20,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use pidmesh_proto::{Config, Dot, Entry, Event, Key, Node, NodeId, NodeOptions, Pid, Reason, Resolver, TrafficClass};
+use pidmesh_proto::{
+    Config, Dot, Entry, Event, Key, Node, NodeId, NodeOptions, Pid, Reason, Resolver, TrafficClass,
+};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -99,6 +101,8 @@ pub struct Sim {
     pub delivered: u64,
     /// Total messages dropped by faults.
     pub dropped: u64,
+    /// Bytes handed to the network, by class: membership, delta, sync.
+    pub bytes_sent: [u64; 3],
     rng: StdRng,
     base: Instant,
     now: Instant,
@@ -112,7 +116,10 @@ pub struct Sim {
 
 impl std::fmt::Debug for Sim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sim").field("seed", &self.seed).field("now", &self.elapsed()).finish_non_exhaustive()
+        f.debug_struct("Sim")
+            .field("seed", &self.seed)
+            .field("now", &self.elapsed())
+            .finish_non_exhaustive()
     }
 }
 
@@ -135,6 +142,7 @@ impl Sim {
             trace: false,
             delivered: 0,
             dropped: 0,
+            bytes_sent: [0; 3],
             rng: StdRng::seed_from_u64(config.seed),
             base,
             now: base,
@@ -148,7 +156,13 @@ impl Sim {
         for i in 0..sim.config.nodes {
             let addr = addr_of(i);
             sim.by_addr.insert(addr, i);
-            sim.hosts.push(Host { name: format!("n{i}"), addr, node: None, incarnation: 0, life: Life::default() });
+            sim.hosts.push(Host {
+                name: format!("n{i}"),
+                addr,
+                node: None,
+                incarnation: 0,
+                life: Life::default(),
+            });
             sim.start(i);
         }
         sim
@@ -171,7 +185,9 @@ impl Sim {
 
     /// Indices of running nodes.
     pub fn live(&self) -> Vec<usize> {
-        (0..self.hosts.len()).filter(|&i| self.hosts[i].node.is_some()).collect()
+        (0..self.hosts.len())
+            .filter(|&i| self.hosts[i].node.is_some())
+            .collect()
     }
 
     /// The node at `i`, if running.
@@ -191,7 +207,12 @@ impl Sim {
             rng_seed: self.rng.random(),
             wall_ms_at_start: wall,
         };
-        host.node = Some(Node::new(opts, self.config.node.clone(), self.config.resolver.clone(), self.now));
+        host.node = Some(Node::new(
+            opts,
+            self.config.node.clone(),
+            self.config.resolver.clone(),
+            self.now,
+        ));
         host.life = Life::default();
         self.pump(i);
     }
@@ -286,7 +307,12 @@ impl Sim {
 
     /// Runs until `cond` holds (checked every `step`) or `limit` passes; returns the virtual
     /// time it took, or `None` on timeout.
-    pub fn run_until(&mut self, limit: Duration, step: Duration, mut cond: impl FnMut(&Sim) -> bool) -> Option<Duration> {
+    pub fn run_until(
+        &mut self,
+        limit: Duration,
+        step: Duration,
+        mut cond: impl FnMut(&Sim) -> bool,
+    ) -> Option<Duration> {
         let start = self.now;
         while self.now - start < limit {
             if cond(self) {
@@ -329,7 +355,9 @@ impl Sim {
     /// Moves node `i`'s transmits onto the network and its events into the records.
     fn pump(&mut self, i: usize) {
         let now = self.now;
-        let Some(node) = self.hosts[i].node.as_mut() else { return };
+        let Some(node) = self.hosts[i].node.as_mut() else {
+            return;
+        };
         let me = node.id().clone();
         let mut sends: Vec<(usize, TrafficClass, Bytes)> = Vec::new();
         while let Some(t) = node.poll_transmit() {
@@ -369,17 +397,34 @@ impl Sim {
     }
 
     fn send(&mut self, from: usize, to: usize, class: TrafficClass, payload: Bytes) {
+        let slot = match class {
+            TrafficClass::Membership => 0,
+            TrafficClass::Delta => 1,
+            TrafficClass::Sync => 2,
+        };
+        self.bytes_sent[slot] += payload.len() as u64;
         let link = &self.link;
         if link.loss > 0.0 && self.rng.random_bool(link.loss.clamp(0.0, 1.0)) {
             self.dropped += 1;
             return;
         }
-        let copies = if link.duplicate > 0.0 && self.rng.random_bool(link.duplicate.clamp(0.0, 1.0)) { 2 } else { 1 };
+        let copies = if link.duplicate > 0.0 && self.rng.random_bool(link.duplicate.clamp(0.0, 1.0))
+        {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
             let span = link.max_latency.saturating_sub(link.min_latency);
             let extra = u64::try_from(span.as_nanos()).unwrap_or(u64::MAX);
-            let delay = link.min_latency + Duration::from_nanos(if extra == 0 { 0 } else { self.rng.random_range(0..extra) });
-            self.net.push(self.now + delay, from, to, class, payload.clone());
+            let delay = link.min_latency
+                + Duration::from_nanos(if extra == 0 {
+                    0
+                } else {
+                    self.rng.random_range(0..extra)
+                });
+            self.net
+                .push(self.now + delay, from, to, class, payload.clone());
         }
     }
 
@@ -394,12 +439,14 @@ impl Sim {
 
     /// Registers `pid` under `name` on node `i`.
     pub fn register(&mut self, i: usize, name: &str, pid: &Pid) -> Option<Entry> {
-        self.with_node(i, |n, now| n.register(now, name, pid, Bytes::new()).ok()).flatten()
+        self.with_node(i, |n, now| n.register(now, name, pid, Bytes::new()).ok())
+            .flatten()
     }
 
     /// Adds `pid` to `group` on node `i`.
     pub fn join(&mut self, i: usize, group: &str, pid: &Pid) -> Option<Entry> {
-        self.with_node(i, |n, now| n.join(now, group, pid, Bytes::new()).ok()).flatten()
+        self.with_node(i, |n, now| n.join(now, group, pid, Bytes::new()).ok())
+            .flatten()
     }
 
     /// Removes `pid`'s entry under `key` on node `i` (unregister or leave).
@@ -418,9 +465,15 @@ impl Sim {
 
     /// Updates the metadata of `pid`'s entry under `key` on node `i`.
     pub fn update_meta(&mut self, i: usize, key: &Key, pid: &Pid, meta: &[u8]) -> Option<Entry> {
-        let old = self.node(i)?.entries(key).into_iter().find(|e| e.pid == *pid)?;
+        let old = self
+            .node(i)?
+            .entries(key)
+            .into_iter()
+            .find(|e| e.pid == *pid)?;
         let meta = Bytes::copy_from_slice(meta);
-        let r = self.with_node(i, |n, now| n.update_meta(now, key, pid, meta).ok()).flatten();
+        let r = self
+            .with_node(i, |n, now| n.update_meta(now, key, pid, meta).ok())
+            .flatten();
         if r.is_some() {
             self.hosts[i].life.removed_on_purpose.insert(old.dot);
         }
@@ -429,7 +482,9 @@ impl Sim {
 
     /// Ends process `pid` on node `i`: all its entries go.
     pub fn exit(&mut self, i: usize, pid: &Pid) {
-        let removed = self.with_node(i, |n, now| n.process_exited(now, pid)).unwrap_or_default();
+        let removed = self
+            .with_node(i, |n, now| n.process_exited(now, pid))
+            .unwrap_or_default();
         let life = &mut self.hosts[i].life;
         life.pids.retain(|p| p != pid);
         for e in removed {

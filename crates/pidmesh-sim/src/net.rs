@@ -1,7 +1,7 @@
 //! The virtual network: latency, loss, duplication, reordering and partitions.
 
-use std::collections::{BTreeSet, BinaryHeap};
 use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeSet, BinaryHeap};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -23,7 +23,12 @@ pub struct LinkConfig {
 
 impl Default for LinkConfig {
     fn default() -> Self {
-        Self { min_latency: Duration::from_micros(200), max_latency: Duration::from_millis(2), loss: 0.0, duplicate: 0.0 }
+        Self {
+            min_latency: Duration::from_micros(200),
+            max_latency: Duration::from_millis(2),
+            loss: 0.0,
+            duplicate: 0.0,
+        }
     }
 }
 
@@ -69,9 +74,23 @@ impl Network {
         self.cut.contains(&(from, to))
     }
 
-    pub(crate) fn push(&mut self, at: Instant, from: usize, to: usize, class: TrafficClass, payload: Bytes) {
+    pub(crate) fn push(
+        &mut self,
+        at: Instant,
+        from: usize,
+        to: usize,
+        class: TrafficClass,
+        payload: Bytes,
+    ) {
         self.seq += 1;
-        self.queue.push(Reverse(InFlight { at, seq: self.seq, from, to, class, payload }));
+        self.queue.push(Reverse(InFlight {
+            at,
+            seq: self.seq,
+            from,
+            to,
+            class,
+            payload,
+        }));
     }
 
     pub(crate) fn next_at(&self) -> Option<Instant> {
@@ -79,6 +98,10 @@ impl Network {
     }
 
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<InFlight> {
-        if self.queue.peek().is_some_and(|r| r.0.at <= now) { self.queue.pop().map(|r| r.0) } else { None }
+        if self.queue.peek().is_some_and(|r| r.0.at <= now) {
+            self.queue.pop().map(|r| r.0)
+        } else {
+            None
+        }
     }
 }

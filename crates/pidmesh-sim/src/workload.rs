@@ -18,7 +18,10 @@ pub struct Workload {
 
 impl Default for Workload {
     fn default() -> Self {
-        Self { names: 12, groups: 4 }
+        Self {
+            names: 12,
+            groups: 4,
+        }
     }
 }
 
@@ -33,7 +36,11 @@ impl Workload {
         let roll = sim.rng().random_range(0..100u32);
         let pids = sim.hosts[i].life.pids.clone();
         let pick_pid = |sim: &mut Sim| {
-            if pids.is_empty() { None } else { Some(pids[sim.rng().random_range(0..pids.len())].clone()) }
+            if pids.is_empty() {
+                None
+            } else {
+                Some(pids[sim.rng().random_range(0..pids.len())].clone())
+            }
         };
         match roll {
             0..=9 => {
@@ -58,14 +65,18 @@ impl Workload {
             }
             65..=84 => {
                 // Remove one of the node's own entries.
-                let Some(own) = own_entries(sim, i) else { return };
+                let Some(own) = own_entries(sim, i) else {
+                    return;
+                };
                 if !own.is_empty() {
                     let (k, p) = own[sim.rng().random_range(0..own.len())].clone();
                     sim.remove(i, &k, &p);
                 }
             }
             85..=91 => {
-                let Some(own) = own_entries(sim, i) else { return };
+                let Some(own) = own_entries(sim, i) else {
+                    return;
+                };
                 if !own.is_empty() {
                     let (k, p) = own[sim.rng().random_range(0..own.len())].clone();
                     let m = [sim.rng().random::<u8>()];
@@ -85,8 +96,11 @@ impl Workload {
 /// deterministic, the choice made from this list must be).
 fn own_entries(sim: &Sim, i: usize) -> Option<Vec<(Key, pidmesh_proto::Pid)>> {
     let n = sim.node(i)?;
-    let mut v: Vec<(Key, pidmesh_proto::Pid)> =
-        n.all_entries().filter(|e| e.pid.node == *n.id()).map(|e| (e.key, e.pid)).collect();
+    let mut v: Vec<(Key, pidmesh_proto::Pid)> = n
+        .all_entries()
+        .filter(|e| e.pid.node == *n.id())
+        .map(|e| (e.key, e.pid))
+        .collect();
     v.sort();
     Some(v)
 }
@@ -101,7 +115,11 @@ pub fn random_fault(sim: &mut Sim) -> String {
             let mut a = Vec::new();
             let mut b = Vec::new();
             for i in 0..n {
-                if sim.rng().random_bool(0.5) { a.push(i) } else { b.push(i) }
+                if sim.rng().random_bool(0.5) {
+                    a.push(i)
+                } else {
+                    b.push(i)
+                }
             }
             sim.partition(&a, &b);
             format!("partition {a:?} | {b:?}")
@@ -159,7 +177,11 @@ pub fn chaos_run_keep(seed: u64, nodes: usize, phases: usize) -> (Sim, Vec<Strin
     let mut sim = Sim::new(crate::SimConfig::new(nodes, seed));
     let wl = Workload::default();
     let mut log = Vec::new();
-    let formed = sim.run_until(Duration::from_secs(30), Duration::from_millis(100), crate::check::membership_agrees_ok);
+    let formed = sim.run_until(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        crate::check::membership_agrees_ok,
+    );
     log.push(format!("cluster of {nodes} formed after {formed:?}"));
     for phase in 0..phases {
         let faults = sim.rng().random_range(1..4u32);
@@ -180,10 +202,17 @@ pub fn chaos_run_keep(seed: u64, nodes: usize, phases: usize) -> (Sim, Vec<Strin
         for i in 0..sim.hosts.len() {
             if sim.hosts[i].node.is_none() && sim.rng().random_bool(0.5) {
                 sim.restart(i);
-                log.push(format!("t={:?} phase {phase}: restart crashed n{i}", sim.elapsed()));
+                log.push(format!(
+                    "t={:?} phase {phase}: restart crashed n{i}",
+                    sim.elapsed()
+                ));
             }
         }
-        let took = sim.run_until(Duration::from_secs(120), Duration::from_millis(100), crate::check::converged);
+        let took = sim.run_until(
+            Duration::from_secs(120),
+            Duration::from_millis(100),
+            crate::check::converged,
+        );
         log.push(format!(
             "t={:?} phase {phase}: healed, converged after {took:?} ({} messages delivered, {} dropped)",
             sim.elapsed(),

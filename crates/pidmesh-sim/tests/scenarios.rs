@@ -10,14 +10,32 @@ const SEED: u64 = 0x5eed_0001;
 fn cluster(n: usize, seed: u64) -> Sim {
     println!("seed = {seed:#x}");
     let mut sim = Sim::new(SimConfig::new(n, seed));
-    let took = sim.run_until(Duration::from_secs(30), Duration::from_millis(50), check::membership_agrees_ok);
-    assert!(took.is_some(), "cluster of {n} did not form: {:?}", check::membership_agrees(&sim));
+    let took = sim.run_until(
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        check::membership_agrees_ok,
+    );
+    assert!(
+        took.is_some(),
+        "cluster of {n} did not form: {:?}",
+        check::membership_agrees(&sim)
+    );
     sim
 }
 
 fn settle(sim: &mut Sim) -> Duration {
-    let took = sim.run_until(Duration::from_secs(60), Duration::from_millis(20), check::converged);
-    let took = took.unwrap_or_else(|| panic!("no convergence: {:?} / {:?}", check::equal_state(sim), check::membership_agrees(sim)));
+    let took = sim.run_until(
+        Duration::from_secs(60),
+        Duration::from_millis(20),
+        check::converged,
+    );
+    let took = took.unwrap_or_else(|| {
+        panic!(
+            "no convergence: {:?} / {:?}",
+            check::equal_state(sim),
+            check::membership_agrees(sim)
+        )
+    });
     sim.run_for(Duration::from_secs(1));
     if let Err(e) = check::all(sim) {
         panic!("seed {:#x}: {}", sim.seed, e.join("\n"));
@@ -30,10 +48,17 @@ fn register_is_visible_everywhere() {
     let mut sim = cluster(3, SEED);
     let pid = sim.spawn(0).expect("n0 runs");
     let entry = sim.register(0, "billing", &pid).expect("registers");
-    assert_eq!(sim.node(0).and_then(|n| n.lookup("billing")), Some(entry.clone()), "read-your-writes");
+    assert_eq!(
+        sim.node(0).and_then(|n| n.lookup("billing")),
+        Some(entry.clone()),
+        "read-your-writes"
+    );
     let took = settle(&mut sim);
     for i in 0..3 {
-        assert_eq!(sim.node(i).and_then(|n| n.lookup("billing")), Some(entry.clone()));
+        assert_eq!(
+            sim.node(i).and_then(|n| n.lookup("billing")),
+            Some(entry.clone())
+        );
     }
     println!("visible everywhere after {took:?}");
 }
@@ -47,11 +72,23 @@ fn simultaneous_registration_on_two_nodes_has_one_winner() {
     let ea = sim.register(0, "leader", &a).expect("n0 registers");
     let eb = sim.register(1, "leader", &b).expect("n1 registers");
     settle(&mut sim);
-    let winner = sim.node(2).and_then(|n| n.lookup("leader")).expect("a winner");
-    let expected = if ea.canonical_cmp(&eb).is_lt() { ea } else { eb };
+    let winner = sim
+        .node(2)
+        .and_then(|n| n.lookup("leader"))
+        .expect("a winner");
+    let expected = if ea.canonical_cmp(&eb).is_lt() {
+        ea
+    } else {
+        eb
+    };
     assert_eq!(winner, expected, "keep-oldest picks the canonically first");
     let loser_host = if winner.pid == a { 1 } else { 0 };
-    let reason = sim.hosts[loser_host].life.unregistered.values().next().copied();
+    let reason = sim.hosts[loser_host]
+        .life
+        .unregistered
+        .values()
+        .next()
+        .copied();
     assert_eq!(reason, Some(Reason::Conflict), "the loser's owner was told");
 }
 
@@ -60,21 +97,37 @@ fn split_brain(resolver: Resolver, seed: u64) -> (Sim, [pidmesh_proto::Entry; 2]
     cfg.resolver = resolver;
     println!("seed = {seed:#x}");
     let mut sim = Sim::new(cfg);
-    sim.run_until(Duration::from_secs(30), Duration::from_millis(50), check::membership_agrees_ok).expect("formed");
+    sim.run_until(
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        check::membership_agrees_ok,
+    )
+    .expect("formed");
     sim.partition(&[0, 1], &[2, 3, 4]);
     // Wait until each side has declared the other down.
     sim.run_until(Duration::from_secs(30), Duration::from_millis(50), |s| {
-        s.node(0).is_some_and(|n| n.peers().count() == 1) && s.node(2).is_some_and(|n| n.peers().count() == 2)
+        s.node(0).is_some_and(|n| n.peers().count() == 1)
+            && s.node(2).is_some_and(|n| n.peers().count() == 2)
     })
     .expect("sides split");
     let a = sim.spawn(1).expect("runs");
-    let ea = sim.register(1, "scheduler", &a).expect("minority side registers");
+    let ea = sim
+        .register(1, "scheduler", &a)
+        .expect("minority side registers");
     sim.run_for(Duration::from_millis(5));
     let b = sim.spawn(3).expect("runs");
-    let eb = sim.register(3, "scheduler", &b).expect("majority side registers");
+    let eb = sim
+        .register(3, "scheduler", &b)
+        .expect("majority side registers");
     sim.run_for(Duration::from_secs(1));
-    assert_eq!(sim.node(0).and_then(|n| n.lookup("scheduler")), Some(ea.clone()));
-    assert_eq!(sim.node(4).and_then(|n| n.lookup("scheduler")), Some(eb.clone()));
+    assert_eq!(
+        sim.node(0).and_then(|n| n.lookup("scheduler")),
+        Some(ea.clone())
+    );
+    assert_eq!(
+        sim.node(4).and_then(|n| n.lookup("scheduler")),
+        Some(eb.clone())
+    );
     sim.heal();
     let took = settle(&mut sim);
     println!("healed and converged after {took:?}");
@@ -85,7 +138,10 @@ fn split_brain(resolver: Resolver, seed: u64) -> (Sim, [pidmesh_proto::Entry; 2]
 fn partition_both_sides_register_heal_keep_oldest() {
     let (sim, [older, _]) = split_brain(Resolver::keep_oldest(), SEED + 2);
     for i in 0..5 {
-        assert_eq!(sim.node(i).and_then(|n| n.lookup("scheduler")), Some(older.clone()));
+        assert_eq!(
+            sim.node(i).and_then(|n| n.lookup("scheduler")),
+            Some(older.clone())
+        );
     }
 }
 
@@ -93,7 +149,10 @@ fn partition_both_sides_register_heal_keep_oldest() {
 fn partition_both_sides_register_heal_keep_newest() {
     let (sim, [_, newer]) = split_brain(Resolver::keep_newest(), SEED + 3);
     for i in 0..5 {
-        assert_eq!(sim.node(i).and_then(|n| n.lookup("scheduler")), Some(newer.clone()));
+        assert_eq!(
+            sim.node(i).and_then(|n| n.lookup("scheduler")),
+            Some(newer.clone())
+        );
     }
 }
 
@@ -103,7 +162,11 @@ fn partition_heal_node_priority_and_kill_both() {
     assert_eq!(sim.node(0).and_then(|n| n.lookup("scheduler")), Some(on_n3));
     let (sim, _) = split_brain(Resolver::kill_both(), SEED + 5);
     for i in 0..5 {
-        assert_eq!(sim.node(i).and_then(|n| n.lookup("scheduler")), None, "kill-both frees the name");
+        assert_eq!(
+            sim.node(i).and_then(|n| n.lookup("scheduler")),
+            None,
+            "kill-both frees the name"
+        );
     }
 }
 
@@ -111,7 +174,10 @@ fn partition_heal_node_priority_and_kill_both() {
 fn custom_resolver_and_its_failure_fallback() {
     // Prefer the entry on the node with the longest name, ties by canonical order.
     let custom = Resolver::custom(|_, c| {
-        let best = c.iter().enumerate().max_by_key(|(i, e)| (e.pid.node.name.len(), std::cmp::Reverse(*i)));
+        let best = c
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, e)| (e.pid.node.name.len(), std::cmp::Reverse(*i)));
         Verdict::Keep(best.map_or(0, |(i, _)| i))
     });
     let (sim, [ea, _]) = split_brain(custom, SEED + 6);
@@ -122,15 +188,32 @@ fn custom_resolver_and_its_failure_fallback() {
     cfg.resolver = broken;
     let mut sim = Sim::new(cfg);
     sim.trace = true;
-    sim.run_until(Duration::from_secs(30), Duration::from_millis(50), check::membership_agrees_ok).expect("formed");
+    sim.run_until(
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        check::membership_agrees_ok,
+    )
+    .expect("formed");
     let a = sim.spawn(0).expect("runs");
     let b = sim.spawn(1).expect("runs");
     let ea = sim.register(0, "x", &a).expect("registers");
     let eb = sim.register(1, "x", &b).expect("registers");
     settle(&mut sim);
-    let oldest = if ea.canonical_cmp(&eb).is_lt() { ea } else { eb };
-    assert_eq!(sim.node(2).and_then(|n| n.lookup("x")), Some(oldest), "fallback is keep-oldest");
-    let failed = sim.hosts[2].life.events.iter().any(|(_, e)| matches!(e, Event::ResolverFailed { .. }));
+    let oldest = if ea.canonical_cmp(&eb).is_lt() {
+        ea
+    } else {
+        eb
+    };
+    assert_eq!(
+        sim.node(2).and_then(|n| n.lookup("x")),
+        Some(oldest),
+        "fallback is keep-oldest"
+    );
+    let failed = sim.hosts[2]
+        .life
+        .events
+        .iter()
+        .any(|(_, e)| matches!(e, Event::ResolverFailed { .. }));
     assert!(failed, "ResolverFailed was emitted");
 }
 
@@ -143,7 +226,10 @@ fn crashed_node_names_vanish_everywhere() {
     settle(&mut sim);
     sim.crash(3);
     let t = sim.run_until(Duration::from_secs(30), Duration::from_millis(20), |s| {
-        (0..3).all(|i| s.node(i).is_some_and(|n| n.lookup("cache").is_none() && n.members_of("workers").is_empty()))
+        (0..3).all(|i| {
+            s.node(i)
+                .is_some_and(|n| n.lookup("cache").is_none() && n.members_of("workers").is_empty())
+        })
     });
     println!("names of the crashed node gone everywhere after {t:?}");
     assert!(t.is_some(), "names of a crashed node must vanish");
@@ -163,7 +249,9 @@ fn restarted_node_is_a_new_life_and_old_entries_stay_gone() {
     assert!(old_gone.is_some(), "the old life's entry is gone");
     let new_pid = sim.spawn(2).expect("runs");
     assert_ne!(new_pid.node, pid.node, "new incarnation");
-    let e = sim.register(2, "db", &new_pid).expect("the name is free again");
+    let e = sim
+        .register(2, "db", &new_pid)
+        .expect("the name is free again");
     settle(&mut sim);
     assert_eq!(sim.node(0).and_then(|n| n.lookup("db")), Some(e));
 }
@@ -173,10 +261,19 @@ fn five_nodes_with_30_percent_loss_converge() {
     let mut cfg = SimConfig::new(5, SEED + 10);
     // SWIM needs suspicion longer than a few lost probes: the LAN preset, not the tight local one.
     cfg.node = pidmesh_proto::Config::lan();
-    cfg.link = LinkConfig { loss: 0.3, duplicate: 0.05, max_latency: Duration::from_millis(10), ..LinkConfig::default() };
+    cfg.link = LinkConfig {
+        loss: 0.3,
+        duplicate: 0.05,
+        max_latency: Duration::from_millis(10),
+        ..LinkConfig::default()
+    };
     println!("seed = {:#x}", cfg.seed);
     let mut sim = Sim::new(cfg);
-    sim.run_until(Duration::from_secs(60), Duration::from_millis(100), check::membership_agrees_ok);
+    sim.run_until(
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        check::membership_agrees_ok,
+    );
     for i in 0..5 {
         for k in 0..20 {
             let pid = sim.spawn(i).expect("runs");
@@ -189,8 +286,15 @@ fn five_nodes_with_30_percent_loss_converge() {
     let took = sim.run_until(Duration::from_secs(120), Duration::from_millis(100), |s| {
         check::equal_state(s).is_ok() && s.node(0).is_some_and(|n| n.members_of("all").len() == 100)
     });
-    println!("converged under 30% loss after {took:?}; dropped {} delivered {}", sim.dropped, sim.delivered);
-    assert!(took.is_some(), "no convergence under loss: {:?}", check::equal_state(&sim));
+    println!(
+        "converged under 30% loss after {took:?}; dropped {} delivered {}",
+        sim.dropped, sim.delivered
+    );
+    assert!(
+        took.is_some(),
+        "no convergence under loss: {:?}",
+        check::equal_state(&sim)
+    );
 }
 
 #[test]
@@ -201,10 +305,14 @@ fn graceful_leave_removes_entries_promptly() {
     settle(&mut sim);
     sim.shutdown(1);
     let t = sim.run_until(Duration::from_secs(10), Duration::from_millis(5), |s| {
-        s.node(0).is_some_and(|n| n.lookup("api").is_none()) && s.node(2).is_some_and(|n| n.lookup("api").is_none())
+        s.node(0).is_some_and(|n| n.lookup("api").is_none())
+            && s.node(2).is_some_and(|n| n.lookup("api").is_none())
     });
     println!("entries of a leaving node gone after {t:?}");
-    assert!(t.is_some_and(|t| t < Duration::from_millis(500)), "leave pushes removals at once: {t:?}");
+    assert!(
+        t.is_some_and(|t| t < Duration::from_millis(500)),
+        "leave pushes removals at once: {t:?}"
+    );
 }
 
 #[test]
@@ -218,21 +326,38 @@ fn forged_deltas_are_rejected() {
         origin: victim.clone(),
         delta: OriginDelta {
             seen: vec![(1000, 1000)],
-            adds: vec![WireEntry { seq: 1000, key: Key::name("evil"), value: Value { pid: 1, meta: bytes::Bytes::new(), at: Hlc::default() } }],
+            adds: vec![WireEntry {
+                seq: 1000,
+                key: Key::name("evil"),
+                value: Value {
+                    pid: 1,
+                    meta: bytes::Bytes::new(),
+                    at: Hlc::default(),
+                },
+            }],
             released: Vec::new(),
         },
     });
     let bytes = encode(&forged).expect("encodes");
     let from = sim.hosts[2].addr;
     let before = sim.node(0).expect("runs").stats().rejected;
-    sim.with_node(0, |n, now| n.handle_message(now, from, Some("n2"), TrafficClass::Delta, &bytes));
+    sim.with_node(0, |n, now| {
+        n.handle_message(now, from, Some("n2"), TrafficClass::Delta, &bytes)
+    });
     // An origin that is not a member at all.
-    let stranger = DeltaMsg::V1(DeltaBatch { origin: NodeId::new("nobody", 1), delta: OriginDelta::default() });
+    let stranger = DeltaMsg::V1(DeltaBatch {
+        origin: NodeId::new("nobody", 1),
+        delta: OriginDelta::default(),
+    });
     let bytes2 = encode(&stranger).expect("encodes");
-    sim.with_node(0, |n, now| n.handle_message(now, from, None, TrafficClass::Delta, &bytes2));
+    sim.with_node(0, |n, now| {
+        n.handle_message(now, from, None, TrafficClass::Delta, &bytes2)
+    });
     // Garbage on every class.
     for class in TrafficClass::ALL {
-        sim.with_node(0, |n, now| n.handle_message(now, from, Some("n2"), class, &[0xff, 0x00, 0x13]));
+        sim.with_node(0, |n, now| {
+            n.handle_message(now, from, Some("n2"), class, &[0xff, 0x00, 0x13])
+        });
     }
     let n0 = sim.node(0).expect("runs");
     assert_eq!(n0.lookup("evil"), None);

@@ -8,7 +8,10 @@ use std::time::Instant;
 use pidmesh_sim::workload::chaos_run;
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 #[test]
@@ -28,7 +31,10 @@ fn seed_sweep() {
         "seed sweep: {count} seeds from {first} (3-7 nodes, 4 fault phases each) in {:.1?}; failing seeds: {failures:?}",
         started.elapsed()
     );
-    assert!(failures.is_empty(), "failing seeds: {failures:?} (replay with PIDMESH_SIM_FIRST=<seed> PIDMESH_SIM_SEEDS=1)");
+    assert!(
+        failures.is_empty(),
+        "failing seeds: {failures:?} (replay with PIDMESH_SIM_FIRST=<seed> PIDMESH_SIM_SEEDS=1)"
+    );
 }
 
 #[test]
