@@ -209,6 +209,8 @@ struct Peer {
     datagrams: mpsc::Sender<Bytes>,
     delta: mpsc::Sender<Bytes>,
     sync: mpsc::Sender<Bytes>,
+    /// Mail lane (one long-lived uni stream per connection).
+    mail: mpsc::Sender<Bytes>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -438,6 +440,7 @@ impl QuicTransport {
         let (dtx, drx) = mpsc::channel(s.config.datagram_queue_capacity);
         let (deltatx, deltarx) = mpsc::channel(s.config.lane_capacity);
         let (synctx, syncrx) = mpsc::channel(s.config.lane_capacity);
+        let (mailtx, mailrx) = mpsc::channel(s.config.lane_capacity);
         let peer = Arc::new(Peer {
             addr: to,
             conn: tokio::sync::Mutex::new(None),
@@ -449,11 +452,13 @@ impl QuicTransport {
             datagrams: dtx,
             delta: deltatx,
             sync: synctx,
+            mail: mailtx,
         });
         for (class, rx) in [
             (TrafficClass::Membership, drx),
             (TrafficClass::Delta, deltarx),
             (TrafficClass::Sync, syncrx),
+            (TrafficClass::Mail, mailrx),
         ] {
             s.tasks.spawn_on(
                 lane(
@@ -518,6 +523,7 @@ impl Transport for QuicTransport {
             }
             TrafficClass::Delta => &peer.delta,
             TrafficClass::Sync => &peer.sync,
+            TrafficClass::Mail => &peer.mail,
         };
         match queue.try_send(payload) {
             Ok(()) => Ok(()),

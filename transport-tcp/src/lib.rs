@@ -376,7 +376,9 @@ impl Transport for TcpTransport {
         let Outgoing { to, class, payload } = msg;
         let max = match class {
             TrafficClass::Membership => shared.config.max_datagram_size,
-            TrafficClass::Delta | TrafficClass::Sync => shared.config.max_frame_length - 1,
+            TrafficClass::Delta | TrafficClass::Sync | TrafficClass::Mail => {
+                shared.config.max_frame_length - 1
+            }
         };
         if payload.len() > max {
             return Err(SendError::TooLarge {

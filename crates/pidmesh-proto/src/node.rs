@@ -581,6 +581,7 @@ impl Node {
             TrafficClass::Membership => self.on_datagram(bytes),
             TrafficClass::Delta => self.on_delta(now, peer_name, bytes),
             TrafficClass::Sync => self.on_sync(now, from, peer_name, bytes),
+            TrafficClass::Mail => Err("mail is for the runtime, not the node"),
         };
         if let Err(why) = result {
             self.stats.rejected += 1;

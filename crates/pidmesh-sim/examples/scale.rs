@@ -16,9 +16,14 @@ fn main() {
     let wall = Instant::now();
     let mut cfg = SimConfig::new(nodes, seed);
     cfg.seeds = 3.min(nodes);
-    cfg.node = pidmesh_proto::Config::lan().for_cluster_size(u32::try_from(nodes).unwrap_or(u32::MAX));
+    cfg.node =
+        pidmesh_proto::Config::lan().for_cluster_size(u32::try_from(nodes).unwrap_or(u32::MAX));
     let mut sim = Sim::new(cfg);
-    let formed = sim.run_until(Duration::from_secs(600), Duration::from_millis(100), check::membership_agrees_ok);
+    let formed = sim.run_until(
+        Duration::from_secs(600),
+        Duration::from_millis(100),
+        check::membership_agrees_ok,
+    );
     let before = sim.bytes_sent;
     let start = sim.elapsed();
     for i in 0..nodes {
@@ -30,13 +35,17 @@ fn main() {
     }
     let total = nodes * per;
     let converged = sim.run_until(Duration::from_secs(600), Duration::from_millis(10), |s| {
-        s.live().iter().all(|&i| s.node(i).is_some_and(|n| n.registry().len() == total))
+        s.live()
+            .iter()
+            .all(|&i| s.node(i).is_some_and(|n| n.registry().len() == total))
     });
     let after = sim.bytes_sent;
     let per_node = |c: usize| (after[c] - before[c]) as f64 / nodes as f64;
     println!("nodes={nodes} names/node={per} seed={seed} preset=lan");
     println!("membership formed (every node sees all others) after {formed:?} of virtual time");
-    println!("{total} registrations issued at t={start:?}; visible on all {nodes} nodes after {converged:?}");
+    println!(
+        "{total} registrations issued at t={start:?}; visible on all {nodes} nodes after {converged:?}"
+    );
     println!(
         "bytes sent per node during convergence: membership {:.0}, delta {:.0}, sync {:.0}",
         per_node(0),
@@ -44,5 +53,10 @@ fn main() {
         per_node(2)
     );
     println!("invariants: {:?}", check::all(&sim).map_err(|e| e.len()));
-    println!("wall time {:.1?} for {:?} of virtual time, {} messages delivered", wall.elapsed(), sim.elapsed(), sim.delivered);
+    println!(
+        "wall time {:.1?} for {:?} of virtual time, {} messages delivered",
+        wall.elapsed(),
+        sim.elapsed(),
+        sim.delivered
+    );
 }

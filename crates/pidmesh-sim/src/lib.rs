@@ -400,7 +400,7 @@ impl Sim {
         let slot = match class {
             TrafficClass::Membership => 0,
             TrafficClass::Delta => 1,
-            TrafficClass::Sync => 2,
+            TrafficClass::Sync | TrafficClass::Mail => 2,
         };
         self.bytes_sent[slot] += payload.len() as u64;
         let link = &self.link;

@@ -174,6 +174,7 @@ pub async fn delivers_every_class_with_sender_identity<F: TransportFactory>(f: &
     for class in [
         TrafficClass::Delta,
         TrafficClass::Sync,
+        TrafficClass::Mail,
         TrafficClass::Membership,
     ] {
         let m = send_until_delivered(

@@ -40,30 +40,8 @@ pub use stats::TransportStats;
 
 use bytes::Bytes;
 
-/// The kind of traffic a message belongs to; each transport maps classes to its primitives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum TrafficClass {
-    /// SWIM packets: small, best effort, may be lost, duplicated or reordered.
-    Membership,
-    /// Batches of registry deltas: reliable and ordered per peer pair.
-    Delta,
-    /// Anti-entropy requests, replies and snapshot chunks: reliable and ordered per peer pair.
-    Sync,
-}
-
-impl TrafficClass {
-    /// All classes, in a fixed order.
-    pub const ALL: [TrafficClass; 3] = [Self::Membership, Self::Delta, Self::Sync];
-
-    /// A short, stable, low-cardinality label for logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Membership => "membership",
-            Self::Delta => "delta",
-            Self::Sync => "sync",
-        }
-    }
-}
+/// The traffic classes are part of the wire vocabulary; see [`pidmesh_wire::TrafficClass`].
+pub use pidmesh_wire::TrafficClass;
 
 /// A message the node wants sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,32 +89,6 @@ pub enum SendError {
     /// The transport has been shut down. Nothing was sent.
     #[error("transport is closed")]
     Closed,
-}
-
-impl TrafficClass {
-    /// The byte that identifies the class on stream-based wires (TCP frames, QUIC streams).
-    pub fn to_byte(self) -> u8 {
-        match self {
-            Self::Membership => 0,
-            Self::Delta => 1,
-            Self::Sync => 2,
-        }
-    }
-
-    /// The inverse of [`TrafficClass::to_byte`]; `None` for unknown bytes.
-    pub fn from_byte(b: u8) -> Option<Self> {
-        match b {
-            0 => Some(Self::Membership),
-            1 => Some(Self::Delta),
-            2 => Some(Self::Sync),
-            _ => None,
-        }
-    }
-
-    /// Whether the class is delivered reliably and in order (Delta, Sync).
-    pub fn is_reliable(self) -> bool {
-        !matches!(self, Self::Membership)
-    }
 }
 
 /// Moves messages of the three [`TrafficClass`]es between nodes.

@@ -579,7 +579,7 @@ impl Transport for MemTransport {
         }
         let max = match msg.class {
             TrafficClass::Membership => self.max_datagram_size,
-            TrafficClass::Delta | TrafficClass::Sync => self.max_message_size,
+            TrafficClass::Delta | TrafficClass::Sync | TrafficClass::Mail => self.max_message_size,
         };
         if msg.payload.len() > max {
             return Err(SendError::TooLarge {

@@ -7,6 +7,7 @@
 //! | membership (datagrams) | [`Datagram`] | [`MAX_DATAGRAM_LEN`] |
 //! | delta (reliable) | [`DeltaMsg`] | [`MAX_DELTA_MSG_LEN`] |
 //! | sync (reliable) | [`SyncMsg`] | [`MAX_SYNC_MSG_LEN`] |
+//! | mail (reliable) | [`MailMsg`] | [`MAX_MAIL_MSG_LEN`] |
 //!
 //! Rules that keep the format evolvable and safe on hostile input:
 //! * a new wire version is a new variant of the top-level enum (the major version also travels in
@@ -34,11 +35,13 @@ pub enum TrafficClass {
     Delta,
     /// Anti-entropy ([`SyncMsg`]): reliable and ordered per peer pair.
     Sync,
+    /// Application messages between mailboxes ([`MailMsg`]): reliable and ordered per peer pair.
+    Mail,
 }
 
 impl TrafficClass {
     /// All classes, in a fixed order.
-    pub const ALL: [TrafficClass; 3] = [Self::Membership, Self::Delta, Self::Sync];
+    pub const ALL: [TrafficClass; 4] = [Self::Membership, Self::Delta, Self::Sync, Self::Mail];
 
     /// A short, stable, low-cardinality label for logs and metrics.
     pub fn as_str(self) -> &'static str {
@@ -46,6 +49,7 @@ impl TrafficClass {
             Self::Membership => "membership",
             Self::Delta => "delta",
             Self::Sync => "sync",
+            Self::Mail => "mail",
         }
     }
 
@@ -55,7 +59,28 @@ impl TrafficClass {
             Self::Membership => MAX_DATAGRAM_LEN,
             Self::Delta => MAX_DELTA_MSG_LEN,
             Self::Sync => MAX_SYNC_MSG_LEN,
+            Self::Mail => MAX_MAIL_MSG_LEN,
         }
+    }
+
+    /// The class's tag byte in framed transports.
+    pub fn to_byte(self) -> u8 {
+        match self {
+            Self::Membership => 0,
+            Self::Delta => 1,
+            Self::Sync => 2,
+            Self::Mail => 3,
+        }
+    }
+
+    /// The class of a tag byte, if it names one.
+    pub fn from_byte(b: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.to_byte() == b)
+    }
+
+    /// True for the classes delivered reliably and in order per peer pair.
+    pub fn is_reliable(self) -> bool {
+        self != Self::Membership
     }
 }
 
@@ -75,6 +100,10 @@ pub const MAX_DATAGRAM_LEN: usize = 1400;
 pub const MAX_DELTA_MSG_LEN: usize = 1 << 20;
 /// Largest sync message (a snapshot is sent as many of these).
 pub const MAX_SYNC_MSG_LEN: usize = 4 << 20;
+/// Largest mail message (the body limit is a little smaller).
+pub const MAX_MAIL_MSG_LEN: usize = 1 << 20;
+/// Largest body of one application message between mailboxes.
+pub const MAX_MAIL_BODY_LEN: usize = MAX_MAIL_MSG_LEN - 1024;
 
 /// A membership-class datagram.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,6 +196,20 @@ pub enum SyncV1 {
         delta: OriginDelta,
         /// True on the last chunk of a reply.
         last: bool,
+    },
+}
+
+/// A mail-class message: application bytes for one mailbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MailMsg {
+    /// Version 1.
+    V1 {
+        /// The sending node.
+        from: NodeId,
+        /// The destination process (on the receiving node).
+        to: Pid,
+        /// The application's bytes.
+        body: Bytes,
     },
 }
 
@@ -290,12 +333,26 @@ impl Validate for SyncMsg {
                 check_node(to)?;
                 check_ranges(have)
             }
-            SyncV1::Chunk { from, to, delta, .. } => {
+            SyncV1::Chunk {
+                from, to, delta, ..
+            } => {
                 check_node(from)?;
                 check_node(to)?;
                 delta.validate()
             }
         }
+    }
+}
+
+impl Validate for MailMsg {
+    fn validate(&self) -> Result<(), DecodeError> {
+        let MailMsg::V1 { from, to, body } = self;
+        check_node(from)?;
+        check_node(&to.node)?;
+        if body.len() > MAX_MAIL_BODY_LEN {
+            return Err(DecodeError::Invalid("mail body too large"));
+        }
+        Ok(())
     }
 }
 
@@ -314,6 +371,9 @@ impl WireMessage for DeltaMsg {
 impl WireMessage for SyncMsg {
     const MAX_LEN: usize = MAX_SYNC_MSG_LEN;
 }
+impl WireMessage for MailMsg {
+    const MAX_LEN: usize = MAX_MAIL_MSG_LEN;
+}
 
 /// Encodes a message, refusing to produce more than its class limit.
 ///
@@ -322,7 +382,10 @@ impl WireMessage for SyncMsg {
 pub fn encode<M: WireMessage>(msg: &M) -> Result<Bytes, EncodeError> {
     let v = postcard::to_stdvec(msg)?;
     if v.len() > M::MAX_LEN {
-        return Err(EncodeError::TooLarge { len: v.len(), max: M::MAX_LEN });
+        return Err(EncodeError::TooLarge {
+            len: v.len(),
+            max: M::MAX_LEN,
+        });
     }
     Ok(Bytes::from(v))
 }
@@ -341,7 +404,10 @@ pub fn encoded_len<T: Serialize>(msg: &T) -> Result<usize, EncodeError> {
 /// See [`DecodeError`]; on error nothing must be applied.
 pub fn decode<M: WireMessage>(bytes: &[u8]) -> Result<M, DecodeError> {
     if bytes.len() > M::MAX_LEN {
-        return Err(DecodeError::TooLarge { len: bytes.len(), max: M::MAX_LEN });
+        return Err(DecodeError::TooLarge {
+            len: bytes.len(),
+            max: M::MAX_LEN,
+        });
     }
     let (msg, rest) = postcard::take_from_bytes::<M>(bytes).map_err(DecodeError::Malformed)?;
     if !rest.is_empty() {

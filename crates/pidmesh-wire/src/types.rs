@@ -21,7 +21,10 @@ pub struct NodeId {
 impl NodeId {
     /// Makes a node id.
     pub fn new(name: impl Into<Arc<str>>, incarnation: u64) -> Self {
-        Self { name: name.into(), incarnation }
+        Self {
+            name: name.into(),
+            incarnation,
+        }
     }
 }
 
@@ -62,7 +65,9 @@ impl fmt::Display for Pid {
 ///
 /// Readings from different nodes are comparable (unlike monotonic clocks); ties between nodes
 /// are broken by the caller with the node id.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub struct Hlc {
     /// Milliseconds since the Unix epoch, as the issuing node saw it (never decreasing).
     pub wall_ms: u64,
@@ -91,11 +96,17 @@ pub struct Key {
 impl Key {
     /// A unique-name key.
     pub fn name(name: impl Into<Arc<str>>) -> Self {
-        Self { kind: KeyKind::Name, name: name.into() }
+        Self {
+            kind: KeyKind::Name,
+            name: name.into(),
+        }
     }
     /// A group key.
     pub fn group(name: impl Into<Arc<str>>) -> Self {
-        Self { kind: KeyKind::Group, name: name.into() }
+        Self {
+            kind: KeyKind::Group,
+            name: name.into(),
+        }
     }
 }
 

@@ -14,12 +14,26 @@ fn sample_delta() -> OriginDelta {
         adds: vec![WireEntry {
             seq: 2,
             key: Key::name("billing"),
-            value: Value { pid: 5, meta: Bytes::from_static(b"v1"), at: Hlc { wall_ms: 1_700_000_000_000, logical: 3 } },
+            value: Value {
+                pid: 5,
+                meta: Bytes::from_static(b"v1"),
+                at: Hlc {
+                    wall_ms: 1_700_000_000_000,
+                    logical: 3,
+                },
+            },
         }],
         released: vec![WireEntry {
             seq: 3,
             key: Key::name("lost"),
-            value: Value { pid: 6, meta: Bytes::new(), at: Hlc { wall_ms: 1_700_000_000_001, logical: 0 } },
+            value: Value {
+                pid: 6,
+                meta: Bytes::new(),
+                at: Hlc {
+                    wall_ms: 1_700_000_000_001,
+                    logical: 0,
+                },
+            },
         }],
     }
 }
@@ -37,13 +51,21 @@ fn check<M: WireMessage + PartialEq + std::fmt::Debug>(msg: M, golden: &str) {
 
 #[test]
 fn datagram_v1() {
-    check(Datagram::V1 { swim: Bytes::from_static(&[1, 2, 3]) }, "0003010203");
+    check(
+        Datagram::V1 {
+            swim: Bytes::from_static(&[1, 2, 3]),
+        },
+        "0003010203",
+    );
 }
 
 #[test]
 fn delta_v1() {
     check(
-        DeltaMsg::V1(DeltaBatch { origin: node("api-1", 42), delta: sample_delta() }),
+        DeltaMsg::V1(DeltaBatch {
+            origin: node("api-1", 42),
+            delta: sample_delta(),
+        }),
         GOLDEN_DELTA,
     );
 }
@@ -51,7 +73,14 @@ fn delta_v1() {
 #[test]
 fn sync_digest_v1() {
     check(
-        SyncMsg::V1(SyncV1::Digest { from: node("a", 1), to: node("b", 2), have: vec![(1, 10)], own_max: 4, live_count: 3, live_hash: 0xdead_beef }),
+        SyncMsg::V1(SyncV1::Digest {
+            from: node("a", 1),
+            to: node("b", 2),
+            have: vec![(1, 10)],
+            own_max: 4,
+            live_count: 3,
+            live_hash: 0xdead_beef,
+        }),
         GOLDEN_DIGEST,
     );
 }
@@ -59,11 +88,32 @@ fn sync_digest_v1() {
 #[test]
 fn sync_chunk_v1() {
     check(
-        SyncMsg::V1(SyncV1::Chunk { from: node("a", 1), to: node("b", 2), delta: sample_delta(), last: true }),
+        SyncMsg::V1(SyncV1::Chunk {
+            from: node("a", 1),
+            to: node("b", 2),
+            delta: sample_delta(),
+            last: true,
+        }),
         GOLDEN_CHUNK,
     );
 }
 
+#[test]
+fn mail_v1() {
+    check(
+        MailMsg::V1 {
+            from: node("a", 1),
+            to: Pid {
+                node: node("b", 2),
+                local: 9,
+            },
+            body: Bytes::from_static(b"hi"),
+        },
+        GOLDEN_MAIL,
+    );
+}
+
+const GOLDEN_MAIL: &str = "0001610101620209026869";
 const GOLDEN_DELTA: &str = "00056170692d312a02010307070102000762696c6c696e670502763180d095ffbc3103010300046c6f7374060081d095ffbc3100";
 const GOLDEN_DIGEST: &str = "000001610101620201010a0403effdb6f50d";
 const GOLDEN_CHUNK: &str = "000101610101620202010307070102000762696c6c696e670502763180d095ffbc3103010300046c6f7374060081d095ffbc310001";
@@ -71,34 +121,76 @@ const GOLDEN_CHUNK: &str = "000101610101620202010307070102000762696c6c696e670502
 #[test]
 fn hostile_input_is_rejected_without_panic() {
     // Trailing bytes.
-    let mut b = encode(&Datagram::V1 { swim: Bytes::from_static(&[9]) }).expect("encodes").to_vec();
+    let mut b = encode(&Datagram::V1 {
+        swim: Bytes::from_static(&[9]),
+    })
+    .expect("encodes")
+    .to_vec();
     b.push(0);
     assert_eq!(decode::<Datagram>(&b), Err(DecodeError::TrailingBytes(1)));
     // Over the class limit.
     let big = vec![0u8; MAX_DATAGRAM_LEN + 1];
-    assert!(matches!(decode::<Datagram>(&big), Err(DecodeError::TooLarge { .. })));
+    assert!(matches!(
+        decode::<Datagram>(&big),
+        Err(DecodeError::TooLarge { .. })
+    ));
     // Unknown version tag.
-    assert!(matches!(decode::<DeltaMsg>(&[7, 0, 0]), Err(DecodeError::Malformed(_))));
+    assert!(matches!(
+        decode::<DeltaMsg>(&[7, 0, 0]),
+        Err(DecodeError::Malformed(_))
+    ));
     // A length prefix that claims far more than is there allocates nothing and fails.
-    assert!(matches!(decode::<Datagram>(&[0, 0xff, 0xff, 0xff, 0xff, 0x0f]), Err(DecodeError::Malformed(_))));
+    assert!(matches!(
+        decode::<Datagram>(&[0, 0xff, 0xff, 0xff, 0xff, 0x0f]),
+        Err(DecodeError::Malformed(_))
+    ));
     // Semantically invalid: an entry outside the delta's ranges, an empty name, range 0.
     let mut d = sample_delta();
     d.adds[0].seq = 5;
-    let bytes = encode(&DeltaMsg::V1(DeltaBatch { origin: node("a", 1), delta: d })).expect("encodes");
-    assert!(matches!(decode::<DeltaMsg>(&bytes), Err(DecodeError::Invalid(_))));
+    let bytes = encode(&DeltaMsg::V1(DeltaBatch {
+        origin: node("a", 1),
+        delta: d,
+    }))
+    .expect("encodes");
+    assert!(matches!(
+        decode::<DeltaMsg>(&bytes),
+        Err(DecodeError::Invalid(_))
+    ));
     let mut d = sample_delta();
     d.adds[0].key = Key::name("");
-    let bytes = encode(&DeltaMsg::V1(DeltaBatch { origin: node("a", 1), delta: d })).expect("encodes");
-    assert!(matches!(decode::<DeltaMsg>(&bytes), Err(DecodeError::Invalid(_))));
+    let bytes = encode(&DeltaMsg::V1(DeltaBatch {
+        origin: node("a", 1),
+        delta: d,
+    }))
+    .expect("encodes");
+    assert!(matches!(
+        decode::<DeltaMsg>(&bytes),
+        Err(DecodeError::Invalid(_))
+    ));
     let mut d = sample_delta();
     d.seen.push((0, 0));
-    let bytes = encode(&DeltaMsg::V1(DeltaBatch { origin: node("a", 1), delta: d })).expect("encodes");
-    assert!(matches!(decode::<DeltaMsg>(&bytes), Err(DecodeError::Invalid(_))));
+    let bytes = encode(&DeltaMsg::V1(DeltaBatch {
+        origin: node("a", 1),
+        delta: d,
+    }))
+    .expect("encodes");
+    assert!(matches!(
+        decode::<DeltaMsg>(&bytes),
+        Err(DecodeError::Invalid(_))
+    ));
     // Every prefix of a valid message fails cleanly.
-    let full = encode(&SyncMsg::V1(SyncV1::Chunk { from: node("a", 1), to: node("b", 2), delta: sample_delta(), last: false }))
-        .expect("encodes");
+    let full = encode(&SyncMsg::V1(SyncV1::Chunk {
+        from: node("a", 1),
+        to: node("b", 2),
+        delta: sample_delta(),
+        last: false,
+    }))
+    .expect("encodes");
     for n in 0..full.len() {
-        assert!(decode::<SyncMsg>(&full[..n]).is_err(), "prefix of {n} bytes decoded");
+        assert!(
+            decode::<SyncMsg>(&full[..n]).is_err(),
+            "prefix of {n} bytes decoded"
+        );
     }
 }
 
@@ -109,12 +201,23 @@ fn bulk_registration_costs_few_bytes_on_the_wire() {
         .map(|i| WireEntry {
             seq: 100_000 + i,
             key: Key::name(format!("service-{i:08}")),
-            value: Value { pid: i, meta: Bytes::new(), at: Hlc { wall_ms: 1_790_000_000_000 + i / 10, logical: 0 } },
+            value: Value {
+                pid: i,
+                meta: Bytes::new(),
+                at: Hlc {
+                    wall_ms: 1_790_000_000_000 + i / 10,
+                    logical: 0,
+                },
+            },
         })
         .collect();
     let msg = DeltaMsg::V1(DeltaBatch {
         origin: node("api-1", 1_790_000_000_000),
-        delta: OriginDelta { seen: vec![(100_001, 101_000)], adds, released: Vec::new() },
+        delta: OriginDelta {
+            seen: vec![(100_001, 101_000)],
+            adds,
+            released: Vec::new(),
+        },
     });
     let len = encode(&msg).expect("encodes").len();
     let per = len as f64 / 1000.0;
