@@ -363,16 +363,25 @@ where
                 }
             }
         }
-        // 2. Take the delta's entries whose dots this replica has never seen.
+        // 2. Take the delta's entries whose dots this replica has never seen (each dot once).
+        //    The context is updated in bulk afterwards: inserting dot by dot in arbitrary order
+        //    fragments the range sets and makes a whole-state join quadratic.
+        let mut taken: HashSet<&Dot<A>> = HashSet::new();
+        let mut uncovered = Vec::new();
         for (key, slot) in &delta.adds {
-            if !self.ctx.contains(&slot.dot) {
-                self.ctx.insert(&slot.dot);
+            if !self.ctx.contains(&slot.dot) && taken.insert(&slot.dot) {
                 self.insert_slot(key.clone(), slot.clone());
                 report.added.push((key.clone(), slot.dot.clone()));
             }
+            if !delta.ctx.contains(&slot.dot) {
+                uncovered.push(slot.dot.clone());
+            }
         }
-        // 3. Learn every dot the delta has seen.
+        // 3. Learn every dot the delta has seen (and any add dot its context forgot to list).
         self.ctx.join(&delta.ctx);
+        for dot in &uncovered {
+            self.ctx.insert(dot);
+        }
         report
     }
 

@@ -261,10 +261,7 @@ pub trait Validate {
 }
 
 fn check_node(n: &NodeId) -> Result<(), DecodeError> {
-    if n.name.is_empty() || n.name.len() > MAX_NODE_NAME_LEN {
-        return Err(DecodeError::Invalid("node name length"));
-    }
-    Ok(())
+    check_key_name(&n.name).map_err(|_| DecodeError::Invalid("node name"))
 }
 
 fn check_ranges(r: &[(u64, u64)]) -> Result<(), DecodeError> {
@@ -294,6 +291,17 @@ pub fn check_key_name(name: &str) -> Result<(), &'static str> {
 impl Validate for OriginDelta {
     fn validate(&self) -> Result<(), DecodeError> {
         check_ranges(&self.seen)?;
+        // Each dot names one add: no sequence number may appear twice.
+        let mut seqs: Vec<u64> = self
+            .adds
+            .iter()
+            .chain(&self.released)
+            .map(|e| e.seq)
+            .collect();
+        seqs.sort_unstable();
+        if seqs.windows(2).any(|w| w[0] == w[1]) {
+            return Err(DecodeError::Invalid("sequence number used twice"));
+        }
         for e in self.adds.iter().chain(&self.released) {
             if e.seq == 0 {
                 return Err(DecodeError::Invalid("sequence number 0"));
