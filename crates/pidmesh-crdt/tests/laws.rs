@@ -16,15 +16,32 @@ const REPLICAS: u8 = 3;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Add { r: u8, key: u8, value: u8 },
+    Add {
+        r: u8,
+        key: u8,
+        value: u8,
+    },
     /// Remove the `pick`-th entry (mod count) that replica `r` currently sees.
-    Remove { r: u8, pick: usize },
+    Remove {
+        r: u8,
+        pick: usize,
+    },
     /// Replace (update the value of) the `pick`-th entry `r` sees.
-    Replace { r: u8, pick: usize, value: u8 },
+    Replace {
+        r: u8,
+        pick: usize,
+        value: u8,
+    },
     /// Full-state sync from one replica into another.
-    Sync { from: u8, to: u8 },
+    Sync {
+        from: u8,
+        to: u8,
+    },
     /// Ship one earlier delta (by index, mod count) to a replica: out of order and duplicated.
-    Deliver { to: u8, pick: usize },
+    Deliver {
+        to: u8,
+        pick: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -48,7 +65,10 @@ struct Run {
 }
 
 fn visible_dots(m: &Map) -> Vec<Dot<u8>> {
-    let mut v: Vec<Dot<u8>> = m.iter().flat_map(|(_, s)| s.iter().map(|s| s.dot.clone())).collect();
+    let mut v: Vec<Dot<u8>> = m
+        .iter()
+        .flat_map(|(_, s)| s.iter().map(|s| s.dot.clone()))
+        .collect();
     v.sort();
     v
 }
@@ -85,7 +105,9 @@ fn run(ops: &[Op]) -> Run {
                     continue;
                 }
                 let dot = dots[pick % dots.len()].clone();
-                let (d, _) = run.replicas[r as usize].replace(&r, &dot, value).expect("dot is live");
+                let (d, _) = run.replicas[r as usize]
+                    .replace(&r, &dot, value)
+                    .expect("dot is live");
                 let (k, s) = &d.adds[0];
                 run.added.insert((*k, s.dot.clone(), s.value));
                 run.removed.insert(dot);
@@ -239,7 +261,11 @@ fn add_wins_over_a_concurrent_remove() {
     b.join(&d2);
     assert_eq!(a.canonical(), b.canonical());
     let left: Vec<u8> = a.get(&7).iter().map(|s| s.value).collect();
-    assert_eq!(left, vec![2], "the unobserved add survives, the observed one is gone");
+    assert_eq!(
+        left,
+        vec![2],
+        "the unobserved add survives, the observed one is gone"
+    );
 }
 
 #[test]

@@ -1,0 +1,137 @@
+//! Errors of the public API: one enum per operation.
+//!
+//! Each says whether state changed (it never does on error) and separates "this call failed"
+//! from "the node has stopped" ([`Stopped`]).
+
+use pidmesh_proto::{Entry, Pid};
+
+/// The registry's node has shut down (or its driver ended); the call did nothing.
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
+#[error("the registry has stopped")]
+pub struct Stopped;
+
+/// Why [`crate::Registry::register`] failed. Nothing changed.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum RegisterError {
+    /// The name is empty, longer than 255 bytes, or has control characters.
+    #[error("invalid name: {0}")]
+    InvalidName(&'static str),
+    /// The metadata is larger than 4096 bytes.
+    #[error("metadata is {0} bytes, over the 4096-byte limit")]
+    MetaTooLarge(usize),
+    /// The pid is not a live mailbox of this node (only the owner registers its processes).
+    #[error("{0} is not a live process of this node")]
+    NotLocal(Pid),
+    /// The name is held (as far as this node knows) by the attached entry.
+    #[error("name is already registered to {}", .0.pid)]
+    AlreadyRegistered(Box<Entry>),
+    /// The node has stopped.
+    #[error(transparent)]
+    Stopped(#[from] Stopped),
+}
+
+/// Why [`crate::Registry::join`] failed. Nothing changed.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum JoinError {
+    /// The group name is empty, longer than 255 bytes, or has control characters.
+    #[error("invalid group name: {0}")]
+    InvalidName(&'static str),
+    /// The metadata is larger than 4096 bytes.
+    #[error("metadata is {0} bytes, over the 4096-byte limit")]
+    MetaTooLarge(usize),
+    /// The pid is not a live mailbox of this node.
+    #[error("{0} is not a live process of this node")]
+    NotLocal(Pid),
+    /// The pid is already in the group.
+    #[error("{} is already in the group", .0.pid)]
+    AlreadyMember(Box<Entry>),
+    /// The node has stopped.
+    #[error(transparent)]
+    Stopped(#[from] Stopped),
+}
+
+/// Why an unregister, leave or metadata update failed. Nothing changed.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum RemoveError {
+    /// This node holds no such entry for that pid.
+    #[error("no such registration")]
+    NotFound,
+    /// The new metadata is larger than 4096 bytes (metadata updates only).
+    #[error("metadata is {0} bytes, over the 4096-byte limit")]
+    MetaTooLarge(usize),
+    /// The node has stopped.
+    #[error(transparent)]
+    Stopped(#[from] Stopped),
+}
+
+/// Why [`crate::Registry::send`] failed. The message was not delivered (delivery is at most once:
+/// `Ok` means handed to the local mailbox or to the transport, not processed).
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// The pid is local but its mailbox is gone.
+    #[error("no such process: {0}")]
+    NoSuchProcess(Pid),
+    /// The pid's node is not a live member.
+    #[error("node of {0} is not a live member")]
+    NodeUnreachable(Pid),
+    /// The destination mailbox (or the outgoing queue) is full.
+    #[error("mailbox or outgoing queue is full")]
+    Full,
+    /// The message is larger than the mail limit.
+    #[error("message of {0} bytes is too large")]
+    TooLarge(usize),
+    /// The node has stopped.
+    #[error(transparent)]
+    Stopped(#[from] Stopped),
+}
+
+/// Why [`crate::RegistryBuilder::start`] failed.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum StartError {
+    /// No node name was given.
+    #[error("a node name is required")]
+    MissingName,
+    /// The node name is empty, too long or has control characters.
+    #[error("invalid node name: {0}")]
+    InvalidName(&'static str),
+    /// `start` must be called inside a tokio runtime.
+    #[error("no tokio runtime is running")]
+    NoRuntime,
+}
+
+impl From<pidmesh_proto::RegisterError> for RegisterError {
+    fn from(e: pidmesh_proto::RegisterError) -> Self {
+        use pidmesh_proto::RegisterError as P;
+        match e {
+            P::InvalidName(s) => Self::InvalidName(s),
+            P::MetaTooLarge(n) => Self::MetaTooLarge(n),
+            P::NotLocal(p) => Self::NotLocal(p),
+            P::AlreadyRegistered(e) => Self::AlreadyRegistered(e),
+            P::Stopped => Self::Stopped(Stopped),
+        }
+    }
+}
+
+impl From<pidmesh_proto::JoinError> for JoinError {
+    fn from(e: pidmesh_proto::JoinError) -> Self {
+        use pidmesh_proto::JoinError as P;
+        match e {
+            P::InvalidName(s) => Self::InvalidName(s),
+            P::MetaTooLarge(n) => Self::MetaTooLarge(n),
+            P::NotLocal(p) => Self::NotLocal(p),
+            P::AlreadyMember(e) => Self::AlreadyMember(e),
+            P::Stopped => Self::Stopped(Stopped),
+        }
+    }
+}
+
+impl From<pidmesh_proto::RemoveError> for RemoveError {
+    fn from(e: pidmesh_proto::RemoveError) -> Self {
+        use pidmesh_proto::RemoveError as P;
+        match e {
+            P::NotFound => Self::NotFound,
+            P::MetaTooLarge(n) => Self::MetaTooLarge(n),
+            P::Stopped => Self::Stopped(Stopped),
+        }
+    }
+}

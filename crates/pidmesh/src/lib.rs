@@ -1,0 +1,42 @@
+//! pidmesh: a partition-tolerant registry of names and groups for a cluster of processes.
+//!
+//! Every node keeps the whole registry in memory, so [`Registry::lookup`] never touches the
+//! network. Changes spread as deltas of a CRDT; SWIM membership detects joins and failures;
+//! after a partition heals, conflicting registrations of a unique name are settled by a
+//! [`Resolver`] the same way on every node, and the loser is told.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use pidmesh::{Config, Registry, Resolver};
+//! use pidmesh_transport::MemNetwork;
+//!
+//! let net = MemNetwork::new(1);
+//! let registry = Registry::builder()
+//!     .node_name("api-1")
+//!     .config(Config::local())
+//!     .resolver(Resolver::keep_oldest())
+//!     .transport(net.bind_named("api-1"))
+//!     .start()
+//!     .await?;
+//! let (pid, mut mailbox) = registry.spawn_mailbox()?;
+//! let _reg = registry.register("billing", &pid, "v1").await?;   // dropped: unregistered
+//! registry.join("workers/eu", &pid, Vec::new()).await?;
+//! assert_eq!(registry.lookup("billing").map(|e| e.pid), Some(pid.clone()));
+//! registry.send(&pid, "hello").await?;
+//! assert_eq!(&mailbox.recv().await.map(|m| m.body).unwrap_or_default()[..], b"hello");
+//! registry.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod error;
+mod mailbox;
+mod registry;
+
+pub use error::{JoinError, RegisterError, RemoveError, SendError, StartError, Stopped};
+pub use mailbox::{Envelope, Mailbox};
+pub use pidmesh_proto::{
+    Config, Entry, Event, Hlc, Key, KeyKind, NodeId, Pid, Reason, Resolver, Stats, Verdict,
+};
+pub use registry::{Lost, NodeInfo, Registration, Registry, RegistryBuilder, Subscription};
