@@ -30,11 +30,13 @@ use std::net::SocketAddr;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod faults;
 pub mod mem;
 pub mod stats;
 #[cfg(feature = "tls")]
 pub mod tls;
 
+pub use faults::{Faults, Faulty};
 pub use mem::{MemConfig, MemNetwork, MemTransport};
 pub use stats::TransportStats;
 

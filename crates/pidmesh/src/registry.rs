@@ -221,20 +221,19 @@ impl Shared {
 
     /// Hands events to subscribers and to registration guards.
     fn dispatch(&self, event: Event) {
-        if let Event::Unregistered { entry, reason } = &event {
-            if entry.pid.node == self.id {
-                if let Some(tx) = lock(&self.watchers).remove(&entry.dot) {
-                    let winner = if *reason == Reason::Conflict {
-                        self.read().lookup(&entry.key.name)
-                    } else {
-                        None
-                    };
-                    let _ = tx.send(Lost {
-                        reason: *reason,
-                        winner,
-                    });
-                }
-            }
+        if let Event::Unregistered { entry, reason } = &event
+            && entry.pid.node == self.id
+            && let Some(tx) = lock(&self.watchers).remove(&entry.dot)
+        {
+            let winner = if *reason == Reason::Conflict {
+                self.read().lookup(&entry.key.name)
+            } else {
+                None
+            };
+            let _ = tx.send(Lost {
+                reason: *reason,
+                winner,
+            });
         }
         metrics::counter!("pidmesh.events", "kind" => event_kind(&event)).increment(1);
         let _ = self.events.send(event);
