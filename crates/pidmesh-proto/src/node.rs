@@ -81,6 +81,8 @@ pub struct Node {
     flush_scheduled: bool,
     /// Peers we asked for a sync, with the time after which we may ask again.
     sync_inflight: HashMap<NodeId, Instant>,
+    /// What each live peer last reported holding of this node's dots (from its digests).
+    peer_has: HashMap<NodeId, DotSet>,
     /// The peer asked last by the periodic anti-entropy round.
     sync_cursor: Option<NodeId>,
     /// Names touched since conflicts were last checked.
@@ -208,6 +210,7 @@ impl Node {
             flush_scheduled: false,
             sync_inflight: HashMap::new(),
             sync_cursor: None,
+            peer_has: HashMap::new(),
             dirty: BTreeSet::new(),
             losers: HashSet::new(),
             released: BTreeMap::new(),
@@ -270,6 +273,29 @@ impl Node {
     /// True once [`Node::leave_cluster`] ran.
     pub fn has_left(&self) -> bool {
         self.left
+    }
+
+    /// The live peers known to hold this node's dot `dot` (and everything before it), as
+    /// reported by their latest anti-entropy digest. A lower bound: a peer may have received it
+    /// since. Empty for other nodes' dots.
+    pub fn seen_by(&self, dot: &Dot<NodeId>) -> Vec<NodeId> {
+        if dot.actor != self.me.node {
+            return Vec::new();
+        }
+        self.peer_has
+            .iter()
+            .filter(|(n, have)| self.peers.contains_key(*n) && have.contiguous() >= dot.seq)
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Sends an anti-entropy digest to every live peer now (not waiting for the periodic round),
+    /// so that peers missing something pull it at once.
+    pub fn sync_now(&mut self, now: Instant) {
+        let peers: Vec<Member> = self.peers.values().cloned().collect();
+        for p in peers {
+            self.send_digest(now, &p);
+        }
     }
 
     /// Every entry under `key`, canonically sorted (more than one for a name means a conflict).
@@ -667,7 +693,11 @@ impl Node {
                     count: live_count,
                     hash: live_hash,
                 };
-                self.answer_digest(&from, from_addr, &DotSet::from_ranges(have), live);
+                let have = DotSet::from_ranges(have);
+                if self.peers.contains_key(&from) {
+                    self.peer_has.insert(from.clone(), have.clone());
+                }
+                self.answer_digest(&from, from_addr, &have, live);
                 // Pull in return when the asker has dots we lack.
                 if let Some(peer) = self.peers.get(&from).cloned() {
                     let mine = self.map.context().row(&from).cloned().unwrap_or_default();
@@ -1164,6 +1194,7 @@ impl Node {
         if self.peers.remove(node).is_none() {
             return;
         }
+        self.peer_has.remove(node);
         self.sync_inflight.remove(node);
         for (key, slot) in self.map.forget_actor(node) {
             self.losers.remove(&slot.dot);

@@ -564,6 +564,30 @@ impl Registry {
         tokio::time::timeout(timeout, wait).await.ok().flatten()
     }
 
+    /// Waits until `entry` (registered on this node) is known to be held by at least `nodes`
+    /// nodes, this one included, or `timeout` passes; returns how many nodes are known to hold it.
+    ///
+    /// Knowledge comes from the peers' anti-entropy digests, so confirmation lags propagation by
+    /// up to one sync round per peer (`Config::sync_interval` × peers, in the worst case); for
+    /// entries of other nodes this returns 1 at once (only the owner learns who holds its dots).
+    ///
+    /// Cancel-safe.
+    pub async fn wait_visible(&self, entry: &Entry, nodes: usize, timeout: Duration) -> usize {
+        let count = || 1 + self.shared.read().seen_by(&entry.dot).len();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let _ = self.shared.mutate(|n, now| n.sync_now(now));
+        loop {
+            let c = count();
+            if c >= nodes
+                || entry.pid.node != self.shared.id
+                || tokio::time::Instant::now() >= deadline
+            {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Subscribes to every event this node observes from now on.
     pub fn subscribe(&self) -> Subscription {
         Subscription {

@@ -73,6 +73,8 @@ async fn register_lookup_send_and_process_exit() {
         .await
         .is_some()
     );
+    let confirmed = regs[0].wait_visible(reg.entry(), 3, LIMIT).await;
+    assert_eq!(confirmed, 3, "both peers confirmed holding the registration");
     assert_eq!(regs[1].list_prefix("bill").len(), 1);
 
     // Remote send, in order.
