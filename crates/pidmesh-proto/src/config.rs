@@ -28,6 +28,12 @@ pub struct Config {
     /// How many own conflict losses are remembered and shipped to other claimants (see
     /// `OriginDelta::released`); older ones are forgotten.
     pub max_released: usize,
+    /// How long a node must hold a freshly claimed singleton name (with a quorum) before it
+    /// runs it, unless it saw the previous holder release the name on purpose. It must cover
+    /// the time a cut-off holder takes to notice it lost its quorum after the others declared
+    /// it down. `None` (the presets) derives it from SWIM: the suspicion time plus four probe
+    /// periods (see [`Config::takeover_delay`]).
+    pub singleton_takeover_delay: Option<Duration>,
     /// SWIM parameters (see `foca::Config`); `max_packet_size` must fit the transport's datagrams.
     pub swim: foca::Config,
 }
@@ -77,6 +83,7 @@ impl Config {
             delta_batch_bytes: 256 << 10,
             max_clock_drift: Duration::from_secs(60),
             max_released: 4096,
+            singleton_takeover_delay: None,
             swim: swim_base(
                 16,
                 Duration::from_secs(1),
@@ -122,6 +129,12 @@ impl Config {
             ),
             ..Self::lan()
         }
+    }
+
+    /// The singleton takeover delay in force (see [`Config::singleton_takeover_delay`]).
+    pub fn takeover_delay(&self) -> Duration {
+        self.singleton_takeover_delay
+            .unwrap_or(self.swim.suspect_to_down_after + self.swim.probe_period * 4)
     }
 
     /// Rescales the SWIM dissemination and suspicion parameters for an expected cluster size

@@ -79,6 +79,20 @@ pub enum Event {
         /// What went wrong.
         reason: String,
     },
+    /// This node now runs the singleton `name` (it holds the name and the policy allows it).
+    SingletonStarted {
+        /// The singleton's name.
+        name: String,
+        /// The entry by which this node holds the name.
+        entry: Entry,
+    },
+    /// This node must stop running the singleton `name`.
+    SingletonStopped {
+        /// The singleton's name.
+        name: String,
+        /// Why.
+        reason: crate::singleton::StopReason,
+    },
     /// A node joined (or came back).
     NodeUp(NodeId),
     /// A node was declared down, left, or was replaced by a newer life of itself.

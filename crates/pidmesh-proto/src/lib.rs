@@ -17,6 +17,7 @@ mod error;
 mod member;
 mod node;
 mod resolver;
+mod singleton;
 mod stats;
 mod timers;
 
@@ -29,4 +30,5 @@ pub use node::{Node, NodeOptions, Registry, Transmit};
 pub use pidmesh_crdt::Dot;
 pub use pidmesh_wire::{Hlc, Key, KeyKind, NodeId, Pid, TrafficClass};
 pub use resolver::{Resolution, Resolver, Verdict};
+pub use singleton::{SingletonPolicy, StopReason};
 pub use stats::Stats;

@@ -20,6 +20,7 @@ use crate::entry::{Entry, Event, Reason};
 use crate::error::{JoinError, RegisterError, RemoveError};
 use crate::member::Member;
 use crate::resolver::{Resolver, Verdict};
+use crate::singleton::{Phase, SingletonPolicy, SingletonSlot, StopReason};
 use crate::stats::Stats;
 use crate::timers::{TimerKind, Timers};
 
@@ -100,6 +101,8 @@ pub struct Node {
     left: bool,
     /// Whether SWIM reports this node as part of a cluster (foca's Active/Idle).
     swim_active: bool,
+    /// Singletons this node is a candidate for, by name.
+    singletons: BTreeMap<String, SingletonSlot>,
 }
 
 impl std::fmt::Debug for Node {
@@ -221,6 +224,7 @@ impl Node {
             stats: Stats::default(),
             left: false,
             swim_active: false,
+            singletons: BTreeMap::new(),
             me,
             config,
             resolver,
@@ -546,6 +550,17 @@ impl Node {
     pub fn leave_cluster(&mut self, now: Instant) {
         if self.left {
             return;
+        }
+        // Stop running singletons before their names are released (handover without waiting
+        // for failure detection: the others see a release on purpose and start at once).
+        for (name, slot) in &mut self.singletons {
+            if matches!(slot.phase, Phase::Running { .. }) {
+                self.events.push_back(Event::SingletonStopped {
+                    name: name.clone(),
+                    reason: StopReason::Shutdown,
+                });
+            }
+            slot.phase = Phase::Idle;
         }
         let dots: Vec<Dot<NodeId>> = self
             .map
@@ -905,6 +920,7 @@ impl Node {
                         .push(now + next, TimerKind::Announce(generation));
                 }
                 TimerKind::Announce(_) => {}
+                TimerKind::Singleton => {}
             }
         }
         self.settle(now);
@@ -1215,6 +1231,184 @@ impl Node {
         while let Some(key) = self.dirty.pop_first() {
             if key.kind == KeyKind::Name {
                 self.resolve(now, &key);
+            }
+        }
+        if !self.singletons.is_empty() {
+            self.eval_singletons(now);
+            // Claims and releases made by the evaluation touch names: settle those too.
+            while let Some(key) = self.dirty.pop_first() {
+                if key.kind == KeyKind::Name {
+                    self.resolve(now, &key);
+                }
+            }
+        }
+    }
+
+    // ----- singletons ------------------------------------------------------------------------
+
+    /// Makes this node a candidate for the singleton `name` under `policy`. The node claims the
+    /// unique name when it is free and the policy allows, and emits
+    /// [`Event::SingletonStarted`] / [`Event::SingletonStopped`] as it starts or must stop
+    /// running it. Returns the pid that holds the name while this node is the holder.
+    ///
+    /// # Errors
+    /// [`RegisterError::InvalidName`], or [`RegisterError::Stopped`] after leaving. Registering the
+    /// same name twice replaces nothing and returns the existing pid.
+    pub fn add_singleton(
+        &mut self,
+        now: Instant,
+        name: &str,
+        policy: SingletonPolicy,
+    ) -> Result<Pid, RegisterError> {
+        if self.left {
+            return Err(RegisterError::Stopped);
+        }
+        wire::check_key_name(name).map_err(RegisterError::InvalidName)?;
+        if let Some(slot) = self.singletons.get(name) {
+            return Ok(slot.pid.clone());
+        }
+        let pid = self.spawn_pid();
+        self.singletons.insert(
+            name.to_string(),
+            SingletonSlot {
+                policy,
+                pid: pid.clone(),
+                phase: Phase::Idle,
+            },
+        );
+        self.settle(now);
+        Ok(pid)
+    }
+
+    /// Withdraws this node's candidacy for `name`: stops it if running (reason `Withdrawn`)
+    /// and releases the name. Returns false if the node was not a candidate.
+    pub fn remove_singleton(&mut self, now: Instant, name: &str) -> bool {
+        let Some(slot) = self.singletons.remove(name) else {
+            return false;
+        };
+        if matches!(slot.phase, Phase::Running { .. }) {
+            self.events.push_back(Event::SingletonStopped {
+                name: name.to_string(),
+                reason: StopReason::Withdrawn,
+            });
+        }
+        self.process_exited(now, &slot.pid);
+        true
+    }
+
+    /// True while this node runs the singleton `name`.
+    pub fn runs_singleton(&self, name: &str) -> bool {
+        self.singletons
+            .get(name)
+            .is_some_and(|s| matches!(s.phase, Phase::Running { .. }))
+    }
+
+    /// Nodes this one knows of, live or down, itself included (for `MajorityOfKnown`).
+    fn known_nodes(&self) -> usize {
+        let mut names: BTreeSet<&str> = self
+            .swim
+            .iter_membership_state()
+            .map(|m| &*m.id().node.name)
+            .filter(|n| !n.is_empty())
+            .collect();
+        names.insert(&self.me.node.name);
+        names.len()
+    }
+
+    fn has_quorum(&self, policy: SingletonPolicy) -> bool {
+        let seen = self.peers.len() + 1;
+        let needed = match policy {
+            SingletonPolicy::Available => return true,
+            SingletonPolicy::StaticQuorum(n) => n,
+            SingletonPolicy::MajorityOfKnown => self.known_nodes() / 2 + 1,
+        };
+        // The live SWIM view decides. (A renewal after a false "down" does not by itself count
+        // as losing the quorum: on a heal the minority's stale verdicts renew majority nodes too.)
+        needed <= 1 || seen >= needed
+    }
+
+    /// Advances every singleton slot; see the module docs of `singleton`.
+    fn eval_singletons(&mut self, now: Instant) {
+        let names: Vec<String> = self.singletons.keys().cloned().collect();
+        for name in names {
+            let Some(slot) = self.singletons.get(&name).cloned() else {
+                continue;
+            };
+            let holder = self.lookup(&name);
+            let own = holder
+                .as_ref()
+                .filter(|e| e.pid == slot.pid)
+                .map(|e| e.dot.clone());
+            let quorum = !self.left && self.has_quorum(slot.policy);
+            let next = match slot.phase {
+                Phase::Running { dot } => {
+                    if own.as_ref() != Some(&dot) || !quorum {
+                        let reason = if self.left {
+                            StopReason::Shutdown
+                        } else if own.as_ref() != Some(&dot) {
+                            StopReason::LostName
+                        } else {
+                            StopReason::LostQuorum
+                        };
+                        self.events.push_back(Event::SingletonStopped {
+                            name: name.clone(),
+                            reason,
+                        });
+                        if own.is_some() {
+                            // Release the name so a side that has a quorum can take over.
+                            let _ = self.remove_key(now, &Key::name(name.as_str()), &slot.pid);
+                        }
+                        Phase::Idle
+                    } else {
+                        Phase::Running { dot }
+                    }
+                }
+                Phase::Claimed { dot, run_at } => {
+                    if own.as_ref() != Some(&dot) {
+                        Phase::Idle
+                    } else if !quorum {
+                        let _ = self.remove_key(now, &Key::name(name.as_str()), &slot.pid);
+                        Phase::Idle
+                    } else if now >= run_at {
+                        if let Some(entry) = holder.clone() {
+                            self.events.push_back(Event::SingletonStarted {
+                                name: name.clone(),
+                                entry,
+                            });
+                        }
+                        Phase::Running { dot }
+                    } else {
+                        self.timers.push(run_at, TimerKind::Singleton);
+                        Phase::Claimed { dot, run_at }
+                    }
+                }
+                Phase::Idle => {
+                    if quorum && holder.is_none() {
+                        match self.register(now, &name, &slot.pid, Bytes::new()) {
+                            Ok(entry) => {
+                                // Quorum policies hold the claim for the takeover delay before
+                                // running: long enough for a cut-off previous holder to notice
+                                // it lost its quorum, and for concurrent claims to meet.
+                                let run_at = if slot.policy.needs_quorum() {
+                                    now + self.config.takeover_delay()
+                                } else {
+                                    now
+                                };
+                                self.timers.push(run_at, TimerKind::Singleton);
+                                Phase::Claimed {
+                                    dot: entry.dot,
+                                    run_at,
+                                }
+                            }
+                            Err(_) => Phase::Idle,
+                        }
+                    } else {
+                        Phase::Idle
+                    }
+                }
+            };
+            if let Some(s) = self.singletons.get_mut(&name) {
+                s.phase = next;
             }
         }
     }

@@ -18,6 +18,8 @@ pub(crate) enum TimerKind {
     /// Announce to unreachable seeds; only the timer of the current generation counts (a
     /// restart of the announcer supersedes the pending one).
     Announce(u64),
+    /// Re-evaluate singletons (a claim's takeover delay ends).
+    Singleton,
 }
 
 #[derive(Debug)]

@@ -173,7 +173,9 @@ pub fn losers_notified(sim: &Sim) -> Result<(), String> {
         let Some(node) = sim.node(i) else { continue };
         let life = &sim.hosts[i].life;
         for (dot, key) in &life.created {
-            if node.registry().get_dot(dot).is_some() {
+            // Singleton names are claimed and released by the node itself.
+            let managed = sim.singletons().iter().any(|(n, _)| **n == *key.name);
+            if managed || node.registry().get_dot(dot).is_some() {
                 continue;
             }
             let on_purpose = life.removed_on_purpose.contains(dot);
@@ -197,6 +199,49 @@ pub fn losers_notified(sim: &Sim) -> Result<(), String> {
     Ok(())
 }
 
+/// Every singleton has exactly one running holder among the live nodes when a quorum is
+/// possible (none when too few nodes are alive), the holder holds the name on every node, and
+/// no two nodes ever ran a quorum singleton at the same instant.
+///
+/// # Errors
+/// The first singleton with a wrong number of runners, or the first safety violation.
+pub fn singletons_settled(sim: &Sim) -> Result<(), String> {
+    if let Some(v) = sim.safety_violations.first() {
+        return Err(format!(
+            "{} safety violation(s), first: {v}",
+            sim.safety_violations.len()
+        ));
+    }
+    let live = sim.live();
+    let total = sim.hosts.len();
+    for (name, policy) in sim.singletons() {
+        let possible = match *policy {
+            pidmesh_proto::SingletonPolicy::Available => !live.is_empty(),
+            pidmesh_proto::SingletonPolicy::StaticQuorum(n) => live.len() >= n,
+            pidmesh_proto::SingletonPolicy::MajorityOfKnown => live.len() > total / 2,
+        };
+        let runners = sim.runners(name);
+        let expected = usize::from(possible);
+        if runners.len() != expected {
+            return Err(format!(
+                "singleton {name} ({policy:?}): runners {runners:?}, expected {expected} of live {live:?}"
+            ));
+        }
+        if let Some(&r) = runners.first() {
+            let holder = sim.node(r).map(|n| n.id().clone());
+            for &i in &live {
+                let seen = sim.node(i).and_then(|n| n.lookup(name)).map(|e| e.pid.node);
+                if seen != holder {
+                    return Err(format!(
+                        "singleton {name}: n{r} runs it but n{i} sees holder {seen:?}"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One invariant check.
 type Check = fn(&Sim) -> Result<(), String>;
 
@@ -205,13 +250,14 @@ type Check = fn(&Sim) -> Result<(), String>;
 /// # Errors
 /// Every violated invariant, one line each.
 pub fn all(sim: &Sim) -> Result<(), Vec<String>> {
-    let checks: [(&str, Check); 6] = [
+    let checks: [(&str, Check); 7] = [
         ("equal state", equal_state),
         ("membership agrees", membership_agrees),
         ("no zombies", no_zombies),
         ("registrations visible", registrations_visible),
         ("one winner per name", one_winner),
         ("losers notified", losers_notified),
+        ("singletons settled", singletons_settled),
     ];
     let errors: Vec<String> = checks
         .iter()

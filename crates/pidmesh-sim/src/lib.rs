@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pidmesh_proto::{
-    Config, Dot, Entry, Event, Key, Node, NodeId, NodeOptions, Pid, Reason, Resolver, TrafficClass,
+    Config, Dot, Entry, Event, Key, Node, NodeId, NodeOptions, Pid, Reason, Resolver,
+    SingletonPolicy, TrafficClass,
 };
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -43,6 +44,8 @@ pub struct SimConfig {
     pub node: Config,
     /// The conflict resolver every node uses.
     pub resolver: Resolver,
+    /// Singletons every node is a candidate for (from its start).
+    pub singletons: Vec<(String, SingletonPolicy)>,
 }
 
 impl SimConfig {
@@ -55,6 +58,7 @@ impl SimConfig {
             link: LinkConfig::default(),
             node: Config::local().for_cluster_size(u32::try_from(nodes).unwrap_or(u32::MAX)),
             resolver: Resolver::keep_oldest(),
+            singletons: Vec::new(),
         }
     }
 }
@@ -72,6 +76,10 @@ pub struct Life {
     pub pids: Vec<Pid>,
     /// Every event the node emitted, with the virtual time (kept only when tracing is on).
     pub events: Vec<(Duration, Event)>,
+    /// Singletons this life is running now.
+    pub running: BTreeSet<String>,
+    /// How many times this life started a singleton.
+    pub starts: u64,
 }
 
 /// One simulated machine: an address, a name, and the current life (if running).
@@ -103,6 +111,10 @@ pub struct Sim {
     pub dropped: u64,
     /// Bytes handed to the network, by class: membership, delta, sync.
     pub bytes_sent: [u64; 3],
+    /// Instants at which the singleton safety invariant was checked.
+    pub safety_checks: u64,
+    /// Every instant at which two live nodes ran the same quorum singleton.
+    pub safety_violations: Vec<String>,
     rng: StdRng,
     base: Instant,
     now: Instant,
@@ -143,6 +155,8 @@ impl Sim {
             delivered: 0,
             dropped: 0,
             bytes_sent: [0; 3],
+            safety_checks: 0,
+            safety_violations: Vec::new(),
             rng: StdRng::seed_from_u64(config.seed),
             base,
             now: base,
@@ -207,13 +221,20 @@ impl Sim {
             rng_seed: self.rng.random(),
             wall_ms_at_start: wall,
         };
-        host.node = Some(Node::new(
+        let mut node = Node::new(
             opts,
             self.config.node.clone(),
             self.config.resolver.clone(),
             self.now,
-        ));
-        host.life = Life::default();
+        );
+        let mut life = Life::default();
+        for (name, policy) in &self.config.singletons {
+            if let Ok(pid) = node.add_singleton(self.now, name, *policy) {
+                life.pids.push(pid);
+            }
+        }
+        host.node = Some(node);
+        host.life = life;
         self.pump(i);
     }
 
@@ -388,12 +409,54 @@ impl Sim {
                 Event::Unregistered { entry, reason } if entry.dot.actor == me => {
                     life.unregistered.insert(entry.dot.clone(), *reason);
                 }
+                Event::SingletonStarted { name, .. } => {
+                    life.running.insert(name.clone());
+                    life.starts += 1;
+                }
+                Event::SingletonStopped { name, .. } => {
+                    life.running.remove(name);
+                }
                 _ => {}
             }
             if self.trace {
                 life.events.push((elapsed, e));
             }
         }
+        self.check_singleton_safety();
+    }
+
+    /// The safety invariant of quorum singletons, checked after every step of every node: no
+    /// two running nodes run the same one.
+    fn check_singleton_safety(&mut self) {
+        for (name, policy) in &self.config.singletons {
+            if !policy.needs_quorum() {
+                continue;
+            }
+            let runners: Vec<usize> = (0..self.hosts.len())
+                .filter(|&i| {
+                    self.hosts[i].node.is_some() && self.hosts[i].life.running.contains(name)
+                })
+                .collect();
+            self.safety_checks += 1;
+            if runners.len() > 1 {
+                self.safety_violations.push(format!(
+                    "t={:?}: quorum singleton {name} ({policy:?}) running on {runners:?}",
+                    self.now - self.base
+                ));
+            }
+        }
+    }
+
+    /// The singletons every node is a candidate for.
+    pub fn singletons(&self) -> &[(String, SingletonPolicy)] {
+        &self.config.singletons
+    }
+
+    /// The live nodes running singleton `name`.
+    pub fn runners(&self, name: &str) -> Vec<usize> {
+        (0..self.hosts.len())
+            .filter(|&i| self.hosts[i].node.is_some() && self.hosts[i].life.running.contains(name))
+            .collect()
     }
 
     fn send(&mut self, from: usize, to: usize, class: TrafficClass, payload: Bytes) {

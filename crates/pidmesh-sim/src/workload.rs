@@ -174,7 +174,18 @@ pub fn chaos_run(seed: u64, nodes: usize, phases: usize) -> Result<Vec<String>, 
 /// [`chaos_run`] that stops at the first phase whose checks fail (or after the last phase) and
 /// returns the simulator for inspection along with the log.
 pub fn chaos_run_keep(seed: u64, nodes: usize, phases: usize) -> (Sim, Vec<String>) {
-    let mut sim = Sim::new(crate::SimConfig::new(nodes, seed));
+    chaos_run_inner(seed, nodes, phases, false)
+}
+
+/// [`chaos_run_keep`] with every node event recorded in [`crate::Life::events`].
+pub fn chaos_run_keep_traced(seed: u64, nodes: usize, phases: usize) -> (Sim, Vec<String>) {
+    chaos_run_inner(seed, nodes, phases, true)
+}
+
+fn chaos_run_inner(seed: u64, nodes: usize, phases: usize, trace: bool) -> (Sim, Vec<String>) {
+    let config = crate::SimConfig::new(nodes, seed);
+    let mut sim = Sim::new(config);
+    sim.trace = trace;
     let wl = Workload::default();
     let mut log = Vec::new();
     let formed = sim.run_until(

@@ -247,6 +247,8 @@ fn event_kind(e: &Event) -> &'static str {
         Event::MetaUpdated { .. } => "meta_updated",
         Event::ConflictResolved { .. } => "conflict_resolved",
         Event::ResolverFailed { .. } => "resolver_failed",
+        Event::SingletonStarted { .. } => "singleton_started",
+        Event::SingletonStopped { .. } => "singleton_stopped",
         Event::NodeUp(_) => "node_up",
         Event::NodeDown(_) => "node_down",
     }
@@ -788,6 +790,9 @@ impl Subscription {
             Event::Registered(x) => &x.key,
             Event::Unregistered { entry, .. } | Event::MetaUpdated { entry, .. } => &entry.key,
             Event::ConflictResolved { key, .. } | Event::ResolverFailed { key, .. } => key,
+            Event::SingletonStarted { name, .. } | Event::SingletonStopped { name, .. } => {
+                return name.starts_with(p.as_str());
+            }
             Event::NodeUp(_) | Event::NodeDown(_) => return true,
         };
         key.name.starts_with(p.as_str())

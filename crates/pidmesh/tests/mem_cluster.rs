@@ -74,7 +74,10 @@ async fn register_lookup_send_and_process_exit() {
         .is_some()
     );
     let confirmed = regs[0].wait_visible(reg.entry(), 3, LIMIT).await;
-    assert_eq!(confirmed, 3, "both peers confirmed holding the registration");
+    assert_eq!(
+        confirmed, 3,
+        "both peers confirmed holding the registration"
+    );
     assert_eq!(regs[1].list_prefix("bill").len(), 1);
 
     // Remote send, in order.
