@@ -34,6 +34,9 @@ pub struct Config {
     /// it down. `None` (the presets) derives it from SWIM: the suspicion time plus four probe
     /// periods (see [`Config::takeover_delay`]).
     pub singleton_takeover_delay: Option<Duration>,
+    /// Between removing its entries and telling SWIM it leaves, a leaving node waits this long
+    /// so its removals arrive first (see `Node::leave_cluster`).
+    pub leave_grace: Duration,
     /// SWIM parameters (see `foca::Config`); `max_packet_size` must fit the transport's datagrams.
     pub swim: foca::Config,
 }
@@ -84,6 +87,7 @@ impl Config {
             max_clock_drift: Duration::from_secs(60),
             max_released: 4096,
             singleton_takeover_delay: None,
+            leave_grace: Duration::from_millis(20),
             swim: swim_base(
                 16,
                 Duration::from_secs(1),

@@ -103,6 +103,11 @@ pub struct Node {
     swim_active: bool,
     /// Singletons this node is a candidate for, by name.
     singletons: BTreeMap<String, SingletonSlot>,
+    /// Set once SWIM was told this node leaves.
+    swim_left: bool,
+    /// Set when SWIM renewed our identity after others declared us down, until it reports us
+    /// active again.
+    renewed: bool,
 }
 
 impl std::fmt::Debug for Node {
@@ -225,6 +230,8 @@ impl Node {
             left: false,
             swim_active: false,
             singletons: BTreeMap::new(),
+            swim_left: false,
+            renewed: false,
             me,
             config,
             resolver,
@@ -571,12 +578,30 @@ impl Node {
             self.remove_own(now, &dots, Reason::Normal);
         }
         self.flush();
+        self.left = true;
+        self.live_pids.clear();
+        // Tell SWIM a moment later, so the removals pushed above reach the peers before the
+        // leave does: then they see the names released on purpose (a singleton's next holder
+        // starts at once) rather than purged with a node that went down.
+        self.timers
+            .push(now + self.config.leave_grace, TimerKind::Leave);
+    }
+
+    /// True once the node has told the cluster it is leaving (after [`Node::leave_cluster`]
+    /// and its grace period); the runtime can stop driving it then.
+    pub fn has_left_swim(&self) -> bool {
+        self.swim_left
+    }
+
+    fn leave_swim(&mut self, now: Instant) {
+        if self.swim_left {
+            return;
+        }
         if let Err(e) = self.swim.leave_cluster(&mut self.swim_rt) {
             tracing::debug!(error = %e, "swim leave failed");
         }
         self.drain_swim(now);
-        self.left = true;
-        self.live_pids.clear();
+        self.swim_left = true;
     }
 
     fn remove_own(&mut self, now: Instant, dots: &[Dot<NodeId>], reason: Reason) -> Vec<Entry> {
@@ -720,6 +745,49 @@ impl Node {
                         self.send_digest(now, &peer);
                     }
                 }
+                Ok(())
+            }
+            SyncV1::ClaimCheck {
+                from,
+                to,
+                name,
+                claim,
+            } => {
+                if to != self.me.node {
+                    return Err("claim check for another life of this node");
+                }
+                self.authorize(&from, peer_name)?;
+                let claim_seq = claim.adds.first().map_or(0, |e| e.seq);
+                self.apply_origin_delta(now, &from, claim);
+                let holders = self
+                    .entries(&Key::name(name.clone()))
+                    .into_iter()
+                    .map(|e| (e.dot.actor, e.dot.seq))
+                    .collect();
+                let msg = SyncMsg::V1(SyncV1::ClaimAck {
+                    from: self.me.node.clone(),
+                    to: from,
+                    name,
+                    claim_seq,
+                    holders,
+                });
+                self.send(from_addr, TrafficClass::Sync, &msg);
+                Ok(())
+            }
+            SyncV1::ClaimAck {
+                from,
+                to,
+                name,
+                claim_seq,
+                holders,
+            } => {
+                if to != self.me.node {
+                    return Err("claim ack for another life of this node");
+                }
+                if peer_name.is_some_and(|n| n != &*from.name) || !self.peers.contains_key(&from) {
+                    return Err("claim ack from a node that is not a live member");
+                }
+                self.on_claim_ack(now, from, &name, claim_seq, holders);
                 Ok(())
             }
             SyncV1::Chunk {
@@ -889,6 +957,7 @@ impl Node {
             } else {
                 Reason::Normal
             };
+            self.note_singleton_release(&entry.key, reason);
             self.events.push_back(Event::Unregistered { entry, reason });
         }
     }
@@ -921,6 +990,7 @@ impl Node {
                 }
                 TimerKind::Announce(_) => {}
                 TimerKind::Singleton => {}
+                TimerKind::Leave => self.leave_swim(now),
             }
         }
         self.settle(now);
@@ -1165,9 +1235,15 @@ impl Node {
                 // Until someone answers, we are not part of a cluster: announce at once.
                 self.me = me;
                 self.stats.rejoins += 1;
+                // Others declared us down and dropped our entries: our singleton claims are
+                // gone for them, so we must stop running until we are back (see has_quorum).
+                self.renewed = true;
                 self.lost_cluster(now);
             }
-            OwnedNotification::Active => self.swim_active = true,
+            OwnedNotification::Active => {
+                self.swim_active = true;
+                self.renewed = false;
+            }
             OwnedNotification::Idle | OwnedNotification::Defunct => self.lost_cluster(now),
         }
     }
@@ -1215,6 +1291,7 @@ impl Node {
         for (key, slot) in self.map.forget_actor(node) {
             self.losers.remove(&slot.dot);
             let entry = entry_of(&key, &slot);
+            self.note_singleton_release(&key, Reason::NodeDown);
             self.dirty.insert(key);
             self.events.push_back(Event::Unregistered {
                 entry,
@@ -1274,6 +1351,7 @@ impl Node {
                 policy,
                 pid: pid.clone(),
                 phase: Phase::Idle,
+                wait_before_run: true,
             },
         );
         self.settle(now);
@@ -1294,6 +1372,11 @@ impl Node {
         }
         self.process_exited(now, &slot.pid);
         true
+    }
+
+    /// The state of this node's candidacy for `name` (for diagnostics).
+    pub fn singleton_state(&self, name: &str) -> Option<String> {
+        self.singletons.get(name).map(|s| format!("{:?}", s.phase))
     }
 
     /// True while this node runs the singleton `name`.
@@ -1322,9 +1405,9 @@ impl Node {
             SingletonPolicy::StaticQuorum(n) => n,
             SingletonPolicy::MajorityOfKnown => self.known_nodes() / 2 + 1,
         };
-        // The live SWIM view decides. (A renewal after a false "down" does not by itself count
-        // as losing the quorum: on a heal the minority's stale verdicts renew majority nodes too.)
-        needed <= 1 || seen >= needed
+        // The live SWIM view decides, except right after others declared us down (until SWIM
+        // reports us active again): they purged our claims, so another node may take over.
+        needed <= 1 || (!self.renewed && seen >= needed)
     }
 
     /// Advances every singleton slot; see the module docs of `singleton`.
@@ -1341,11 +1424,13 @@ impl Node {
                 .map(|e| e.dot.clone());
             let quorum = !self.left && self.has_quorum(slot.policy);
             let next = match slot.phase {
-                Phase::Running { dot } => {
-                    if own.as_ref() != Some(&dot) || !quorum {
+                // The slot follows its pid's entry (whatever its current dot) under the name.
+                Phase::Running { .. } => match own {
+                    Some(dot) if quorum => Phase::Running { dot },
+                    _ => {
                         let reason = if self.left {
                             StopReason::Shutdown
-                        } else if own.as_ref() != Some(&dot) {
+                        } else if own.is_none() {
                             StopReason::LostName
                         } else {
                             StopReason::LostQuorum
@@ -1354,22 +1439,31 @@ impl Node {
                             name: name.clone(),
                             reason,
                         });
-                        if own.is_some() {
+                        if let Some(dot) = own {
                             // Release the name so a side that has a quorum can take over.
-                            let _ = self.remove_key(now, &Key::name(name.as_str()), &slot.pid);
+                            self.remove_own(now, std::slice::from_ref(&dot), Reason::Normal);
                         }
                         Phase::Idle
-                    } else {
-                        Phase::Running { dot }
                     }
-                }
-                Phase::Claimed { dot, run_at } => {
+                },
+                Phase::Claimed {
+                    dot,
+                    run_at,
+                    acks,
+                    next_check,
+                } => {
+                    // Acknowledgements count only from peers that are still live.
+                    let acked = acks.iter().filter(|n| self.peers.contains_key(*n)).count();
                     if own.as_ref() != Some(&dot) {
+                        // Lost to another claim (or replaced): release whatever we still hold.
+                        if let Some(other) = own {
+                            self.remove_own(now, std::slice::from_ref(&other), Reason::Normal);
+                        }
                         Phase::Idle
                     } else if !quorum {
-                        let _ = self.remove_key(now, &Key::name(name.as_str()), &slot.pid);
+                        self.remove_own(now, std::slice::from_ref(&dot), Reason::Normal);
                         Phase::Idle
-                    } else if now >= run_at {
+                    } else if now >= run_at && acked + 1 >= self.quorum_size(slot.policy) {
                         if let Some(entry) = holder.clone() {
                             self.events.push_back(Event::SingletonStarted {
                                 name: name.clone(),
@@ -1378,29 +1472,53 @@ impl Node {
                         }
                         Phase::Running { dot }
                     } else {
-                        self.timers.push(run_at, TimerKind::Singleton);
-                        Phase::Claimed { dot, run_at }
+                        let next_check = if now >= next_check {
+                            // Ask the peers that have not confirmed an uncontested claim yet.
+                            if let Some(entry) = holder.clone() {
+                                self.send_claim_checks(&name, &entry, &acks);
+                            }
+                            let next = now + self.config.sync_interval / 2;
+                            self.timers.push(next, TimerKind::Singleton);
+                            next
+                        } else {
+                            next_check
+                        };
+                        Phase::Claimed {
+                            dot,
+                            run_at,
+                            acks,
+                            next_check,
+                        }
                     }
                 }
                 Phase::Idle => {
-                    if quorum && holder.is_none() {
-                        match self.register(now, &name, &slot.pid, Bytes::new()) {
-                            Ok(entry) => {
-                                // Quorum policies hold the claim for the takeover delay before
-                                // running: long enough for a cut-off previous holder to notice
-                                // it lost its quorum, and for concurrent claims to meet.
-                                let run_at = if slot.policy.needs_quorum() {
-                                    now + self.config.takeover_delay()
-                                } else {
-                                    now
-                                };
-                                self.timers.push(run_at, TimerKind::Singleton);
-                                Phase::Claimed {
-                                    dot: entry.dot,
-                                    run_at,
-                                }
-                            }
-                            Err(_) => Phase::Idle,
+                    // A name held by anyone (even contested with no winner under kill-both)
+                    // is not free: wait for it to clear.
+                    let free = self.map.get(&Key::name(name.as_str())).is_empty();
+                    if quorum && free && self.live_pids.contains(&slot.pid.local) {
+                        let entry =
+                            self.add_own(now, Key::name(name.as_str()), &slot.pid, Bytes::new());
+                        // A quorum singleton runs only once a quorum of peers confirmed they hold
+                        // no competing claim (so two claims made at once never both run) and,
+                        // unless the previous holder was seen releasing the name, after the
+                        // takeover delay (a cut-off previous holder must notice it lost its
+                        // quorum first).
+                        let run_at = if slot.policy.needs_quorum() && slot.wait_before_run {
+                            now + self.config.takeover_delay()
+                        } else {
+                            now
+                        };
+                        if slot.policy.needs_quorum() {
+                            self.send_claim_checks(&name, &entry, &BTreeSet::new());
+                        }
+                        let next_check = now + self.config.sync_interval / 2;
+                        self.timers
+                            .push(run_at.min(next_check), TimerKind::Singleton);
+                        Phase::Claimed {
+                            dot: entry.dot,
+                            run_at,
+                            acks: BTreeSet::new(),
+                            next_check,
                         }
                     } else {
                         Phase::Idle
@@ -1409,6 +1527,91 @@ impl Node {
             };
             if let Some(s) = self.singletons.get_mut(&name) {
                 s.phase = next;
+            }
+        }
+    }
+
+    /// How many nodes (this one included) must back a claim under `policy`.
+    fn quorum_size(&self, policy: SingletonPolicy) -> usize {
+        match policy {
+            SingletonPolicy::Available => 1,
+            SingletonPolicy::StaticQuorum(n) => n,
+            SingletonPolicy::MajorityOfKnown => self.known_nodes() / 2 + 1,
+        }
+    }
+
+    /// Sends our claim on `name` to every live peer not in `skip`, asking what they hold.
+    fn send_claim_checks(&mut self, name: &str, entry: &Entry, skip: &BTreeSet<NodeId>) {
+        let claim = OriginDelta {
+            seen: vec![(entry.dot.seq, entry.dot.seq)],
+            adds: vec![WireEntry {
+                seq: entry.dot.seq,
+                key: entry.key.clone(),
+                value: Value {
+                    pid: entry.pid.local,
+                    meta: entry.meta.clone(),
+                    at: entry.registered_at,
+                },
+            }],
+            released: Vec::new(),
+        };
+        let targets: Vec<Member> = self
+            .peers
+            .values()
+            .filter(|m| !skip.contains(&m.node))
+            .cloned()
+            .collect();
+        for peer in targets {
+            let msg = SyncMsg::V1(SyncV1::ClaimCheck {
+                from: self.me.node.clone(),
+                to: peer.node.clone(),
+                name: name.into(),
+                claim: claim.clone(),
+            });
+            self.send(peer.addr, TrafficClass::Sync, &msg);
+        }
+    }
+
+    /// Records a peer's answer to our claim: it counts if the peer holds our claim and nothing
+    /// else under the name. A competing claim the peer reports is fetched from its owner at once.
+    fn on_claim_ack(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        name: &str,
+        claim_seq: u64,
+        holders: Vec<(NodeId, u64)>,
+    ) {
+        let clean = holders.len() == 1 && holders[0] == (self.me.node.clone(), claim_seq);
+        if let Some(slot) = self.singletons.get_mut(name)
+            && let Phase::Claimed { dot, acks, .. } = &mut slot.phase
+            && dot.seq == claim_seq
+            && clean
+        {
+            acks.insert(from);
+            return;
+        }
+        for (origin, seq) in holders {
+            if origin != self.me.node
+                && self.map.get_dot(&Dot::new(origin.clone(), seq)).is_none()
+                && let Some(peer) = self.peers.get(&origin).cloned()
+            {
+                self.send_digest(now, &peer);
+            }
+        }
+    }
+
+    /// Remembers how a singleton's name became free: a holder that released it on purpose had
+    /// stopped already; a holder whose node was declared down may still be running elsewhere.
+    fn note_singleton_release(&mut self, key: &Key, reason: Reason) {
+        if key.kind != KeyKind::Name {
+            return;
+        }
+        if let Some(slot) = self.singletons.get_mut(&*key.name) {
+            match reason {
+                Reason::NodeDown => slot.wait_before_run = true,
+                Reason::Normal => slot.wait_before_run = false,
+                Reason::ProcessExited | Reason::Conflict => {}
             }
         }
     }

@@ -5,12 +5,19 @@
 //! name when it is free and the policy allows, run once the claim has been held long enough,
 //! stop as soon as the name or the quorum is lost.
 //!
-//! Status: the election is timing-based. A quorum singleton is safe (never two runners) only
-//! while every claim reaches the other claimants within the takeover delay and a cut-off
-//! holder notices its lost quorum within it; the simulator finds schedules with heavy loss where
-//! two claims made at once both run for a few milliseconds. Quorum-acknowledged claims (a
-//! claimant runs only after a quorum of peers reported no competing claim) are the planned fix.
+//! Quorum policies add two guards before a claim runs:
+//! * **acknowledged claims**: the claimant sends its claim to every live peer
+//!   (`SyncV1::ClaimCheck`); each joins it and answers with every entry it holds under the name
+//!   (`SyncV1::ClaimAck`). The claim runs only when a quorum (the claimant included) answered
+//!   "only your claim". Two quorums share a node, and that node cannot have answered "only
+//!   yours" to both claimants unless the first claim was gone by then, so two claims made at
+//!   the same time never both run.
+//! * **takeover delay**: when the name became free because its holder's node was declared down
+//!   (or this node never saw a holder), the claimant also waits `Config::takeover_delay`: a
+//!   holder cut off on the minority side keeps running until its own failure detector shows it
+//!   lost its quorum, and the delay must cover that. This part rests on a timing assumption.
 
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use pidmesh_crdt::Dot;
@@ -54,8 +61,16 @@ pub enum StopReason {
 pub(crate) enum Phase {
     /// Not holding the name.
     Idle,
-    /// Holding the name, waiting until `run_at` before running (quorum policies).
-    Claimed { dot: Dot<NodeId>, run_at: Instant },
+    /// Holding the name; runs once `run_at` has passed and enough peers acknowledged an
+    /// uncontested claim (quorum policies).
+    Claimed {
+        dot: Dot<NodeId>,
+        run_at: Instant,
+        /// Peers that reported holding this claim and no other under the name.
+        acks: BTreeSet<NodeId>,
+        /// When to ask the peers that have not acknowledged yet again.
+        next_check: Instant,
+    },
     /// Running.
     Running { dot: Dot<NodeId> },
 }
@@ -67,4 +82,7 @@ pub(crate) struct SingletonSlot {
     /// The process identity that holds the name when this node is the holder.
     pub(crate) pid: Pid,
     pub(crate) phase: Phase,
+    /// True unless the last time the name became free this node saw its holder release it on
+    /// purpose (then that holder had stopped already and there is no takeover delay to pay).
+    pub(crate) wait_before_run: bool,
 }

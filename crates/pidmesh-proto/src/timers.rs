@@ -20,6 +20,8 @@ pub(crate) enum TimerKind {
     Announce(u64),
     /// Re-evaluate singletons (a claim's takeover delay ends).
     Singleton,
+    /// Tell SWIM this node leaves (the grace period after `leave_cluster` ended).
+    Leave,
 }
 
 #[derive(Debug)]

@@ -88,7 +88,8 @@ pub fn no_zombies(sim: &Sim) -> Result<(), String> {
                     e.key, e.pid
                 ));
             };
-            if !sim.hosts[o].life.pids.contains(&e.pid) {
+            let life = &sim.hosts[o].life;
+            if !life.pids.contains(&e.pid) && !life.singleton_pids.contains(&e.pid) {
                 return Err(format!(
                     "n{i} holds {:?} of exited process {}",
                     e.key, e.pid

@@ -76,6 +76,8 @@ pub struct Life {
     pub pids: Vec<Pid>,
     /// Every event the node emitted, with the virtual time (kept only when tracing is on).
     pub events: Vec<(Duration, Event)>,
+    /// Pids the node's singleton candidacies hold names with (not touched by the workload).
+    pub singleton_pids: Vec<Pid>,
     /// Singletons this life is running now.
     pub running: BTreeSet<String>,
     /// How many times this life started a singleton.
@@ -230,7 +232,7 @@ impl Sim {
         let mut life = Life::default();
         for (name, policy) in &self.config.singletons {
             if let Ok(pid) = node.add_singleton(self.now, name, *policy) {
-                life.pids.push(pid);
+                life.singleton_pids.push(pid);
             }
         }
         host.node = Some(node);
@@ -249,14 +251,14 @@ impl Sim {
         self.start(i);
     }
 
-    /// Node `i` leaves the cluster gracefully and stops.
+    /// Node `i` leaves the cluster gracefully: it releases its entries at once and stops after
+    /// it has told SWIM it leaves (a short grace period later).
     pub fn shutdown(&mut self, i: usize) {
         let now = self.now;
         if let Some(n) = self.hosts[i].node.as_mut() {
             n.leave_cluster(now);
             self.pump(i);
         }
-        self.hosts[i].node = None;
     }
 
     /// Cuts the links between the two sets, both ways.
@@ -423,6 +425,9 @@ impl Sim {
             }
         }
         self.check_singleton_safety();
+        if self.hosts[i].node.as_ref().is_some_and(Node::has_left_swim) {
+            self.hosts[i].node = None;
+        }
     }
 
     /// The safety invariant of quorum singletons, checked after every step of every node: no

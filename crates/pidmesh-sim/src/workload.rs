@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use pidmesh_proto::Key;
+use pidmesh_proto::{Key, SingletonPolicy};
 use rand::RngExt;
 
 use crate::{LinkConfig, Sim};
@@ -96,9 +96,10 @@ impl Workload {
 /// deterministic, the choice made from this list must be).
 fn own_entries(sim: &Sim, i: usize) -> Option<Vec<(Key, pidmesh_proto::Pid)>> {
     let n = sim.node(i)?;
+    let managed = &sim.hosts[i].life.singleton_pids;
     let mut v: Vec<(Key, pidmesh_proto::Pid)> = n
         .all_entries()
-        .filter(|e| e.pid.node == *n.id())
+        .filter(|e| e.pid.node == *n.id() && !managed.contains(&e.pid))
         .map(|e| (e.key, e.pid))
         .collect();
     v.sort();
@@ -174,16 +175,41 @@ pub fn chaos_run(seed: u64, nodes: usize, phases: usize) -> Result<Vec<String>, 
 /// [`chaos_run`] that stops at the first phase whose checks fail (or after the last phase) and
 /// returns the simulator for inspection along with the log.
 pub fn chaos_run_keep(seed: u64, nodes: usize, phases: usize) -> (Sim, Vec<String>) {
-    chaos_run_inner(seed, nodes, phases, false)
+    chaos_run_inner(seed, nodes, phases, false, false)
+}
+
+/// [`chaos_run_keep`] with three singletons (majority-of-known, static quorum, available) every
+/// node is a candidate for; the quorum safety invariant is checked after every step.
+pub fn chaos_run_singletons(seed: u64, nodes: usize, phases: usize) -> (Sim, Vec<String>) {
+    chaos_run_inner(seed, nodes, phases, false, true)
 }
 
 /// [`chaos_run_keep`] with every node event recorded in [`crate::Life::events`].
 pub fn chaos_run_keep_traced(seed: u64, nodes: usize, phases: usize) -> (Sim, Vec<String>) {
-    chaos_run_inner(seed, nodes, phases, true)
+    chaos_run_inner(seed, nodes, phases, true, false)
 }
 
-fn chaos_run_inner(seed: u64, nodes: usize, phases: usize, trace: bool) -> (Sim, Vec<String>) {
-    let config = crate::SimConfig::new(nodes, seed);
+fn chaos_run_inner(
+    seed: u64,
+    nodes: usize,
+    phases: usize,
+    trace: bool,
+    with_singletons: bool,
+) -> (Sim, Vec<String>) {
+    let mut config = crate::SimConfig::new(nodes, seed);
+    if with_singletons {
+        config.singletons = vec![
+            (
+                "sched-majority".to_string(),
+                SingletonPolicy::MajorityOfKnown,
+            ),
+            (
+                "sched-static".to_string(),
+                SingletonPolicy::StaticQuorum(nodes / 2 + 1),
+            ),
+            ("sched-any".to_string(), SingletonPolicy::Available),
+        ];
+    }
     let mut sim = Sim::new(config);
     sim.trace = trace;
     let wl = Workload::default();

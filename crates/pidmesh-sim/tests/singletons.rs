@@ -104,8 +104,12 @@ fn partition_majority_holder_keeps_running() {
         "the majority-side holder is undisturbed"
     );
     sim.heal();
-    sim.run_for(Duration::from_secs(10));
-    assert_eq!(sim.runners(NAME), vec![holder]);
+    // On a heal the minority's stale "down" verdicts make majority nodes renew their SWIM
+    // identity; a renewed holder steps down, so the holder may change, but there is one.
+    let t = sim.run_until(Duration::from_secs(30), Duration::from_millis(10), |s| {
+        check::converged(s) && check::singletons_settled(s).is_ok()
+    });
+    assert!(t.is_some(), "{:?}", check::singletons_settled(&sim));
     assert_safe(&sim);
 }
 

@@ -21,6 +21,8 @@
 
 mod types;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -197,6 +199,31 @@ pub enum SyncV1 {
         /// True on the last chunk of a reply.
         last: bool,
     },
+    /// "I claim the singleton name `name` with this entry (my own dot): what do you hold under
+    /// it?" The receiver joins the claim, then answers with [`SyncV1::ClaimAck`].
+    ClaimCheck {
+        /// The claimant, whose dot the claim carries.
+        from: NodeId,
+        /// The intended receiver.
+        to: NodeId,
+        /// The claimed unique name.
+        name: Arc<str>,
+        /// The claimant's entry under `name`.
+        claim: OriginDelta,
+    },
+    /// The answer to a [`SyncV1::ClaimCheck`]: every live entry the sender holds under `name`.
+    ClaimAck {
+        /// The answering node.
+        from: NodeId,
+        /// The claimant.
+        to: NodeId,
+        /// The claimed name.
+        name: Arc<str>,
+        /// The claimant's sequence number the check was about.
+        claim_seq: u64,
+        /// The dots of every live entry under `name` at the sender, after joining the claim.
+        holders: Vec<(NodeId, u64)>,
+    },
 }
 
 /// A mail-class message: application bytes for one mailbox.
@@ -347,6 +374,35 @@ impl Validate for SyncMsg {
                 check_node(from)?;
                 check_node(to)?;
                 delta.validate()
+            }
+            SyncV1::ClaimCheck {
+                from,
+                to,
+                name,
+                claim,
+            } => {
+                check_node(from)?;
+                check_node(to)?;
+                check_key_name(name).map_err(DecodeError::Invalid)?;
+                claim.validate()?;
+                if claim.adds.len() != 1 || *claim.adds[0].key.name != **name {
+                    return Err(DecodeError::Invalid(
+                        "claim must carry one entry under the name",
+                    ));
+                }
+                Ok(())
+            }
+            SyncV1::ClaimAck {
+                from,
+                to,
+                name,
+                holders,
+                ..
+            } => {
+                check_node(from)?;
+                check_node(to)?;
+                check_key_name(name).map_err(DecodeError::Invalid)?;
+                holders.iter().try_for_each(|(n, _)| check_node(n))
             }
         }
     }

@@ -113,6 +113,48 @@ fn mail_v1() {
     );
 }
 
+#[test]
+fn sync_claims_v1() {
+    let claim = OriginDelta {
+        seen: vec![(4, 4)],
+        adds: vec![WireEntry {
+            seq: 4,
+            key: Key::name("sched"),
+            value: Value {
+                pid: 2,
+                meta: Bytes::new(),
+                at: Hlc {
+                    wall_ms: 1_700_000_000_000,
+                    logical: 0,
+                },
+            },
+        }],
+        released: Vec::new(),
+    };
+    check(
+        SyncMsg::V1(SyncV1::ClaimCheck {
+            from: node("a", 1),
+            to: node("b", 2),
+            name: "sched".into(),
+            claim,
+        }),
+        GOLDEN_CLAIM_CHECK,
+    );
+    check(
+        SyncMsg::V1(SyncV1::ClaimAck {
+            from: node("b", 2),
+            to: node("a", 1),
+            name: "sched".into(),
+            claim_seq: 4,
+            holders: vec![(node("a", 1), 4)],
+        }),
+        GOLDEN_CLAIM_ACK,
+    );
+}
+
+const GOLDEN_CLAIM_CHECK: &str =
+    "0002016101016202057363686564010404010400057363686564020080d095ffbc310000";
+const GOLDEN_CLAIM_ACK: &str = "0003016202016101057363686564040101610104";
 const GOLDEN_MAIL: &str = "0001610101620209026869";
 const GOLDEN_DELTA: &str = "00056170692d312a02010307070102000762696c6c696e670502763180d095ffbc3103010300046c6f7374060081d095ffbc3100";
 const GOLDEN_DIGEST: &str = "000001610101620201010a0403effdb6f50d";

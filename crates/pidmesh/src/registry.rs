@@ -273,11 +273,7 @@ async fn drive<T: Transport>(
         tokio::select! {
             biased;
             _ = &mut stop_rx => {
-                let now = Instant::now();
-                shared.write().leave_cluster(now);
-                flush(&shared, &transport);
-                // Give the goodbye (removals and the SWIM leave) a moment to leave the sockets.
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                leave(&shared, &mut transport).await;
                 break;
             }
             incoming = transport.recv() => match incoming {
@@ -300,6 +296,27 @@ async fn drive<T: Transport>(
     lock(&shared.mailboxes).clear();
     lock(&shared.watchers).clear();
     tracing::info!("pidmesh node stopped");
+}
+
+/// Leaves gracefully: releases every entry at once, keeps driving the node through its leave
+/// grace period (peers see the releases before the SWIM leave), then lets the packets drain.
+async fn leave<T: Transport>(shared: &Shared, transport: &mut T) {
+    shared.write().leave_cluster(Instant::now());
+    flush(shared, transport);
+    let give_up = Instant::now() + Duration::from_secs(1);
+    while !shared.read().has_left_swim() && Instant::now() < give_up {
+        let deadline = shared.read().poll_timeout().unwrap_or(give_up).min(give_up);
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline.into()) => shared.write().handle_timeout(Instant::now()),
+            incoming = transport.recv() => match incoming {
+                Some(msg) => on_incoming(shared, msg),
+                None => break,
+            },
+        }
+        flush(shared, transport);
+    }
+    // Give the goodbye a moment to leave the sockets.
+    tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
 fn on_incoming(shared: &Shared, msg: Incoming) {
