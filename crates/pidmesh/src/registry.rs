@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use pidmesh_proto::{
-    Config, Dot, Entry, Event, Key, Node, NodeId, NodeOptions, Pid, Reason, Resolver, Stats,
+    Config, Entry, Event, Key, Node, NodeId, NodeOptions, Pid, Reason, Resolver, Stats,
     TrafficClass,
 };
 use pidmesh_transport::{Incoming, Outgoing, Transport};
@@ -157,6 +157,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Identifies a registration for its guard: (name, local pid).
+type WatchKey = (Arc<str>, u64);
+
 /// State shared by every `Registry` handle and the driver.
 pub(crate) struct Shared {
     id: NodeId,
@@ -167,7 +170,8 @@ pub(crate) struct Shared {
     events: broadcast::Sender<Event>,
     mailboxes: Mutex<HashMap<u64, mpsc::Sender<Envelope>>>,
     /// Registration guards waiting to hear that their entry went away.
-    watchers: Mutex<HashMap<Dot<NodeId>, oneshot::Sender<Lost>>>,
+    /// Keyed by (name, local pid): a metadata update gives the entry a new dot, not a new claim.
+    watchers: Mutex<HashMap<WatchKey, oneshot::Sender<Lost>>>,
     mail_tx: mpsc::Sender<Outgoing>,
     stop_tx: Mutex<Option<oneshot::Sender<()>>>,
     driver: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -223,7 +227,8 @@ impl Shared {
     fn dispatch(&self, event: Event) {
         if let Event::Unregistered { entry, reason } = &event
             && entry.pid.node == self.id
-            && let Some(tx) = lock(&self.watchers).remove(&entry.dot)
+            && let Some(tx) =
+                lock(&self.watchers).remove(&(entry.key.name.clone(), entry.pid.local))
         {
             let winner = if *reason == Reason::Conflict {
                 self.read().lookup(&entry.key.name)
@@ -473,11 +478,26 @@ impl Registry {
         meta: impl Into<Bytes>,
     ) -> Result<Registration, RegisterError> {
         let meta = meta.into();
-        let entry = self
-            .shared
-            .mutate(|n, now| n.register(now, name, pid, meta))??;
+        // Watch before registering: the driver may report a loss before this call returns.
+        let watch_key: WatchKey = (name.into(), pid.local);
         let (tx, rx) = oneshot::channel();
-        lock(&self.shared.watchers).insert(entry.dot.clone(), tx);
+        if pid.node == self.shared.id {
+            lock(&self.shared.watchers).insert(watch_key.clone(), tx);
+        }
+        let entry = match self
+            .shared
+            .mutate(|n, now| n.register(now, name, pid, meta))
+        {
+            Ok(Ok(e)) => e,
+            Ok(Err(e)) => {
+                lock(&self.shared.watchers).remove(&watch_key);
+                return Err(e.into());
+            }
+            Err(stopped) => {
+                lock(&self.shared.watchers).remove(&watch_key);
+                return Err(stopped.into());
+            }
+        };
         Ok(Registration {
             registry: self.clone(),
             entry,
@@ -752,7 +772,8 @@ impl Registration {
     /// Cancel-safe: it completes without waiting.
     pub async fn unregister(mut self) -> Result<Entry, RemoveError> {
         self.done = true;
-        lock(&self.registry.shared.watchers).remove(&self.entry.dot);
+        lock(&self.registry.shared.watchers)
+            .remove(&(self.entry.key.name.clone(), self.entry.pid.local));
         self.registry
             .unregister(&self.entry.key.name, &self.entry.pid)
             .await
@@ -765,11 +786,19 @@ impl Drop for Registration {
             return;
         }
         let shared = &self.registry.shared;
-        lock(&shared.watchers).remove(&self.entry.dot);
-        let (name, pid, dot) = (&self.entry.key.name, &self.entry.pid, &self.entry.dot);
-        // Only remove the very entry this guard created (not a later registration of the same pid).
+        lock(&shared.watchers).remove(&(self.entry.key.name.clone(), self.entry.pid.local));
+        let (name, pid, at) = (
+            &self.entry.key.name,
+            &self.entry.pid,
+            self.entry.registered_at,
+        );
+        // Only remove the registration this guard created: same pid and registration time (a
+        // metadata update keeps both), not a later registration of the same pid.
         let _ = shared.mutate(|n, now| {
-            if n.entries(&self.entry.key).iter().any(|e| e.dot == *dot) {
+            if n.entries(&self.entry.key)
+                .iter()
+                .any(|e| e.pid == *pid && e.registered_at == at)
+            {
                 let _ = n.unregister(now, name, pid);
             }
         });

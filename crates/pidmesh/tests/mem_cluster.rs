@@ -242,3 +242,32 @@ async fn partition_heal_conflict_loser_is_told() {
     );
     drop(ra);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guard_survives_a_metadata_update() {
+    let net = MemNetwork::new(5);
+    let regs = cluster(&net, 2, Resolver::keep_oldest()).await;
+    let (pid, _inbox) = regs[0].spawn_mailbox().expect("running");
+    let reg = regs[0]
+        .register("cfg", &pid, "v1")
+        .await
+        .expect("registers");
+    regs[0]
+        .update_meta(&reg.entry().key, &pid, "v2")
+        .await
+        .expect("updates");
+    assert!(
+        eventually(LIMIT, || regs[1]
+            .lookup("cfg")
+            .is_some_and(|e| &e.meta[..] == b"v2"))
+        .await
+        .is_some()
+    );
+    drop(reg);
+    assert!(
+        eventually(LIMIT, || regs.iter().all(|r| r.lookup("cfg").is_none()))
+            .await
+            .is_some(),
+        "dropping the guard unregisters even after the entry's metadata changed"
+    );
+}
