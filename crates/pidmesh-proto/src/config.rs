@@ -9,7 +9,8 @@ use std::time::Duration;
 pub struct Config {
     /// How long local changes are collected before being pushed as one delta batch.
     pub delta_batch_window: Duration,
-    /// How often the node runs an anti-entropy round with one random live peer.
+    /// How often the node runs an anti-entropy round with the next live peer (round-robin in
+    /// node-id order).
     pub sync_interval: Duration,
     /// A sync request whose answer stopped arriving this long ago may be sent again (each chunk
     /// received extends the wait, so large snapshots are not re-requested mid-transfer).

@@ -48,7 +48,7 @@ pub struct NodeOptions {
     pub addr: SocketAddr,
     /// Addresses to announce to until they are live members.
     pub seeds: Vec<SocketAddr>,
-    /// Seed for every random choice the node makes (SWIM probe order, sync peers).
+    /// Seed for every random choice the node makes (SWIM probe order, timer jitter).
     pub rng_seed: u64,
     /// Wall-clock milliseconds since the Unix epoch at the `now` passed to [`Node::new`]; the
     /// node derives its hybrid clock from it and the elapsed `now`s.
@@ -688,15 +688,15 @@ impl Node {
         let DeltaMsg::V1(DeltaBatch { origin, delta }) =
             wire::decode::<DeltaMsg>(bytes).map_err(|_| "undecodable delta")?;
         self.authorize(&origin, peer_name)?;
-        // A gap before this batch means an earlier one was lost: repair it now.
-        let have = self
+        self.apply_origin_delta(now, &origin, delta);
+        // A hole in what we have seen of the origin means an earlier batch was lost (every
+        // mutation mints a dot, so an origin's own dots are gap-free): repair it now.
+        let holes = self
             .map
             .context()
             .row(&origin)
-            .map_or(0, DotSet::contiguous);
-        let first = delta.seen.iter().map(|r| r.0).min().unwrap_or(0);
-        self.apply_origin_delta(now, &origin, delta);
-        if first > have + 1 {
+            .is_some_and(|r| r.ranges().len() > 1 || r.contiguous() == 0);
+        if holes {
             self.stats.gaps_detected += 1;
             if let Some(peer) = self.peers.get(&origin).cloned() {
                 self.send_digest(now, &peer);
@@ -1658,7 +1658,10 @@ impl Node {
             .map(|e| e.dot.clone())
             .collect();
         for e in &losers {
-            self.losers.insert(e.dot.clone());
+            // Only entries we hold can be reported as removed later (released ones never are).
+            if self.map.get_dot(&e.dot).is_some() {
+                self.losers.insert(e.dot.clone());
+            }
         }
         if !mine.is_empty() {
             self.remove_own(now, &mine, Reason::Conflict);
