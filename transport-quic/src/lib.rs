@@ -525,20 +525,7 @@ impl Transport for QuicTransport {
             TrafficClass::Sync => &peer.sync,
             TrafficClass::Mail => &peer.mail,
         };
-        match queue.try_send(payload) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) if class.is_reliable() => {
-                Err(SendError::QueueFull(to))
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                s.stats.dropped(class, "queue_full", 1);
-                Ok(())
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                s.stats.dropped(class, "closed", 1);
-                Ok(())
-            }
-        }
+        s.stats.queue_result(queue.try_send(payload), class, to)
     }
 
     /// Cancel-safe: waits on a tokio mpsc receiver and the shutdown token only.

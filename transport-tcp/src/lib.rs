@@ -415,21 +415,9 @@ impl Transport for TcpTransport {
             shared.stats.dropped(class, "link_down", 1);
             return Ok(());
         }
-        match peer.tx.try_send(Frame { class, payload }) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) if class.is_reliable() => {
-                Err(SendError::QueueFull(to))
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                shared.stats.dropped(class, "queue_full", 1);
-                Ok(())
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                // Only happens while shutting down.
-                shared.stats.dropped(class, "closed", 1);
-                Ok(())
-            }
-        }
+        shared
+            .stats
+            .queue_result(peer.tx.try_send(Frame { class, payload }), class, to)
     }
 
     /// Cancel-safe: waits on a tokio mpsc receiver and the shutdown token only.

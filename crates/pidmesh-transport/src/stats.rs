@@ -84,6 +84,35 @@ impl StatsCounters {
             .increment(n);
     }
 
+    /// Applies the queueing rule every transport shares to the result of a per-peer
+    /// `try_send`: a full queue is an error for reliable classes (the caller decides) and a
+    /// counted drop for datagrams; a closed queue (shutting down) is a counted drop.
+    ///
+    /// # Errors
+    /// [`crate::SendError::QueueFull`] for a reliable class whose queue to `to` is full.
+    pub fn queue_result<T>(
+        &self,
+        result: Result<(), tokio::sync::mpsc::error::TrySendError<T>>,
+        class: TrafficClass,
+        to: std::net::SocketAddr,
+    ) -> Result<(), crate::SendError> {
+        use tokio::sync::mpsc::error::TrySendError;
+        match result {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) if class.is_reliable() => {
+                Err(crate::SendError::QueueFull(to))
+            }
+            Err(TrySendError::Full(_)) => {
+                self.dropped(class, "queue_full", 1);
+                Ok(())
+            }
+            Err(TrySendError::Closed(_)) => {
+                self.dropped(class, "closed", 1);
+                Ok(())
+            }
+        }
+    }
+
     /// Counts a malformed input from a peer; `kind` must be a constant such as `"bad_class"`.
     pub fn malformed(&self, kind: &'static str) {
         self.malformed.fetch_add(1, Ordering::Relaxed);
