@@ -34,7 +34,7 @@ fn main() {
         }
     }
     let total = nodes * per;
-    let converged = sim.run_until(Duration::from_secs(600), Duration::from_millis(10), |s| {
+    let converged = sim.run_until(Duration::from_secs(600), Duration::from_millis(1), |s| {
         s.live()
             .iter()
             .all(|&i| s.node(i).is_some_and(|n| n.registry().len() == total))
