@@ -32,11 +32,16 @@
 
 mod error;
 mod mailbox;
+mod placement;
 mod registry;
 
 pub use error::{JoinError, RegisterError, RemoveError, SendError, StartError, Stopped};
 pub use mailbox::{Envelope, Mailbox};
 pub use pidmesh_proto::{
     Config, Entry, Event, Hlc, Key, KeyKind, NodeId, Pid, Reason, Resolver, Stats, Verdict,
+};
+pub use placement::{
+    GetOrStartError, LostSignal, PLACEMENT_GROUP_PREFIX, Placement, PlacementError, StartContext,
+    rendezvous_score,
 };
 pub use registry::{Lost, NodeInfo, Registration, Registry, RegistryBuilder, Subscription};
