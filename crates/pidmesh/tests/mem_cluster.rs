@@ -218,7 +218,7 @@ async fn partition_heal_conflict_loser_is_told() {
     );
     let (a, _ia) = regs[0].spawn_mailbox().expect("running");
     let (b, _ib) = regs[2].spawn_mailbox().expect("running");
-    let ra = regs[0]
+    let mut ra = regs[0]
         .register("leader", &a, Vec::new())
         .await
         .expect("side A registers");
@@ -226,21 +226,28 @@ async fn partition_heal_conflict_loser_is_told() {
         .register("leader", &b, Vec::new())
         .await
         .expect("side B registers");
+    // Keep-oldest picks the canonically first claim (registration time, then node id); the
+    // nodes' millisecond clocks may tie or differ by a millisecond, so compute it.
+    let (winner, loser) = if ra.entry().canonical_cmp(rb.entry()).is_lt() {
+        (a.clone(), &mut rb)
+    } else {
+        (b.clone(), &mut ra)
+    };
     net.heal();
-    let lost = tokio::time::timeout(LIMIT * 3, rb.lost())
+    let lost = tokio::time::timeout(LIMIT * 3, loser.lost())
         .await
         .expect("loser told in time")
         .expect("lost");
     assert_eq!(lost.reason, Reason::Conflict);
-    assert_eq!(lost.winner.map(|w| w.pid), Some(a.clone()));
+    assert_eq!(lost.winner.map(|w| w.pid), Some(winner.clone()));
     assert!(
         eventually(LIMIT, || regs
             .iter()
-            .all(|r| r.lookup("leader").map(|e| e.pid) == Some(a.clone())))
+            .all(|r| r.lookup("leader").map(|e| e.pid) == Some(winner.clone())))
         .await
         .is_some()
     );
-    drop(ra);
+    drop((ra, rb));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
