@@ -611,8 +611,13 @@ impl Node {
         for (key, slot) in removed {
             let entry = entry_of(&key, &slot);
             if reason == Reason::Conflict {
-                self.released
-                    .insert(slot.dot.seq, (key.clone(), slot.value.clone()));
+                // Shipped with `at` = the release time (see `OriginDelta::released`).
+                let released_at = self.clock.tick(self.wall_ms(now));
+                let value = Value {
+                    at: released_at,
+                    ..slot.value.clone()
+                };
+                self.released.insert(slot.dot.seq, (key.clone(), value));
                 while self.released.len() > self.config.max_released {
                     self.released.pop_first();
                 }
@@ -910,15 +915,24 @@ impl Node {
         }
     }
 
+    /// A claim given up after a conflict, which this node never saw, meets our own claims on
+    /// the same name. Only claims made before it was given up (`released.registered_at` holds
+    /// the release time) competed with it, and only a verdict that frees the name needs acting
+    /// on here: when the resolver keeps a winner, that winner reaches us through normal sync.
     fn resolve_against_release(&mut self, now: Instant, released: Entry) {
         let key = released.key.clone();
         let mut candidates = self.entries(&key);
-        if !candidates.iter().any(|e| e.dot.actor == self.me.node) {
+        let concurrent = candidates
+            .iter()
+            .any(|e| e.dot.actor == self.me.node && e.registered_at < released.registered_at);
+        if !concurrent {
             return;
         }
         candidates.push(released);
         candidates.sort_by(Entry::canonical_cmp);
-        self.decide(now, &key, candidates);
+        if self.resolver.resolve(&key.name, &candidates).verdict == Verdict::DropAll {
+            self.decide(now, &key, candidates);
+        }
     }
 
     fn report_join(&mut self, report: JoinReport<NodeId, Key, Value>) {

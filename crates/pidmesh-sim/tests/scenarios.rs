@@ -367,3 +367,46 @@ fn forged_deltas_are_rejected() {
     );
     let _ = victim;
 }
+
+#[test]
+fn an_old_conflict_release_does_not_kill_a_later_claim() {
+    // kill-both frees a contested name; much later, while n0 is cut off (so n2 drops n0's row),
+    // n2 registers the free name. After the heal n2 learns n0's old release record again: it was
+    // given up before n2's claim existed, so n2 keeps the name.
+    let mut cfg = SimConfig::new(3, SEED + 13);
+    cfg.resolver = pidmesh_proto::Resolver::kill_both();
+    println!("seed = {:#x}", cfg.seed);
+    let mut sim = Sim::new(cfg);
+    sim.run_until(
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        check::membership_agrees_ok,
+    )
+    .expect("formed");
+    let a = sim.spawn(0).expect("runs");
+    let b = sim.spawn(1).expect("runs");
+    sim.register(0, "lock", &a).expect("n0 claims");
+    sim.register(1, "lock", &b).expect("n1 claims");
+    settle(&mut sim);
+    assert!(
+        (0..3).all(|i| sim.node(i).is_some_and(|n| n.lookup("lock").is_none())),
+        "kill-both freed it"
+    );
+    sim.run_for(Duration::from_secs(1));
+    sim.partition(&[0], &[1, 2]);
+    sim.run_until(Duration::from_secs(30), Duration::from_millis(50), |s| {
+        s.node(2).is_some_and(|n| n.peers().count() == 1)
+    })
+    .expect("n0 declared down on the other side");
+    let c = sim.spawn(2).expect("runs");
+    let ec = sim.register(2, "lock", &c).expect("the name is free");
+    sim.heal();
+    settle(&mut sim);
+    for i in 0..3 {
+        assert_eq!(
+            sim.node(i).and_then(|n| n.lookup("lock")),
+            Some(ec.clone()),
+            "n{i}"
+        );
+    }
+}

@@ -142,8 +142,9 @@ pub struct OriginDelta {
     /// Live entries with a sequence number in `seen`.
     pub adds: Vec<WireEntry>,
     /// Entries with a sequence number in `seen` that the origin removed because they lost a
-    /// conflict over a unique name. Other claimants that never saw them still need to run the
-    /// resolver against them (for kill-both, to free the name on every side).
+    /// conflict over a unique name; their `value.at` is the time of the release, not of the
+    /// registration. Other claimants that registered before that time and never saw them still
+    /// need to run the resolver against them (for kill-both, to free the name on every side).
     pub released: Vec<WireEntry>,
 }
 
