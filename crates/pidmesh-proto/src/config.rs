@@ -29,12 +29,12 @@ pub struct Config {
     /// How many own conflict losses are remembered and shipped to other claimants (see
     /// `OriginDelta::released`); older ones are forgotten.
     pub max_released: usize,
-    /// How long a node must hold a freshly claimed singleton name (with a quorum) before it
-    /// runs it, unless it saw the previous holder release the name on purpose. It must cover
-    /// the time a cut-off holder takes to notice it lost its quorum after the others declared
-    /// it down. `None` (the presets) derives it from SWIM: the suspicion time plus four probe
-    /// periods (see [`Config::takeover_delay`]).
-    pub singleton_takeover_delay: Option<Duration>,
+    /// How long a vouch for a quorum singleton's claim counts, from the moment the claimant
+    /// asked for it. A holder that stops hearing from a quorum stops within this time; a
+    /// vouching peer keeps its promise `lease / 8` longer. Shorter means faster failover and
+    /// more check messages (a holder renews four times per lease). `None` (the presets) uses
+    /// the SWIM suspicion time (see [`Config::singleton_lease`]).
+    pub singleton_lease: Option<Duration>,
     /// Between removing its entries and telling SWIM it leaves, a leaving node waits this long
     /// so its removals arrive first (see `Node::leave_cluster`).
     pub leave_grace: Duration,
@@ -87,7 +87,7 @@ impl Config {
             delta_batch_bytes: 256 << 10,
             max_clock_drift: Duration::from_secs(60),
             max_released: 4096,
-            singleton_takeover_delay: None,
+            singleton_lease: None,
             leave_grace: Duration::from_millis(20),
             swim: swim_base(
                 16,
@@ -136,10 +136,18 @@ impl Config {
         }
     }
 
-    /// The singleton takeover delay in force (see [`Config::singleton_takeover_delay`]).
-    pub fn takeover_delay(&self) -> Duration {
-        self.singleton_takeover_delay
-            .unwrap_or(self.swim.suspect_to_down_after + self.swim.probe_period * 4)
+    /// The singleton lease in force (see [`Config::singleton_lease`]), never below 10 ms.
+    pub fn singleton_lease(&self) -> Duration {
+        self.singleton_lease
+            .unwrap_or(self.swim.suspect_to_down_after)
+            .max(Duration::from_millis(10))
+    }
+
+    /// How long a node that vouched for a claim refuses to vouch for another:
+    /// the lease plus an eighth.
+    pub fn singleton_promise(&self) -> Duration {
+        let lease = self.singleton_lease();
+        lease + lease / 8
     }
 
     /// Rescales the SWIM dissemination and suspicion parameters for an expected cluster size

@@ -20,7 +20,9 @@ use crate::entry::{Entry, Event, Reason};
 use crate::error::{JoinError, RegisterError, RemoveError};
 use crate::member::Member;
 use crate::resolver::{Resolver, Verdict};
-use crate::singleton::{Phase, SingletonPolicy, SingletonSlot, StopReason};
+use crate::singleton::{
+    ClaimAnswer, Lease, Phase, ROUNDS_KEPT, SingletonPolicy, SingletonSlot, StopReason,
+};
 use crate::stats::Stats;
 use crate::timers::{TimerKind, Timers};
 
@@ -103,6 +105,14 @@ pub struct Node {
     swim_active: bool,
     /// Singletons this node is a candidate for, by name.
     singletons: BTreeMap<String, SingletonSlot>,
+    /// Claims this node vouched for, by name, and until when it will vouch for no other.
+    promises: BTreeMap<String, (Dot<NodeId>, Instant)>,
+    /// Number of the last round of claim checks this node sent.
+    claim_round: u64,
+    /// Until then this node neither vouches nor counts itself for a quorum singleton: an
+    /// earlier life at the same place may have vouched for a claim, and that promise (kept
+    /// only in memory) must run out first.
+    promises_unknown_until: Instant,
     /// Set once SWIM was told this node leaves.
     swim_left: bool,
     /// Set when SWIM renewed our identity after others declared us down, until it reports us
@@ -230,6 +240,9 @@ impl Node {
             left: false,
             swim_active: false,
             singletons: BTreeMap::new(),
+            promises: BTreeMap::new(),
+            claim_round: 0,
+            promises_unknown_until: now + config.singleton_promise(),
             swim_left: false,
             renewed: false,
             me,
@@ -561,7 +574,7 @@ impl Node {
         // Stop running singletons before their names are released (handover without waiting
         // for failure detection: the others see a release on purpose and start at once).
         for (name, slot) in &mut self.singletons {
-            if matches!(slot.phase, Phase::Running { .. }) {
+            if matches!(slot.phase, Phase::Held { running: true, .. }) {
                 self.events.push_back(Event::SingletonStopped {
                     name: name.clone(),
                     reason: StopReason::Shutdown,
@@ -757,6 +770,7 @@ impl Node {
                 to,
                 name,
                 claim,
+                round,
             } => {
                 if to != self.me.node {
                     return Err("claim check for another life of this node");
@@ -764,16 +778,18 @@ impl Node {
                 self.authorize(&from, peer_name)?;
                 let claim_seq = claim.adds.first().map_or(0, |e| e.seq);
                 self.apply_origin_delta(now, &from, claim);
-                let holders = self
-                    .entries(&Key::name(name.clone()))
-                    .into_iter()
-                    .map(|e| (e.dot.actor, e.dot.seq))
-                    .collect();
+                if now < self.promises_unknown_until {
+                    // Too young to vouch (see `promises_unknown_until`): no answer, no vouch.
+                    return Ok(());
+                }
+                let holders = self.vouch(now, &name, Dot::new(from.clone(), claim_seq));
                 let msg = SyncMsg::V1(SyncV1::ClaimAck {
                     from: self.me.node.clone(),
                     to: from,
                     name,
                     claim_seq,
+                    round,
+                    known: u32::try_from(self.known_nodes()).unwrap_or(u32::MAX),
                     holders,
                 });
                 self.send(from_addr, TrafficClass::Sync, &msg);
@@ -784,6 +800,8 @@ impl Node {
                 to,
                 name,
                 claim_seq,
+                round,
+                known,
                 holders,
             } => {
                 if to != self.me.node {
@@ -792,7 +810,14 @@ impl Node {
                 if peer_name.is_some_and(|n| n != &*from.name) || !self.peers.contains_key(&from) {
                     return Err("claim ack from a node that is not a live member");
                 }
-                self.on_claim_ack(now, from, &name, claim_seq, holders);
+                let ack = ClaimAnswer {
+                    from,
+                    claim_seq,
+                    round,
+                    known: usize::try_from(known).unwrap_or(usize::MAX),
+                    holders,
+                };
+                self.on_claim_ack(now, &name, ack);
                 Ok(())
             }
             SyncV1::Chunk {
@@ -971,7 +996,14 @@ impl Node {
             } else {
                 Reason::Normal
             };
-            self.note_singleton_release(&entry.key, reason);
+            // Its owner removed it on purpose, so it no longer runs under our vouch.
+            if self
+                .promises
+                .get(&*entry.key.name)
+                .is_some_and(|(dot, _)| *dot == entry.dot)
+            {
+                self.promises.remove(&*entry.key.name);
+            }
             self.events.push_back(Event::Unregistered { entry, reason });
         }
     }
@@ -1305,7 +1337,6 @@ impl Node {
         for (key, slot) in self.map.forget_actor(node) {
             self.losers.remove(&slot.dot);
             let entry = entry_of(&key, &slot);
-            self.note_singleton_release(&key, Reason::NodeDown);
             self.dirty.insert(key);
             self.events.push_back(Event::Unregistered {
                 entry,
@@ -1365,7 +1396,6 @@ impl Node {
                 policy,
                 pid: pid.clone(),
                 phase: Phase::Idle,
-                wait_before_run: true,
             },
         );
         self.settle(now);
@@ -1378,7 +1408,7 @@ impl Node {
         let Some(slot) = self.singletons.remove(name) else {
             return false;
         };
-        if matches!(slot.phase, Phase::Running { .. }) {
+        if matches!(slot.phase, Phase::Held { running: true, .. }) {
             self.events.push_back(Event::SingletonStopped {
                 name: name.to_string(),
                 reason: StopReason::Withdrawn,
@@ -1397,165 +1427,203 @@ impl Node {
     pub fn runs_singleton(&self, name: &str) -> bool {
         self.singletons
             .get(name)
-            .is_some_and(|s| matches!(s.phase, Phase::Running { .. }))
+            .is_some_and(|s| matches!(s.phase, Phase::Held { running: true, .. }))
     }
 
-    /// Nodes this one knows of, live or down, itself included (for `MajorityOfKnown`).
+    /// Nodes this one knows of, live or down, itself included (for `MajorityOfKnown`): every
+    /// name in the SWIM membership, plus each configured seed address no known member is at
+    /// (a node that has not met its seeds yet does not take itself for the whole cluster).
     fn known_nodes(&self) -> usize {
-        let mut names: BTreeSet<&str> = self
-            .swim
-            .iter_membership_state()
-            .map(|m| &*m.id().node.name)
-            .filter(|n| !n.is_empty())
-            .collect();
+        let mut names: BTreeSet<&str> = BTreeSet::new();
+        let mut addrs: BTreeSet<SocketAddr> = BTreeSet::new();
+        for m in self.swim.iter_membership_state() {
+            let id = m.id();
+            if !id.node.name.is_empty() {
+                names.insert(&id.node.name);
+                addrs.insert(id.addr);
+            }
+        }
         names.insert(&self.me.node.name);
-        names.len()
+        addrs.insert(self.me.addr);
+        let unmet = self.seeds.iter().filter(|a| !addrs.contains(a)).count();
+        names.len() + unmet
     }
 
+    /// The live SWIM view backs `policy`: enough members seen, and not just declared down by
+    /// the others (until SWIM reports this node active again: they purged our claims).
     fn has_quorum(&self, policy: SingletonPolicy) -> bool {
-        let seen = self.peers.len() + 1;
-        let needed = match policy {
-            SingletonPolicy::Available => return true,
+        let needed = self.quorum_size(policy, 0);
+        needed <= 1 || (!self.renewed && self.peers.len() + 1 >= needed)
+    }
+
+    /// How many nodes (this one included) must back a claim under `policy`, given the largest
+    /// membership a voucher reported.
+    fn quorum_size(&self, policy: SingletonPolicy, reported_known: usize) -> usize {
+        match policy {
+            SingletonPolicy::Available => 1,
             SingletonPolicy::StaticQuorum(n) => n,
-            SingletonPolicy::MajorityOfKnown => self.known_nodes() / 2 + 1,
+            SingletonPolicy::MajorityOfKnown => self.known_nodes().max(reported_known) / 2 + 1,
+        }
+    }
+
+    /// True while the claim `dot` on `name` holds a lease from a quorum: this node (unless it
+    /// promised another claim) and every peer whose vouch still counts.
+    fn lease_holds(
+        &self,
+        now: Instant,
+        name: &str,
+        dot: &Dot<NodeId>,
+        slot: &SingletonSlot,
+    ) -> bool {
+        let Phase::Held { lease, .. } = &slot.phase else {
+            return false;
         };
-        // The live SWIM view decides, except right after others declared us down (until SWIM
-        // reports us active again): they purged our claims, so another node may take over.
-        needed <= 1 || (!self.renewed && seen >= needed)
+        let bound_elsewhere = now < self.promises_unknown_until
+            || self
+                .promises
+                .get(name)
+                .is_some_and(|(promised, until)| promised != dot && *until > now);
+        let vouchers = lease
+            .votes
+            .iter()
+            .filter(|(node, until)| **until > now && self.peers.contains_key(*node))
+            .count();
+        !bound_elsewhere && vouchers + 1 >= self.quorum_size(slot.policy, lease.known)
     }
 
     /// Advances every singleton slot; see the module docs of `singleton`.
     fn eval_singletons(&mut self, now: Instant) {
         let names: Vec<String> = self.singletons.keys().cloned().collect();
         for name in names {
-            let Some(slot) = self.singletons.get(&name).cloned() else {
+            let Some(mut slot) = self.singletons.get(&name).cloned() else {
                 continue;
             };
-            let holder = self.lookup(&name);
-            let own = holder
-                .as_ref()
-                .filter(|e| e.pid == slot.pid)
-                .map(|e| e.dot.clone());
             let quorum = !self.left && self.has_quorum(slot.policy);
-            let next = match slot.phase {
-                // The slot follows its pid's entry (whatever its current dot) under the name.
-                Phase::Running { .. } => match own {
-                    Some(dot) if quorum => Phase::Running { dot },
-                    _ => {
-                        let reason = if self.left {
-                            StopReason::Shutdown
-                        } else if own.is_none() {
-                            StopReason::LostName
-                        } else {
-                            StopReason::LostQuorum
-                        };
-                        self.events.push_back(Event::SingletonStopped {
-                            name: name.clone(),
-                            reason,
-                        });
-                        if let Some(dot) = own {
-                            // Release the name so a side that has a quorum can take over.
-                            self.remove_own(now, std::slice::from_ref(&dot), Reason::Normal);
-                        }
-                        Phase::Idle
-                    }
-                },
-                Phase::Claimed {
-                    dot,
-                    run_at,
-                    acks,
-                    next_check,
-                } => {
-                    // Acknowledgements count only from peers that are still live.
-                    let acked = acks.iter().filter(|n| self.peers.contains_key(*n)).count();
-                    if own.as_ref() != Some(&dot) {
-                        // Lost to another claim (or replaced): release whatever we still hold.
-                        if let Some(other) = own {
-                            self.remove_own(now, std::slice::from_ref(&other), Reason::Normal);
-                        }
-                        Phase::Idle
-                    } else if !quorum {
-                        self.remove_own(now, std::slice::from_ref(&dot), Reason::Normal);
-                        Phase::Idle
-                    } else if now >= run_at && acked + 1 >= self.quorum_size(slot.policy) {
-                        if let Some(entry) = holder.clone() {
-                            self.events.push_back(Event::SingletonStarted {
-                                name: name.clone(),
-                                entry,
-                            });
-                        }
-                        Phase::Running { dot }
-                    } else {
-                        let next_check = if now >= next_check {
-                            // Ask the peers that have not confirmed an uncontested claim yet.
-                            if let Some(entry) = holder.clone() {
-                                self.send_claim_checks(&name, &entry, &acks);
-                            }
-                            let next = now + self.config.sync_interval / 2;
-                            self.timers.push(next, TimerKind::Singleton);
-                            next
-                        } else {
-                            next_check
-                        };
-                        Phase::Claimed {
-                            dot,
-                            run_at,
-                            acks,
-                            next_check,
-                        }
-                    }
-                }
-                Phase::Idle => {
-                    // A name held by anyone (even contested with no winner under kill-both)
-                    // is not free: wait for it to clear.
-                    let free = self.map.get(&Key::name(name.as_str())).is_empty();
-                    if quorum && free && self.live_pids.contains(&slot.pid.local) {
-                        let entry =
-                            self.add_own(now, Key::name(name.as_str()), &slot.pid, Bytes::new());
-                        // A quorum singleton runs only once a quorum of peers confirmed they hold
-                        // no competing claim (so two claims made at once never both run) and,
-                        // unless the previous holder was seen releasing the name, after the
-                        // takeover delay (a cut-off previous holder must notice it lost its
-                        // quorum first).
-                        let run_at = if slot.policy.needs_quorum() && slot.wait_before_run {
-                            now + self.config.takeover_delay()
-                        } else {
-                            now
-                        };
-                        if slot.policy.needs_quorum() {
-                            self.send_claim_checks(&name, &entry, &BTreeSet::new());
-                        }
-                        let next_check = now + self.config.sync_interval / 2;
-                        self.timers
-                            .push(run_at.min(next_check), TimerKind::Singleton);
-                        Phase::Claimed {
-                            dot: entry.dot,
-                            run_at,
-                            acks: BTreeSet::new(),
-                            next_check,
-                        }
-                    } else {
-                        Phase::Idle
-                    }
-                }
-            };
+            // Claim the name when it is free (a name held by anyone, even contested with no
+            // winner under kill-both, is not free) and the live view has a quorum.
+            if slot.phase == Phase::Idle
+                && quorum
+                && self.map.get(&Key::name(name.as_str())).is_empty()
+                && self.live_pids.contains(&slot.pid.local)
+            {
+                let entry = self.add_own(now, Key::name(name.as_str()), &slot.pid, Bytes::new());
+                slot.phase = Phase::Held {
+                    dot: entry.dot,
+                    running: false,
+                    lease: Lease::new(now),
+                };
+            }
+            slot.phase = self.advance_held(now, &name, &slot, quorum);
             if let Some(s) = self.singletons.get_mut(&name) {
-                s.phase = next;
+                s.phase = slot.phase;
             }
         }
     }
 
-    /// How many nodes (this one included) must back a claim under `policy`.
-    fn quorum_size(&self, policy: SingletonPolicy) -> usize {
-        match policy {
-            SingletonPolicy::Available => 1,
-            SingletonPolicy::StaticQuorum(n) => n,
-            SingletonPolicy::MajorityOfKnown => self.known_nodes() / 2 + 1,
+    /// One step of a held claim: follow its entry, start, stop, renew.
+    fn advance_held(
+        &mut self,
+        now: Instant,
+        name: &str,
+        slot: &SingletonSlot,
+        quorum: bool,
+    ) -> Phase {
+        let Phase::Held { running, lease, .. } = &slot.phase else {
+            return Phase::Idle;
+        };
+        let (mut running, mut lease) = (*running, lease.clone());
+        let holder = self.lookup(name);
+        // The claim follows its pid's entry under the name (whatever its current dot).
+        let Some(entry) = holder.filter(|e| e.pid == slot.pid) else {
+            // Lost to another claim, or removed: release whatever we still hold.
+            if running {
+                let reason = if self.left {
+                    StopReason::Shutdown
+                } else {
+                    StopReason::LostName
+                };
+                self.events.push_back(Event::SingletonStopped {
+                    name: name.to_string(),
+                    reason,
+                });
+            }
+            let ours: Vec<Dot<NodeId>> = self
+                .entries(&Key::name(name))
+                .into_iter()
+                .filter(|e| e.pid == slot.pid)
+                .map(|e| e.dot)
+                .collect();
+            if !ours.is_empty() {
+                self.remove_own(now, &ours, Reason::Normal);
+            }
+            return Phase::Idle;
+        };
+        let leased = !slot.policy.needs_quorum() || self.lease_holds(now, name, &entry.dot, slot);
+        if !quorum || (running && !leased) {
+            if running {
+                let reason = if self.left {
+                    StopReason::Shutdown
+                } else {
+                    StopReason::LostQuorum
+                };
+                self.events.push_back(Event::SingletonStopped {
+                    name: name.to_string(),
+                    reason,
+                });
+            }
+            // Release the name so a side that has a quorum can take over.
+            self.remove_own(now, std::slice::from_ref(&entry.dot), Reason::Normal);
+            return Phase::Idle;
+        }
+        if !running && leased {
+            running = true;
+            self.events.push_back(Event::SingletonStarted {
+                name: name.to_string(),
+                entry: entry.clone(),
+            });
+        }
+        if slot.policy.needs_quorum() {
+            let lease_len = self.config.singleton_lease();
+            if now >= lease.next_round {
+                self.claim_round += 1;
+                let round = self.claim_round;
+                lease.rounds.push_back((round, now));
+                while lease.rounds.len() > ROUNDS_KEPT {
+                    lease.rounds.pop_front();
+                }
+                self.send_claim_checks(name, &entry, round);
+                // A running holder renews four times per lease; a claimant still collecting
+                // vouches asks again soon.
+                lease.next_round = now
+                    + if running {
+                        lease_len / 4
+                    } else {
+                        (self.config.sync_interval / 2).min(lease_len / 4)
+                    };
+            }
+            // Wake up for the next round, and the moment a vouch stops counting.
+            let wake = lease
+                .votes
+                .values()
+                .copied()
+                .filter(|&until| until > now)
+                .chain([lease.next_round])
+                .min()
+                .unwrap_or(lease.next_round);
+            if lease.wake.is_none_or(|w| w <= now || wake < w) {
+                self.timers.push(wake, TimerKind::Singleton);
+                lease.wake = Some(wake);
+            }
+        }
+        Phase::Held {
+            dot: entry.dot,
+            running,
+            lease,
         }
     }
 
-    /// Sends our claim on `name` to every live peer not in `skip`, asking what they hold.
-    fn send_claim_checks(&mut self, name: &str, entry: &Entry, skip: &BTreeSet<NodeId>) {
+    /// Sends our claim on `name` to every live peer, as check round `round`.
+    fn send_claim_checks(&mut self, name: &str, entry: &Entry, round: u64) {
         let claim = OriginDelta {
             seen: vec![(entry.dot.seq, entry.dot.seq)],
             adds: vec![WireEntry {
@@ -1569,63 +1637,77 @@ impl Node {
             }],
             released: Vec::new(),
         };
-        let targets: Vec<Member> = self
-            .peers
-            .values()
-            .filter(|m| !skip.contains(&m.node))
-            .cloned()
-            .collect();
+        let targets: Vec<Member> = self.peers.values().cloned().collect();
         for peer in targets {
             let msg = SyncMsg::V1(SyncV1::ClaimCheck {
                 from: self.me.node.clone(),
                 to: peer.node.clone(),
                 name: name.into(),
                 claim: claim.clone(),
+                round,
             });
             self.send(peer.addr, TrafficClass::Sync, &msg);
         }
     }
 
-    /// Records a peer's answer to our claim: it counts if the peer holds our claim and nothing
-    /// else under the name. A competing claim the peer reports is fetched from its owner at once.
-    fn on_claim_ack(
-        &mut self,
-        now: Instant,
-        from: NodeId,
-        name: &str,
-        claim_seq: u64,
-        holders: Vec<(NodeId, u64)>,
-    ) {
-        let clean = holders.len() == 1 && holders[0] == (self.me.node.clone(), claim_seq);
+    /// Answers a claim check for `claim` on `name`: every claim this node holds under the name,
+    /// plus the claim it promised not to betray if that one is gone here but the promise still
+    /// runs. When the answer is "only yours", this node vouches: it promises the claimant not to
+    /// vouch for another claim for [`Config::singleton_promise`].
+    fn vouch(&mut self, now: Instant, name: &str, claim: Dot<NodeId>) -> Vec<(NodeId, u64)> {
+        let mut holders: Vec<(NodeId, u64)> = self
+            .entries(&Key::name(name))
+            .into_iter()
+            .map(|e| (e.dot.actor, e.dot.seq))
+            .collect();
+        match self.promises.get(name) {
+            Some((promised, until)) if *until > now && *promised != claim => {
+                let p = (promised.actor.clone(), promised.seq);
+                if !holders.contains(&p) {
+                    holders.push(p);
+                }
+            }
+            Some((_, until)) if *until <= now => {
+                self.promises.remove(name);
+            }
+            _ => {}
+        }
+        if holders.len() == 1 && holders[0] == (claim.actor.clone(), claim.seq) {
+            let until = now + self.config.singleton_promise();
+            self.promises.insert(name.to_string(), (claim, until));
+        }
+        holders
+    }
+
+    /// Records a peer's answer to our claim: a vouch counts until a lease after the round it
+    /// answers was sent; any other answer withdraws the peer's earlier vouch. A competing claim
+    /// the peer reports is fetched from its owner at once.
+    fn on_claim_ack(&mut self, now: Instant, name: &str, ack: ClaimAnswer) {
+        let lease_len = self.config.singleton_lease();
+        let clean =
+            ack.holders.len() == 1 && ack.holders[0] == (self.me.node.clone(), ack.claim_seq);
         if let Some(slot) = self.singletons.get_mut(name)
-            && let Phase::Claimed { dot, acks, .. } = &mut slot.phase
-            && dot.seq == claim_seq
-            && clean
+            && let Phase::Held { dot, lease, .. } = &mut slot.phase
+            && dot.seq == ack.claim_seq
         {
-            acks.insert(from);
+            if !clean {
+                lease.votes.remove(&ack.from);
+            } else if let Some(sent) = lease.sent_at(ack.round) {
+                let until = sent + lease_len;
+                let vote = lease.votes.entry(ack.from.clone()).or_insert(until);
+                *vote = (*vote).max(until);
+                lease.known = lease.known.max(ack.known);
+            }
+        }
+        if clean {
             return;
         }
-        for (origin, seq) in holders {
+        for (origin, seq) in ack.holders {
             if origin != self.me.node
                 && self.map.get_dot(&Dot::new(origin.clone(), seq)).is_none()
                 && let Some(peer) = self.peers.get(&origin).cloned()
             {
                 self.send_digest(now, &peer);
-            }
-        }
-    }
-
-    /// Remembers how a singleton's name became free: a holder that released it on purpose had
-    /// stopped already; a holder whose node was declared down may still be running elsewhere.
-    fn note_singleton_release(&mut self, key: &Key, reason: Reason) {
-        if key.kind != KeyKind::Name {
-            return;
-        }
-        if let Some(slot) = self.singletons.get_mut(&*key.name) {
-            match reason {
-                Reason::NodeDown => slot.wait_before_run = true,
-                Reason::Normal => slot.wait_before_run = false,
-                Reason::ProcessExited | Reason::Conflict => {}
             }
         }
     }

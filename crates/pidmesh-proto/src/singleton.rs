@@ -5,19 +5,24 @@
 //! name when it is free and the policy allows, run once the claim has been held long enough,
 //! stop as soon as the name or the quorum is lost.
 //!
-//! Quorum policies add two guards before a claim runs:
-//! * **acknowledged claims**: the claimant sends its claim to every live peer
-//!   (`SyncV1::ClaimCheck`); each joins it and answers with every entry it holds under the name
-//!   (`SyncV1::ClaimAck`). The claim runs only when a quorum (the claimant included) answered
-//!   "only your claim". Two quorums share a node, and that node cannot have answered "only
-//!   yours" to both claimants unless the first claim was gone by then, so two claims made at
-//!   the same time never both run.
-//! * **takeover delay**: when the name became free because its holder's node was declared down
-//!   (or this node never saw a holder), the claimant also waits `Config::takeover_delay`: a
-//!   holder cut off on the minority side keeps running until its own failure detector shows it
-//!   lost its quorum, and the delay must cover that. This part rests on a timing assumption.
+//! Quorum policies run a claim only under a **lease** vouched for by a quorum:
+//! * the claimant sends its claim to every live peer (`SyncV1::ClaimCheck`, numbered rounds,
+//!   repeated while it holds the name); each peer joins it and answers with every claim it
+//!   holds under the name (`SyncV1::ClaimAck`). A peer that answers "only yours" *vouches*:
+//!   it promises not to vouch for another claim on the name for `lease + lease / 8`, unless it
+//!   sees this claim released on purpose first.
+//! * the claimant counts a vouch as valid until `lease` after it *sent* the round that got it.
+//!   It runs while it (not bound by a promise to another claim) and enough valid vouchers make
+//!   a quorum, and stops the moment that is no longer true.
+//!
+//! Two quorums share a node. That node's promise to the first holder outlives the first
+//! holder's use of its vouch by at least `lease / 8`, so a second claimant cannot collect a
+//! quorum before the first has stopped, whatever the failure detector and the network do. The
+//! assumption left is about clocks and pauses: a node's clock must not run more than 1/8 slower
+//! than another's over one lease, and the application must stop its task within `lease / 8` of
+//! being told (see docs/singletons.md).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use pidmesh_crdt::Dot;
@@ -38,7 +43,7 @@ pub enum SingletonPolicy {
 }
 
 impl SingletonPolicy {
-    /// True for the policies that need a quorum (and so pay the takeover delay).
+    /// True for the policies that need a quorum (and so run under a lease).
     pub fn needs_quorum(self) -> bool {
         !matches!(self, Self::Available)
     }
@@ -61,18 +66,51 @@ pub enum StopReason {
 pub(crate) enum Phase {
     /// Not holding the name.
     Idle,
-    /// Holding the name; runs once `run_at` has passed and enough peers acknowledged an
-    /// uncontested claim (quorum policies).
-    Claimed {
+    /// Holding the name with `dot`; `running` once the policy allowed it to start.
+    Held {
         dot: Dot<NodeId>,
-        run_at: Instant,
-        /// Peers that reported holding this claim and no other under the name.
-        acks: BTreeSet<NodeId>,
-        /// When to ask the peers that have not acknowledged yet again.
-        next_check: Instant,
+        running: bool,
+        lease: Lease,
     },
-    /// Running.
-    Running { dot: Dot<NodeId> },
+}
+
+/// How many recent check rounds a claimant remembers; an answer to an older round is ignored.
+pub(crate) const ROUNDS_KEPT: usize = 8;
+
+/// The vouches a claim under a quorum policy collected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Lease {
+    /// Peers that vouched for the claim, with the instant their vouch stops counting.
+    pub(crate) votes: BTreeMap<NodeId, Instant>,
+    /// The largest membership (live or down, itself included) a voucher reported; a
+    /// `MajorityOfKnown` quorum is a majority of the largest view seen.
+    pub(crate) known: usize,
+    /// Recent check rounds: number and the instant they were sent.
+    pub(crate) rounds: VecDeque<(u64, Instant)>,
+    /// When the next round of checks is due.
+    pub(crate) next_round: Instant,
+    /// The singleton timer already scheduled for this claim, if any.
+    pub(crate) wake: Option<Instant>,
+}
+
+impl Lease {
+    pub(crate) fn new(now: Instant) -> Self {
+        Self {
+            votes: BTreeMap::new(),
+            known: 0,
+            rounds: VecDeque::new(),
+            next_round: now,
+            wake: None,
+        }
+    }
+
+    /// When the vouches sent in `round` stop counting, if the round is still remembered.
+    pub(crate) fn sent_at(&self, round: u64) -> Option<Instant> {
+        self.rounds
+            .iter()
+            .find(|(r, _)| *r == round)
+            .map(|&(_, at)| at)
+    }
 }
 
 /// One singleton this node is a candidate for.
@@ -82,7 +120,14 @@ pub(crate) struct SingletonSlot {
     /// The process identity that holds the name when this node is the holder.
     pub(crate) pid: Pid,
     pub(crate) phase: Phase,
-    /// True unless the last time the name became free this node saw its holder release it on
-    /// purpose (then that holder had stopped already and there is no takeover delay to pay).
-    pub(crate) wait_before_run: bool,
+}
+
+/// A peer's answer to one of our claim checks (`SyncV1::ClaimAck`).
+#[derive(Debug)]
+pub(crate) struct ClaimAnswer {
+    pub(crate) from: NodeId,
+    pub(crate) claim_seq: u64,
+    pub(crate) round: u64,
+    pub(crate) known: usize,
+    pub(crate) holders: Vec<(NodeId, u64)>,
 }

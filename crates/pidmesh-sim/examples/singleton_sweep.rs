@@ -4,12 +4,45 @@
 //! the election is still being hardened (see the singleton issue's note).
 //!
 //! `cargo run --release -p pidmesh-sim --example singleton_sweep -- [seeds=300] [first=0]`
+//! `cargo run --release -p pidmesh-sim --example singleton_sweep -- trace <seed> [name]` prints
+//! one seed's fault log and every membership and singleton event (of singleton `name`).
 
 use std::collections::BTreeMap;
 
-use pidmesh_sim::{check, workload::chaos_run_singletons};
+use pidmesh_proto::Event;
+use pidmesh_sim::{check, workload::chaos_run_singletons, workload::chaos_run_singletons_traced};
+
+fn trace(seed: u64, name: Option<String>) {
+    let nodes = 3 + (seed % 5) as usize;
+    let (sim, log) = chaos_run_singletons_traced(seed, nodes, 4);
+    println!("seed {seed}, {nodes} nodes\n  {}", log.join("\n  "));
+    let wanted = |n: &str| name.as_deref().is_none_or(|w| w == n);
+    for (t, i, e) in &sim.trace_log {
+        let line = match e {
+            Event::NodeUp(n) => format!("up {n}"),
+            Event::NodeDown(n) => format!("down {n}"),
+            Event::SingletonStarted { name, entry } if wanted(name) => {
+                format!("STARTED {name} dot {:?}", entry.dot)
+            }
+            Event::SingletonStopped { name, reason } if wanted(name) => {
+                format!("STOPPED {name} {reason:?}")
+            }
+            _ => continue,
+        };
+        println!("{t:>12?} n{i}: {line}");
+    }
+    println!("violations:\n  {}", sim.safety_violations.join("\n  "));
+}
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("trace") {
+        let seed = std::env::args()
+            .nth(2)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        trace(seed, std::env::args().nth(3));
+        return;
+    }
     let mut args = std::env::args().skip(1).map(|a| a.parse::<u64>().ok());
     let count = args.next().flatten().unwrap_or(300);
     let first = args.next().flatten().unwrap_or(0);

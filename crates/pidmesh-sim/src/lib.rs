@@ -105,8 +105,10 @@ pub struct Sim {
     pub seed: u64,
     /// The hosts, by index.
     pub hosts: Vec<Host>,
-    /// Node events are recorded in [`Life::events`] when true.
+    /// Node events are recorded in [`Life::events`] and [`Sim::trace_log`] when true.
     pub trace: bool,
+    /// Every node event of every life, with the virtual time and the host (when tracing).
+    pub trace_log: Vec<(Duration, usize, Event)>,
     /// Total messages delivered.
     pub delivered: u64,
     /// Total messages dropped by faults.
@@ -154,6 +156,7 @@ impl Sim {
             seed: config.seed,
             hosts: Vec::new(),
             trace: false,
+            trace_log: Vec::new(),
             delivered: 0,
             dropped: 0,
             bytes_sent: [0; 3],
@@ -421,6 +424,7 @@ impl Sim {
                 _ => {}
             }
             if self.trace {
+                self.trace_log.push((elapsed, i, e.clone()));
                 life.events.push((elapsed, e));
             }
         }

@@ -184,6 +184,11 @@ pub fn chaos_run_singletons(seed: u64, nodes: usize, phases: usize) -> (Sim, Vec
     chaos_run_inner(seed, nodes, phases, false, true)
 }
 
+/// [`chaos_run_singletons`] with every node event recorded in [`crate::Sim::trace_log`].
+pub fn chaos_run_singletons_traced(seed: u64, nodes: usize, phases: usize) -> (Sim, Vec<String>) {
+    chaos_run_inner(seed, nodes, phases, true, true)
+}
+
 /// [`chaos_run_keep`] with every node event recorded in [`crate::Life::events`].
 pub fn chaos_run_keep_traced(seed: u64, nodes: usize, phases: usize) -> (Sim, Vec<String>) {
     chaos_run_inner(seed, nodes, phases, true, false)

@@ -211,6 +211,8 @@ pub enum SyncV1 {
         name: Arc<str>,
         /// The claimant's entry under `name`.
         claim: OriginDelta,
+        /// The claimant's round number, echoed in the answer.
+        round: u64,
     },
     /// The answer to a [`SyncV1::ClaimCheck`]: every live entry the sender holds under `name`.
     ClaimAck {
@@ -222,6 +224,10 @@ pub enum SyncV1 {
         name: Arc<str>,
         /// The claimant's sequence number the check was about.
         claim_seq: u64,
+        /// The round of the check this answers.
+        round: u64,
+        /// How many nodes the sender knows of (live or down, itself included).
+        known: u32,
         /// The dots of every live entry under `name` at the sender, after joining the claim.
         holders: Vec<(NodeId, u64)>,
     },
@@ -381,6 +387,7 @@ impl Validate for SyncMsg {
                 to,
                 name,
                 claim,
+                ..
             } => {
                 check_node(from)?;
                 check_node(to)?;

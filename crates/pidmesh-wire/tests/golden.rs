@@ -137,6 +137,7 @@ fn sync_claims_v1() {
             to: node("b", 2),
             name: "sched".into(),
             claim,
+            round: 7,
         }),
         GOLDEN_CLAIM_CHECK,
     );
@@ -146,6 +147,8 @@ fn sync_claims_v1() {
             to: node("a", 1),
             name: "sched".into(),
             claim_seq: 4,
+            round: 7,
+            known: 3,
             holders: vec![(node("a", 1), 4)],
         }),
         GOLDEN_CLAIM_ACK,
@@ -153,8 +156,8 @@ fn sync_claims_v1() {
 }
 
 const GOLDEN_CLAIM_CHECK: &str =
-    "0002016101016202057363686564010404010400057363686564020080d095ffbc310000";
-const GOLDEN_CLAIM_ACK: &str = "0003016202016101057363686564040101610104";
+    "0002016101016202057363686564010404010400057363686564020080d095ffbc31000007";
+const GOLDEN_CLAIM_ACK: &str = "00030162020161010573636865640407030101610104";
 const GOLDEN_MAIL: &str = "0001610101620209026869";
 const GOLDEN_DELTA: &str = "00056170692d312a02010307070102000762696c6c696e670502763180d095ffbc3103010300046c6f7374060081d095ffbc3100";
 const GOLDEN_DIGEST: &str = "000001610101620201010a0403effdb6f50d";
