@@ -34,14 +34,18 @@ mod error;
 mod mailbox;
 mod placement;
 mod registry;
+mod singleton;
 
 pub use error::{JoinError, RegisterError, RemoveError, SendError, StartError, Stopped};
 pub use mailbox::{Envelope, Mailbox};
 pub use pidmesh_proto::{
-    Config, Entry, Event, Hlc, Key, KeyKind, NodeId, Pid, Reason, Resolver, Stats, Verdict,
+    Config, Entry, Event, Hlc, Key, KeyKind, NodeId, Pid, Reason, Resolver, SingletonPolicy, Stats,
+    StopReason, Verdict,
 };
 pub use placement::{
     GetOrStartError, LostSignal, PLACEMENT_GROUP_PREFIX, Placement, PlacementError, StartContext,
     rendezvous_score,
 };
 pub use registry::{Lost, NodeInfo, Registration, Registry, RegistryBuilder, Subscription};
+pub use singleton::{Singleton, SingletonContext, SingletonError, SingletonStatus};
+pub use tokio_util::sync::CancellationToken;

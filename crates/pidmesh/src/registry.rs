@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::singleton::Candidacy;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -141,6 +143,7 @@ impl<T: Transport> RegistryBuilder<T> {
             stop_tx: Mutex::new(Some(stop_tx)),
             driver: Mutex::new(None),
             stopped: AtomicBool::new(false),
+            candidacies: Mutex::new(HashMap::new()),
         });
         let span = tracing::info_span!("pidmesh", node = %id);
         let handle =
@@ -176,6 +179,8 @@ pub(crate) struct Shared {
     stop_tx: Mutex<Option<oneshot::Sender<()>>>,
     driver: Mutex<Option<tokio::task::JoinHandle<()>>>,
     stopped: AtomicBool,
+    /// Singleton candidacies of this node, by name (see `singleton.rs`).
+    candidacies: Mutex<HashMap<Arc<str>, Candidacy>>,
 }
 
 impl Shared {
@@ -714,9 +719,19 @@ impl Registry {
 
     /// Leaves the cluster gracefully (this node's entries are removed everywhere at once rather
     /// than after failure detection) and stops the node. Later calls fail with [`Stopped`].
+    /// Singleton runs are cancelled and awaited first, then their names released, so another
+    /// candidate takes over at once.
     ///
-    /// Cancel-safe: the shutdown proceeds in the background if the future is dropped.
+    /// Cancel-safe: the shutdown proceeds in the background if the future is dropped (except
+    /// the wait for singleton runs, which a dropped future stops waiting for).
     pub async fn shutdown(&self) {
+        let candidacies: Vec<Candidacy> = lock(&self.shared.candidacies)
+            .drain()
+            .map(|(_, c)| c)
+            .collect();
+        for c in candidacies {
+            c.stop().await;
+        }
         if let Some(tx) = lock(&self.shared.stop_tx).take() {
             let _ = tx.send(());
         }
@@ -734,6 +749,47 @@ impl Registry {
         }
         self.shared.stopped.store(true, Ordering::Release);
         lock(&self.shared.mailboxes).clear();
+        // A crashed node runs nothing: cancel singleton runs (nothing is released).
+        for (_, c) in lock(&self.shared.candidacies).drain() {
+            c.withdraw.cancel();
+        }
+    }
+
+    // ----- for the singleton module ------------------------------------------------------------
+
+    pub(crate) fn candidacies(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Candidacy>> {
+        lock(&self.shared.candidacies)
+    }
+
+    pub(crate) fn subscribe_raw(&self) -> broadcast::Receiver<Event> {
+        self.shared.events.subscribe()
+    }
+
+    pub(crate) fn mutate_node<R>(
+        &self,
+        f: impl FnOnce(&mut Node, Instant) -> R,
+    ) -> Result<R, Stopped> {
+        self.shared.mutate(f)
+    }
+
+    pub(crate) fn read_node<R>(&self, f: impl FnOnce(&Node) -> R) -> R {
+        f(&self.shared.read())
+    }
+
+    /// A mailbox for an existing pid of this node (a singleton's), replacing any earlier one.
+    /// Dropping it does not end the pid's process; [`Registry::detach_mailbox`] does that part.
+    pub(crate) fn attach_mailbox(&self, pid: &Pid) -> Mailbox {
+        let (tx, rx) = mpsc::channel(MAILBOX_CAPACITY);
+        lock(&self.shared.mailboxes).insert(pid.local, tx);
+        Mailbox {
+            pid: pid.clone(),
+            rx,
+            shared: std::sync::Weak::new(),
+        }
+    }
+
+    pub(crate) fn detach_mailbox(&self, pid: &Pid) {
+        lock(&self.shared.mailboxes).remove(&pid.local);
     }
 }
 

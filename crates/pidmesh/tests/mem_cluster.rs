@@ -2,42 +2,9 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{eventually, formed};
-use pidmesh::{Config, Event, Reason, Registry, Resolver, SendError};
+use common::{LIMIT, cluster, eventually};
+use pidmesh::{Event, Reason, Registry, Resolver, SendError};
 use pidmesh_transport::MemNetwork;
-
-const LIMIT: Duration = Duration::from_secs(10);
-
-async fn cluster(net: &MemNetwork, n: usize, resolver: Resolver) -> Vec<Registry> {
-    let transports: Vec<_> = (0..n)
-        .map(|i| net.bind_named(format!("node-{i}")))
-        .collect();
-    let seeds: Vec<_> = transports
-        .iter()
-        .map(pidmesh_transport::Transport::local_addr)
-        .take(2)
-        .collect();
-    let mut regs = Vec::new();
-    for (i, t) in transports.into_iter().enumerate() {
-        let r = Registry::builder()
-            .node_name(format!("node-{i}"))
-            .config(Config::local())
-            .resolver(resolver.clone())
-            .seeds(seeds.clone())
-            .transport(t)
-            .start()
-            .await
-            .expect("starts");
-        regs.push(r);
-    }
-    assert!(
-        eventually(LIMIT, || formed(&regs)).await.is_some(),
-        "cluster did not form"
-    );
-    regs
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_lookup_send_and_process_exit() {
