@@ -1686,12 +1686,25 @@ impl Node {
         let lease_len = self.config.singleton_lease();
         let clean =
             ack.holders.len() == 1 && ack.holders[0] == (self.me.node.clone(), ack.claim_seq);
+        // Our claim wins here, so what the peer reports instead is on its way out (a release
+        // or a conflict loser's removal still travelling, or a promise about to run out): ask
+        // again soon rather than a whole round later.
+        let stale = !clean
+            && self
+                .lookup(name)
+                .is_some_and(|e| e.dot.actor == self.me.node && e.dot.seq == ack.claim_seq);
+        let soon = now + self.config.sync_interval / 20;
         if let Some(slot) = self.singletons.get_mut(name)
             && let Phase::Held { dot, lease, .. } = &mut slot.phase
             && dot.seq == ack.claim_seq
         {
             if !clean {
                 lease.votes.remove(&ack.from);
+                if stale && soon < lease.next_round {
+                    lease.next_round = soon;
+                    lease.wake = Some(soon);
+                    self.timers.push(soon, TimerKind::Singleton);
+                }
             } else if let Some(sent) = lease.sent_at(ack.round) {
                 let until = sent + lease_len;
                 let vote = lease.votes.entry(ack.from.clone()).or_insert(until);
