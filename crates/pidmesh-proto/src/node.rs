@@ -115,9 +115,6 @@ pub struct Node {
     promises_unknown_until: Instant,
     /// Set once SWIM was told this node leaves.
     swim_left: bool,
-    /// Set when SWIM renewed our identity after others declared us down, until it reports us
-    /// active again.
-    renewed: bool,
 }
 
 impl std::fmt::Debug for Node {
@@ -244,7 +241,6 @@ impl Node {
             claim_round: 0,
             promises_unknown_until: now + config.singleton_promise(),
             swim_left: false,
-            renewed: false,
             me,
             config,
             resolver,
@@ -1281,14 +1277,14 @@ impl Node {
                 // Until someone answers, we are not part of a cluster: announce at once.
                 self.me = me;
                 self.stats.rejoins += 1;
-                // Others declared us down and dropped our entries: our singleton claims are
-                // gone for them, so we must stop running until we are back (see has_quorum).
-                self.renewed = true;
+                // Others declared us down and dropped our entries, singleton claims included.
+                // A running singleton needs no special care: the peers that vouched for it keep
+                // their promises until its lease ran out, and it stops then unless they vouch
+                // again.
                 self.lost_cluster(now);
             }
             OwnedNotification::Active => {
                 self.swim_active = true;
-                self.renewed = false;
             }
             OwnedNotification::Idle | OwnedNotification::Defunct => self.lost_cluster(now),
         }
@@ -1433,7 +1429,7 @@ impl Node {
     /// Nodes this one knows of, live or down, itself included (for `MajorityOfKnown`): every
     /// name in the SWIM membership, plus each configured seed address no known member is at
     /// (a node that has not met its seeds yet does not take itself for the whole cluster).
-    fn known_nodes(&self) -> usize {
+    pub fn known_nodes(&self) -> usize {
         let mut names: BTreeSet<&str> = BTreeSet::new();
         let mut addrs: BTreeSet<SocketAddr> = BTreeSet::new();
         for m in self.swim.iter_membership_state() {
@@ -1449,11 +1445,11 @@ impl Node {
         names.len() + unmet
     }
 
-    /// The live SWIM view backs `policy`: enough members seen, and not just declared down by
-    /// the others (until SWIM reports this node active again: they purged our claims).
+    /// The live SWIM view backs `policy`: enough members seen. Not needed for safety (the
+    /// lease is), but it stops a holder cut off from its quorum as soon as SWIM notices.
     fn has_quorum(&self, policy: SingletonPolicy) -> bool {
         let needed = self.quorum_size(policy, 0);
-        needed <= 1 || (!self.renewed && self.peers.len() + 1 >= needed)
+        needed <= 1 || self.peers.len() + 1 >= needed
     }
 
     /// How many nodes (this one included) must back a claim under `policy`, given the largest

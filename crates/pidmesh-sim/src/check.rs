@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use pidmesh_proto::{Entry, Key, KeyKind, NodeId, Reason};
+use pidmesh_proto::{Entry, Key, KeyKind, Node, NodeId, Reason};
 
 use crate::Sim;
 
@@ -214,12 +214,18 @@ pub fn singletons_settled(sim: &Sim) -> Result<(), String> {
         ));
     }
     let live = sim.live();
-    let total = sim.hosts.len();
+    // A majority of the largest membership a live node knows of (nodes that died before every
+    // live node's current life started are forgotten, as the policy says).
+    let known = live
+        .iter()
+        .filter_map(|&i| sim.node(i).map(Node::known_nodes))
+        .max()
+        .unwrap_or(0);
     for (name, policy) in sim.singletons() {
         let possible = match *policy {
             pidmesh_proto::SingletonPolicy::Available => !live.is_empty(),
             pidmesh_proto::SingletonPolicy::StaticQuorum(n) => live.len() >= n,
-            pidmesh_proto::SingletonPolicy::MajorityOfKnown => live.len() > total / 2,
+            pidmesh_proto::SingletonPolicy::MajorityOfKnown => live.len() > known / 2,
         };
         let runners = sim.runners(name);
         let expected = usize::from(possible);
