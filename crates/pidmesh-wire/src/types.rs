@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 /// A node's identity for one life: a stable name plus an incarnation chosen at every start.
@@ -89,23 +90,24 @@ pub enum KeyKind {
 pub struct Key {
     /// Name or group.
     pub kind: KeyKind,
-    /// The UTF-8 name (see [`crate::MAX_NAME_LEN`]).
-    pub name: Arc<str>,
+    /// The UTF-8 name (see [`crate::MAX_NAME_LEN`]). Names of up to 24 bytes are stored inline
+    /// (no heap allocation); it encodes on the wire as a plain string.
+    pub name: CompactString,
 }
 
 impl Key {
     /// A unique-name key.
-    pub fn name(name: impl Into<Arc<str>>) -> Self {
+    pub fn name(name: impl AsRef<str>) -> Self {
         Self {
             kind: KeyKind::Name,
-            name: name.into(),
+            name: CompactString::new(name),
         }
     }
     /// A group key.
-    pub fn group(name: impl Into<Arc<str>>) -> Self {
+    pub fn group(name: impl AsRef<str>) -> Self {
         Self {
             kind: KeyKind::Group,
-            name: name.into(),
+            name: CompactString::new(name),
         }
     }
 }
