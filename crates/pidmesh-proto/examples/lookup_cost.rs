@@ -9,9 +9,16 @@
 //! run) of the same name again and again (`hot`: cache-resident), of names in a cache-hostile
 //! order (`spread`), and `Node::members_of` of the group. Thread CPU time comes from
 //! `/proc/thread-self/stat` (Linux; 10 ms ticks, hence the many lookups).
+//!
+//! Then, with the node behind an `RwLock` as in the facade and a writer thread that keeps
+//! registering and unregistering 1024 names per write-lock hold (like the driver processing a
+//! large message), it prints the latency distribution of single lookups by a reader thread,
+//! through `RegistryReader` (the facade's path) and through the node's read lock (the old path).
 
 use std::hint::black_box;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -87,5 +94,75 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     measure("members_of (10)", ops / 10, |_| {
         black_box(node.members_of(black_box("workers/eu")));
     });
+
+    let reader = node.reader();
+    let node = Arc::new(RwLock::new(node));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (node, stop) = (node.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let churn: Vec<String> = (0..1024).map(|j| format!("churn/{j:05}")).collect();
+            let mut holds = 0u64;
+            let mut longest = Duration::ZERO;
+            while !stop.load(Ordering::Relaxed) {
+                let mut n = node.write().unwrap_or_else(PoisonError::into_inner);
+                let t = Instant::now();
+                let pid = n.spawn_pid();
+                for nm in &churn {
+                    let _ = n.register(now, nm, &pid, Bytes::new());
+                }
+                for nm in &churn {
+                    let _ = n.unregister(now, nm, &pid);
+                }
+                now += Duration::from_millis(50);
+                n.handle_timeout(now);
+                while n.poll_event().is_some() {}
+                while n.poll_transmit().is_some() {}
+                longest = longest.max(t.elapsed());
+                drop(n);
+                holds += 1;
+                std::thread::yield_now();
+            }
+            (holds, longest)
+        })
+    };
+    let samples = (ops / 20).max(1000) as usize;
+    println!(
+        "under a writer holding the node's write lock for 2048 changes at a time, {samples} lookups each:"
+    );
+    let mut i = 0usize;
+    latencies("RegistryReader", samples, || {
+        i = (i + 7_919) % n;
+        black_box(reader.lookup(&names[i]));
+    });
+    let mut i = 0usize;
+    latencies("node read lock (old)", samples, || {
+        i = (i + 7_919) % n;
+        let g = node.read().unwrap_or_else(PoisonError::into_inner);
+        black_box(g.lookup(&names[i]));
+    });
+    stop.store(true, Ordering::Relaxed);
+    if let Ok((holds, longest)) = writer.join() {
+        println!("  (the writer took the write lock {holds} times, for up to {longest:?})");
+    }
     Ok(())
+}
+
+/// Times `samples` single calls of `f` and prints percentiles of the wall time of one call.
+fn latencies(label: &str, samples: usize, mut f: impl FnMut()) {
+    let mut t: Vec<Duration> = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let s = Instant::now();
+        f();
+        t.push(s.elapsed());
+    }
+    t.sort();
+    let at = |q: f64| t[((t.len() - 1) as f64 * q) as usize];
+    println!(
+        "  {label:<22} p50 {:>9.2?}  p99 {:>9.2?}  p99.9 {:>9.2?}  max {:>9.2?}",
+        at(0.5),
+        at(0.99),
+        at(0.999),
+        at(1.0)
+    );
 }
