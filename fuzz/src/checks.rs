@@ -132,7 +132,11 @@ pub(crate) fn assert_invariants(m: &Map) {
             );
             assert!(dots.insert(s.dot.clone()), "dot {:?} is live twice", s.dot);
             let (k, found) = m.get_dot(&s.dot).expect("every live dot is indexed");
-            assert_eq!((k, found), (key, s), "the index disagrees with the store");
+            assert_eq!(
+                (&k, &found),
+                (&key, &s),
+                "the index disagrees with the store"
+            );
         }
     }
     assert_eq!(m.len(), count, "len() does not count the entries");
@@ -185,7 +189,7 @@ pub(crate) fn delta_join(data: &[u8]) -> bool {
     // origin never issues one twice), so this only holds for deltas that carry the same content
     // as the replica under the dots both hold live.
     let consistent = delta.adds.iter().all(|(k, s)| match base.get_dot(&s.dot) {
-        Some((bk, bs)) => bk == k && bs == s,
+        Some((bk, bs)) => bk == *k && bs == *s,
         None => true,
     });
     if consistent {

@@ -89,6 +89,14 @@ impl<A: Ord + Clone> CausalContext<A> {
             .all(|(a, r)| self.rows.get(a).map_or(r.is_empty(), |m| m.includes(r)))
     }
 
+    /// True if some dot is in both contexts.
+    pub fn intersects(&self, other: &CausalContext<A>) -> bool {
+        other
+            .rows
+            .iter()
+            .any(|(a, r)| self.rows.get(a).is_some_and(|m| m.intersects(r)))
+    }
+
     /// Iterates `(actor, row)` in actor order.
     pub fn rows(&self) -> impl Iterator<Item = (&A, &DotSet)> {
         self.rows.iter()

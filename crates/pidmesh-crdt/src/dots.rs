@@ -98,6 +98,15 @@ impl DotSet {
         })
     }
 
+    /// True if some number is in both sets. Costs O(|other's ranges| · log |self's ranges|).
+    pub fn intersects(&self, other: &DotSet) -> bool {
+        other.ranges.iter().any(|&(a, b)| {
+            // The first of our ranges that ends at or after `a` is the only candidate.
+            let i = self.ranges.partition_point(|r| r.1 < a);
+            self.ranges.get(i).is_some_and(|r| r.0 <= b)
+        })
+    }
+
     /// Adds one sequence number (0 is ignored).
     pub fn insert(&mut self, seq: u64) {
         self.insert_range(seq, seq);
@@ -218,6 +227,7 @@ mod tests {
             let diff: BTreeSet<u64> = s.difference(&o).iter().collect();
             prop_assert_eq!(diff, model.difference(&omodel).copied().collect::<BTreeSet<_>>());
             prop_assert_eq!(s.includes(&o), omodel.is_subset(&model));
+            prop_assert_eq!(s.intersects(&o), !omodel.is_disjoint(&model));
             let expect_contig = (1..).take_while(|x| model.contains(x)).count() as u64;
             prop_assert_eq!(s.contiguous(), expect_contig);
         }

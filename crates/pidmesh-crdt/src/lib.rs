@@ -25,7 +25,11 @@
 mod context;
 mod dots;
 mod map;
+mod seqindex;
+mod slab;
+mod store;
 
 pub use context::CausalContext;
 pub use dots::{Dot, DotSet};
 pub use map::{Canonical, Delta, JoinReport, LiveDigest, OrMap, Removed, Replaced, Slot};
+pub use store::{MapReader, SlotIter, SlotRef};

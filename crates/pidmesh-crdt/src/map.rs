@@ -1,12 +1,15 @@
 //! The delta-state add-wins OR-map.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::context::CausalContext;
 use crate::dots::{Dot, DotSet};
+use crate::seqindex::SeqIndex;
+use crate::store::{MapReader, SlotIter, SlotRef, Store};
 
 /// One value stored under a key, tagged by the dot of the add that created it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,14 +50,19 @@ impl<A: Ord + Clone + Hash, K: Clone, V: Clone> Delta<A, K, V> {
     /// Joins `other` into `self` (used to batch deltas before sending them).
     ///
     /// Same rule as [`OrMap::join`]: an add survives unless the other side has seen its dot and
-    /// does not carry it.
+    /// does not carry it. Both deltas must list their adds' dots in their contexts, as every
+    /// delta an [`OrMap`] makes does. Costs O(|other|) plus, only when the two contexts share a
+    /// dot (an add removed within the same batch), a pass over `self`: batching a run of
+    /// operations stays linear in its length.
     pub fn merge(&mut self, other: Delta<A, K, V>) {
-        let theirs: HashSet<Dot<A>> = other.adds.iter().map(|(_, s)| s.dot.clone()).collect();
-        let ours: HashSet<Dot<A>> = self.adds.iter().map(|(_, s)| s.dot.clone()).collect();
-        self.adds
-            .retain(|(_, s)| theirs.contains(&s.dot) || !other.ctx.contains(&s.dot));
+        if self.ctx.intersects(&other.ctx) {
+            let theirs: HashSet<&Dot<A>> = other.adds.iter().map(|(_, s)| &s.dot).collect();
+            self.adds
+                .retain(|(_, s)| theirs.contains(&s.dot) || !other.ctx.contains(&s.dot));
+        }
         for (k, s) in other.adds {
-            if !ours.contains(&s.dot) && !self.ctx.contains(&s.dot) {
+            // An add this side already holds has its dot in `self.ctx`.
+            if !self.ctx.contains(&s.dot) {
                 self.adds.push((k, s));
             }
         }
@@ -140,27 +148,67 @@ impl<A, K, V> JoinReport<A, K, V> {
 /// * [`OrMap::forget_actor`] drops every entry and the context row of one actor, cheaply (used when
 ///   a node is declared down).
 ///
+/// Storage: each key is stored once (with 8 bytes of list head and count, plus ~10 bytes of hash
+/// table at 1M keys); an entry costs its value plus 20 bytes (key id, interned actor index, list
+/// link, sequence number; 24 with alignment) and ~5 bytes in a per-actor index by sequence number.
+/// Entries live in sharded storage that [`MapReader`]s (see [`OrMap::reader`]) read from other
+/// threads while this map keeps changing. Actors are interned for the map's life (a few bytes
+/// each, never reclaimed).
+///
+/// Reads hand out owned copies (`get`, `get_dot`, `iter`...) or borrowed views inside a closure
+/// ([`OrMap::read`]).
+///
 /// Costs: `join` of a delta is O(|delta| · log n); a whole-state join is O(n).
-#[derive(Debug, Clone)]
 pub struct OrMap<A: Ord, K, V> {
-    entries: HashMap<K, Vec<Slot<A, V>>>,
-    /// actor → seq → key, for removal by dot and per-actor purge.
-    index: HashMap<A, BTreeMap<u64, K>>,
-    /// actor → digest of its live entries, kept up to date by every insert and removal.
-    digests: HashMap<A, LiveDigest>,
+    store: Arc<Store<A, K, V>>,
+    /// Interned actors: index → actor, and back.
+    actors: Vec<A>,
+    actor_ids: HashMap<A, u32>,
+    /// Per interned actor: its live entries by sequence number (global entry ids), and their digest.
+    per_actor: Vec<ActorEntries>,
     ctx: CausalContext<A>,
     len: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ActorEntries {
+    index: SeqIndex,
+    digest: LiveDigest,
 }
 
 impl<A: Ord, K, V> Default for OrMap<A, K, V> {
     fn default() -> Self {
         Self {
-            entries: HashMap::new(),
-            index: HashMap::new(),
-            digests: HashMap::new(),
+            store: Arc::default(),
+            actors: Vec::new(),
+            actor_ids: HashMap::new(),
+            per_actor: Vec::new(),
             ctx: CausalContext::default(),
             len: 0,
         }
+    }
+}
+
+impl<A: Ord + Clone, K: Clone, V: Clone> Clone for OrMap<A, K, V> {
+    /// A deep copy; readers of `self` keep reading `self`.
+    fn clone(&self) -> Self {
+        Self {
+            store: Arc::new(self.store.deep_clone()),
+            actors: self.actors.clone(),
+            actor_ids: self.actor_ids.clone(),
+            per_actor: self.per_actor.clone(),
+            ctx: self.ctx.clone(),
+            len: self.len,
+        }
+    }
+}
+
+impl<A: Ord + std::fmt::Debug, K, V> std::fmt::Debug for OrMap<A, K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrMap")
+            .field("len", &self.len)
+            .field("ctx", &self.ctx)
+            .finish_non_exhaustive()
     }
 }
 
@@ -175,6 +223,13 @@ where
         Self::default()
     }
 
+    /// A handle that reads this map's entries from any thread while the map changes.
+    pub fn reader(&self) -> MapReader<A, K, V> {
+        MapReader {
+            store: Arc::clone(&self.store),
+        }
+    }
+
     /// The number of live entries (values), over all keys.
     pub fn len(&self) -> usize {
         self.len
@@ -187,24 +242,67 @@ where
 
     /// The number of keys with at least one entry.
     pub fn key_count(&self) -> usize {
-        self.entries.len()
+        self.store.key_count()
     }
 
-    /// The entries under `key` (empty if none).
-    pub fn get(&self, key: &K) -> &[Slot<A, V>] {
-        self.entries.get(key).map_or(&[], Vec::as_slice)
+    /// Owned copies of the entries under `key` (empty if none), in no particular order.
+    pub fn get(&self, key: &K) -> Vec<Slot<A, V>> {
+        self.store.read(key, |it| it.map(|s| s.to_slot()).collect())
     }
 
-    /// The entry with `dot`, if live.
-    pub fn get_dot(&self, dot: &Dot<A>) -> Option<(&K, &Slot<A, V>)> {
-        let key = self.index.get(&dot.actor)?.get(&dot.seq)?;
-        let slot = self.entries.get(key)?.iter().find(|s| s.dot == *dot)?;
-        Some((key, slot))
+    /// Calls `f` with borrowed views of the entries under `key` (without copying them).
+    pub fn read<R>(&self, key: &K, f: impl FnOnce(SlotIter<'_, A, K, V>) -> R) -> R {
+        self.store.read(key, f)
     }
 
-    /// Iterates `(key, entries)` in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&K, &[Slot<A, V>])> {
-        self.entries.iter().map(|(k, v)| (k, v.as_slice()))
+    fn actor_id(&self, actor: &A) -> Option<u32> {
+        self.actor_ids.get(actor).copied()
+    }
+
+    fn intern(&mut self, actor: &A) -> u32 {
+        if let Some(&id) = self.actor_ids.get(actor) {
+            return id;
+        }
+        let id = self.actors.len() as u32;
+        self.actors.push(actor.clone());
+        self.actor_ids.insert(actor.clone(), id);
+        self.per_actor.push(ActorEntries::default());
+        self.store.push_actor(actor);
+        id
+    }
+
+    fn entries_of(&self, actor: &A) -> Option<&ActorEntries> {
+        self.per_actor.get(self.actor_id(actor)? as usize)
+    }
+
+    /// The entry with `dot`, if live: an owned copy with its key.
+    pub fn get_dot(&self, dot: &Dot<A>) -> Option<(K, Slot<A, V>)> {
+        let id = self.entries_of(&dot.actor)?.index.get(dot.seq)?;
+        self.store.with_id(id, |k, s| (k.clone(), s.to_slot()))
+    }
+
+    /// True if the entry with `dot` is live.
+    pub fn contains_dot(&self, dot: &Dot<A>) -> bool {
+        self.entries_of(&dot.actor)
+            .is_some_and(|e| e.index.get(dot.seq).is_some())
+    }
+
+    /// Owned copies of every `(key, entries)`, in no particular order.
+    pub fn iter(&self) -> std::vec::IntoIter<(K, Vec<Slot<A, V>>)> {
+        let mut out = Vec::with_capacity(self.len);
+        self.store.for_each_key(|k, it| {
+            out.push((k.clone(), it.map(|s| s.to_slot()).collect()));
+        });
+        out.into_iter()
+    }
+
+    /// Calls `f` for every entry with its key, in no particular order, without copying them.
+    pub fn for_each(&self, mut f: impl FnMut(&K, SlotRef<'_, A, V>)) {
+        self.store.for_each_key(|k, it| {
+            for s in it {
+                f(k, s);
+            }
+        });
     }
 
     /// The dots seen so far.
@@ -212,45 +310,38 @@ where
         &self.ctx
     }
 
-    /// Iterates the live entries of `actor` with their keys, by ascending sequence number.
-    pub fn actor_entries<'a>(
-        &'a self,
-        actor: &A,
-    ) -> impl Iterator<Item = (&'a K, &'a Slot<A, V>)> + 'a {
+    /// Owned copies of the live entries of `actor` with their keys, by ascending sequence number.
+    pub fn actor_entries(&self, actor: &A) -> std::vec::IntoIter<(K, Slot<A, V>)> {
         self.actor_range(actor, 1, u64::MAX)
     }
 
-    /// Iterates the live entries of `actor` with a sequence number in `start ..= end`, ascending.
-    pub fn actor_range<'a>(
-        &'a self,
+    /// Owned copies of the live entries of `actor` with a sequence number in `start ..= end`,
+    /// ascending.
+    pub fn actor_range(
+        &self,
         actor: &A,
         start: u64,
         end: u64,
-    ) -> impl Iterator<Item = (&'a K, &'a Slot<A, V>)> + 'a {
-        let actor = actor.clone();
-        self.index.get(&actor).into_iter().flat_map(move |m| {
-            let actor = actor.clone();
-            m.range(start..=end.max(start))
-                .filter(move |_| start <= end)
-                .filter_map(move |(seq, key)| {
-                    let slot = self
-                        .entries
-                        .get(key)?
-                        .iter()
-                        .find(|s| s.dot.actor == actor && s.dot.seq == *seq)?;
-                    Some((key, slot))
-                })
-        })
+    ) -> std::vec::IntoIter<(K, Slot<A, V>)> {
+        let mut out = Vec::new();
+        if let Some(e) = self.entries_of(actor) {
+            for (_, id) in e.index.range(start, end) {
+                if let Some(kv) = self.store.with_id(id, |k, s| (k.clone(), s.to_slot())) {
+                    out.push(kv);
+                }
+            }
+        }
+        out.into_iter()
     }
 
     /// The digest of `actor`'s live entries (see [`LiveDigest`]).
     pub fn actor_digest(&self, actor: &A) -> LiveDigest {
-        self.digests.get(actor).copied().unwrap_or_default()
+        self.entries_of(actor).map(|e| e.digest).unwrap_or_default()
     }
 
     /// The number of live entries of `actor`.
     pub fn actor_len(&self, actor: &A) -> usize {
-        self.index.get(actor).map_or(0, BTreeMap::len)
+        self.entries_of(actor).map_or(0, |e| e.index.len())
     }
 
     fn next_dot(&mut self, actor: &A) -> Dot<A> {
@@ -259,52 +350,50 @@ where
         dot
     }
 
-    fn insert_slot(&mut self, key: K, slot: Slot<A, V>) {
-        self.digests
-            .entry(slot.dot.actor.clone())
-            .or_default()
-            .toggle(slot.dot.seq, true);
-        self.index
-            .entry(slot.dot.actor.clone())
-            .or_default()
-            .insert(slot.dot.seq, key.clone());
-        self.entries.entry(key).or_default().push(slot);
-        self.len += 1;
+    fn insert_slot(&mut self, key: K, actor: &A, seq: u64, value: V) {
+        let a = self.intern(actor);
+        let id = self.store.insert(key, a, seq, value);
+        let e = &mut self.per_actor[a as usize];
+        if let Some(old) = e.index.insert(seq, id) {
+            // A dot is stored at most once (callers check the context first); should it ever be
+            // stored twice, keep the index and the storage in step.
+            let _ = self.store.remove(old);
+        } else {
+            e.digest.toggle(seq, true);
+            self.len += 1;
+        }
     }
 
     /// Drops the live entry with `dot`, if any, returning it with its key. The context is untouched.
     fn take_dot(&mut self, dot: &Dot<A>) -> Option<(K, Slot<A, V>)> {
-        let per_actor = self.index.get_mut(&dot.actor)?;
-        let key = per_actor.remove(&dot.seq)?;
-        if per_actor.is_empty() {
-            self.index.remove(&dot.actor);
-            self.digests.remove(&dot.actor);
-        } else if let Some(d) = self.digests.get_mut(&dot.actor) {
-            d.toggle(dot.seq, false);
+        let a = self.actor_id(&dot.actor)?;
+        let e = self.per_actor.get_mut(a as usize)?;
+        let id = e.index.remove(dot.seq)?;
+        if e.index.is_empty() {
+            e.digest = LiveDigest::default();
+        } else {
+            e.digest.toggle(dot.seq, false);
         }
-        let slots = self.entries.get_mut(&key)?;
-        let pos = slots.iter().position(|s| s.dot == *dot)?;
-        let slot = slots.swap_remove(pos);
-        if slots.is_empty() {
-            self.entries.remove(&key);
-        }
+        let taken = self.store.remove(id)?;
         self.len -= 1;
-        Some((key, slot))
+        Some((
+            taken.key,
+            Slot {
+                dot: dot.clone(),
+                value: taken.value,
+            },
+        ))
     }
 
     /// Adds `value` under `key` with a fresh dot of `actor`; returns the delta to ship.
     pub fn add(&mut self, actor: &A, key: K, value: V) -> Delta<A, K, V> {
         let dot = self.next_dot(actor);
-        let slot = Slot {
-            dot: dot.clone(),
-            value,
-        };
-        self.insert_slot(key.clone(), slot.clone());
+        self.insert_slot(key.clone(), actor, dot.seq, value.clone());
         let mut ctx = CausalContext::new();
         ctx.insert(&dot);
         Delta {
             ctx,
-            adds: vec![(key, slot)],
+            adds: vec![(key, Slot { dot, value })],
         }
     }
 
@@ -345,12 +434,12 @@ where
         let carried: HashSet<&Dot<A>> = delta.adds.iter().map(|(_, s)| &s.dot).collect();
         // 1. Drop local entries whose dot the delta has seen but does not carry.
         for (actor, row) in delta.ctx.rows() {
-            let Some(local) = self.index.get(actor) else {
+            let Some(local) = self.entries_of(actor) else {
                 continue;
             };
             let mut doomed = Vec::new();
             for &(a, b) in row.ranges() {
-                for (&seq, _) in local.range(a..=b) {
+                for (seq, _) in local.index.range(a, b) {
                     let dot = Dot::new(actor.clone(), seq);
                     if !carried.contains(&dot) {
                         doomed.push(dot);
@@ -370,7 +459,12 @@ where
         let mut uncovered = Vec::new();
         for (key, slot) in &delta.adds {
             if !self.ctx.contains(&slot.dot) && taken.insert(&slot.dot) {
-                self.insert_slot(key.clone(), slot.clone());
+                self.insert_slot(
+                    key.clone(),
+                    &slot.dot.actor,
+                    slot.dot.seq,
+                    slot.value.clone(),
+                );
                 report.added.push((key.clone(), slot.dot.clone()));
             }
             if !delta.ctx.contains(&slot.dot) {
@@ -391,9 +485,8 @@ where
     /// a node that membership declared down. A later join of that actor's state brings it back.
     pub fn forget_actor(&mut self, actor: &A) -> Vec<(K, Slot<A, V>)> {
         let seqs: Vec<u64> = self
-            .index
-            .get(actor)
-            .map(|m| m.keys().copied().collect())
+            .entries_of(actor)
+            .map(|e| e.index.range(1, u64::MAX).map(|(s, _)| s).collect())
             .unwrap_or_default();
         let mut out = Vec::with_capacity(seqs.len());
         for seq in seqs {
@@ -402,7 +495,9 @@ where
             }
         }
         self.ctx.remove_actor(actor);
-        self.digests.remove(actor);
+        if let Some(a) = self.actor_id(actor) {
+            self.per_actor[a as usize] = ActorEntries::default();
+        }
         out
     }
 
@@ -416,17 +511,7 @@ where
         let mut adds = Vec::new();
         for &(a, b) in seqs.ranges() {
             row.union_with(&seen.clipped(a, b));
-            if let Some(local) = self.index.get(actor) {
-                for (&seq, key) in local.range(a..=b) {
-                    if let Some(slot) = self
-                        .entries
-                        .get(key)
-                        .and_then(|v| v.iter().find(|s| s.dot.actor == *actor && s.dot.seq == seq))
-                    {
-                        adds.push((key.clone(), slot.clone()));
-                    }
-                }
-            }
+            adds.extend(self.actor_range(actor, a, b));
         }
         ctx.set_row(actor.clone(), row);
         Delta { ctx, adds }
@@ -434,11 +519,8 @@ where
 
     /// The whole state as a delta.
     pub fn to_delta(&self) -> Delta<A, K, V> {
-        let adds = self
-            .entries
-            .iter()
-            .flat_map(|(k, v)| v.iter().map(move |s| (k.clone(), s.clone())))
-            .collect();
+        let mut adds = Vec::with_capacity(self.len);
+        self.for_each(|k, s| adds.push((k.clone(), s.to_slot())));
         Delta {
             ctx: self.ctx.clone(),
             adds,
@@ -454,15 +536,8 @@ where
 {
     /// The state in a canonical, comparable form: entries sorted by (key, dot, value), and the context.
     pub fn canonical(&self) -> Canonical<A, K, V> {
-        let mut v: Vec<_> = self
-            .entries
-            .iter()
-            .flat_map(|(k, slots)| {
-                slots
-                    .iter()
-                    .map(move |s| (k.clone(), s.dot.clone(), s.value.clone()))
-            })
-            .collect();
+        let mut v = Vec::with_capacity(self.len);
+        self.for_each(|k, s| v.push((k.clone(), s.dot(), s.value.clone())));
         v.sort();
         (v, self.ctx.clone())
     }

@@ -67,7 +67,7 @@ struct Run {
 fn visible_dots(m: &Map) -> Vec<Dot<u8>> {
     let mut v: Vec<Dot<u8>> = m
         .iter()
-        .flat_map(|(_, s)| s.iter().map(|s| s.dot.clone()))
+        .flat_map(|(_, s)| s.into_iter().map(|s| s.dot))
         .collect();
     v.sort();
     v

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::entry::{Entry, Event, Reason};
 use crate::error::{JoinError, RegisterError, RemoveError};
 use crate::member::Member;
+use crate::reader::{self, RegistryReader};
 use crate::resolver::{Resolver, Verdict};
 use crate::singleton::{
     ClaimAnswer, Lease, Phase, ROUNDS_KEPT, SingletonPolicy, SingletonSlot, StopReason,
@@ -320,24 +321,22 @@ impl Node {
 
     /// Every entry under `key`, canonically sorted (more than one for a name means a conflict).
     pub fn entries(&self, key: &Key) -> Vec<Entry> {
-        let mut v: Vec<Entry> = self.map.get(key).iter().map(|s| entry_of(key, s)).collect();
-        v.sort_by(Entry::canonical_cmp);
-        v
+        self.map
+            .read(key, |slots| reader::sorted_entries(key, slots))
     }
 
     /// The entry that holds the unique `name`, with the resolver applied to any conflict.
     /// Answers from local state only.
     pub fn lookup(&self, name: &str) -> Option<Entry> {
         let key = Key::name(name);
-        let mut v = self.entries(&key);
-        match v.len() {
-            0 => None,
-            1 => v.pop(),
-            _ => match self.resolver.resolve(name, &v).verdict {
-                Verdict::Keep(i) => v.into_iter().nth(i),
-                Verdict::DropAll => None,
-            },
-        }
+        let found = self.map.read(&key, |slots| reader::found(&key, slots));
+        reader::winner(&self.resolver, name, found)
+    }
+
+    /// A handle that answers [`Node::lookup`], [`Node::members_of`] and [`Node::entries`] from
+    /// any thread, reading this node's registry while it keeps changing (see [`RegistryReader`]).
+    pub fn reader(&self) -> RegistryReader {
+        RegistryReader::new(self.map.reader(), self.resolver.clone())
     }
 
     /// The members of `group`, canonically sorted.
@@ -347,9 +346,10 @@ impl Node {
 
     /// Every entry, in no particular order.
     pub fn all_entries(&self) -> impl Iterator<Item = Entry> + '_ {
+        let mut all = Vec::with_capacity(self.map.len());
         self.map
-            .iter()
-            .flat_map(|(k, slots)| slots.iter().map(move |s| entry_of(k, s)))
+            .for_each(|k, s| all.push(reader::entry_from(k, &s)));
+        all.into_iter()
     }
 
     // ----- outputs -------------------------------------------------------------------------
@@ -970,7 +970,7 @@ impl Node {
             let Some((_, slot)) = self.map.get_dot(dot) else {
                 continue;
             };
-            let entry = entry_of(key, slot);
+            let entry = entry_of(key, &slot);
             if let Some(i) = removed
                 .iter()
                 .position(|r| r.key == entry.key && r.pid == entry.pid)

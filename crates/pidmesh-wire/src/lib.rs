@@ -26,6 +26,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+pub use compact_str::CompactString;
 pub use types::{Hlc, Key, KeyKind, NodeId, Pid, Value};
 
 /// The kind of traffic a message belongs to; each transport maps classes to its primitives.

@@ -1,9 +1,9 @@
 //! The vocabulary shared by every layer: node and process identities, keys, clocks.
 
 use std::fmt;
-use std::sync::Arc;
 
 use bytes::Bytes;
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 /// A node's identity for one life: a stable name plus an incarnation chosen at every start.
@@ -12,17 +12,19 @@ use serde::{Deserialize, Serialize};
 /// pid carries the incarnation. Ordering is by name, then incarnation.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct NodeId {
-    /// The node's stable name (also the DNS name in its TLS certificate).
-    pub name: Arc<str>,
+    /// The node's stable name (also the DNS name in its TLS certificate). Names of up to 24
+    /// bytes are stored inline, so cloning a `NodeId` (every entry handed out carries it twice)
+    /// copies bytes instead of touching a shared reference count; it encodes as a plain string.
+    pub name: CompactString,
     /// Distinguishes lives of the same name; larger is newer (the runtime uses the start time).
     pub incarnation: u64,
 }
 
 impl NodeId {
     /// Makes a node id.
-    pub fn new(name: impl Into<Arc<str>>, incarnation: u64) -> Self {
+    pub fn new(name: impl AsRef<str>, incarnation: u64) -> Self {
         Self {
-            name: name.into(),
+            name: CompactString::new(name),
             incarnation,
         }
     }
@@ -89,23 +91,24 @@ pub enum KeyKind {
 pub struct Key {
     /// Name or group.
     pub kind: KeyKind,
-    /// The UTF-8 name (see [`crate::MAX_NAME_LEN`]).
-    pub name: Arc<str>,
+    /// The UTF-8 name (see [`crate::MAX_NAME_LEN`]). Names of up to 24 bytes are stored inline
+    /// (no heap allocation); it encodes on the wire as a plain string.
+    pub name: CompactString,
 }
 
 impl Key {
     /// A unique-name key.
-    pub fn name(name: impl Into<Arc<str>>) -> Self {
+    pub fn name(name: impl AsRef<str>) -> Self {
         Self {
             kind: KeyKind::Name,
-            name: name.into(),
+            name: CompactString::new(name),
         }
     }
     /// A group key.
-    pub fn group(name: impl Into<Arc<str>>) -> Self {
+    pub fn group(name: impl AsRef<str>) -> Self {
         Self {
             kind: KeyKind::Group,
-            name: name.into(),
+            name: CompactString::new(name),
         }
     }
 }

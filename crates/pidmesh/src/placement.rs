@@ -427,7 +427,7 @@ impl Registry {
     /// incarnation, and that life's first control process).
     fn placement_candidates(&self, kind: &str) -> Vec<Entry> {
         let live: HashSet<NodeId> = self.members().into_iter().map(|m| m.id).collect();
-        let mut by_name: BTreeMap<Arc<str>, Entry> = BTreeMap::new();
+        let mut by_name: BTreeMap<pidmesh_wire::CompactString, Entry> = BTreeMap::new();
         for e in self.members_of(&group_of(kind)) {
             if !live.contains(&e.pid.node) {
                 continue;

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use pidmesh_proto::{
-    Config, Entry, Event, Key, Node, NodeId, NodeOptions, Pid, Reason, Resolver, Stats,
-    TrafficClass,
+    Config, Entry, Event, Key, Node, NodeId, NodeOptions, Pid, Reason, RegistryReader, Resolver,
+    Stats, TrafficClass,
 };
 use pidmesh_transport::{Incoming, Outgoing, Transport};
 use pidmesh_wire::MailMsg;
@@ -134,6 +134,7 @@ impl<T: Transport> RegistryBuilder<T> {
         let shared = Arc::new(Shared {
             id: id.clone(),
             addr,
+            reader: node.reader(),
             node: RwLock::new(node),
             kick: Notify::new(),
             events,
@@ -161,13 +162,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Identifies a registration for its guard: (name, local pid).
-type WatchKey = (Arc<str>, u64);
+type WatchKey = (pidmesh_wire::CompactString, u64);
 
 /// State shared by every `Registry` handle and the driver.
 pub(crate) struct Shared {
     id: NodeId,
     addr: SocketAddr,
     node: RwLock<Node>,
+    /// Reads the node's registry without taking `node`'s lock, so lookups never wait for the
+    /// driver (see [`RegistryReader`]).
+    reader: RegistryReader,
     /// Wakes the driver after a local operation so it sends what the node produced.
     kick: Notify,
     events: broadcast::Sender<Event>,
@@ -571,22 +575,28 @@ impl Registry {
 
     /// The entry holding the unique `name`, as this node knows it, with the resolver applied to
     /// any unresolved conflict (so every node shows the same winner). Never touches the network.
+    ///
+    /// Lock-free with respect to the driver: it reads the node's sharded storage directly and
+    /// waits at most for one entry's change, never for a whole message being processed.
     pub fn lookup(&self, name: &str) -> Option<Entry> {
-        self.shared.read().lookup(name)
+        self.shared.reader.lookup(name)
     }
 
-    /// The members of `group` on every node, as this node knows them.
+    /// The members of `group` on every node, as this node knows them. Reads like
+    /// [`Registry::lookup`], without waiting for the driver.
     pub fn members_of(&self, group: &str) -> Vec<Entry> {
-        self.shared.read().members_of(group)
+        self.shared.reader.members_of(group)
     }
 
     /// Every entry (names and groups) whose key starts with `prefix`, sorted by key.
+    ///
+    /// Scans the whole registry one shard at a time without waiting for the driver; entries
+    /// that change during the scan may or may not be listed.
     pub fn list_prefix(&self, prefix: &str) -> Vec<Entry> {
-        let node = self.shared.read();
-        let mut v: Vec<Entry> = node
-            .all_entries()
-            .filter(|e| e.key.name.starts_with(prefix))
-            .collect();
+        let mut v: Vec<Entry> = Vec::new();
+        self.shared
+            .reader
+            .for_each_entry(|k| k.name.starts_with(prefix), |e| v.push(e));
         v.sort_by(|a, b| a.key.cmp(&b.key).then_with(|| a.canonical_cmp(b)));
         v
     }

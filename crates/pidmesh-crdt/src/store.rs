@@ -1,0 +1,403 @@
+//! The shared, sharded storage of an [`crate::OrMap`]'s entries, and the read handle over it.
+//!
+//! Keys are spread over [`SHARDS`] shards by hash. A shard holds, behind its own lock, a hash
+//! table of `u32` key ids, the keys (each stored once) and the entries (dot + value) of those keys,
+//! linked per key. Actors are interned: an entry names its actor by a `u32` index. The single
+//! writer (the owning `OrMap`) locks one shard at a time for the length of one entry's change;
+//! readers ([`MapReader`]) lock one shard for one key, so they never wait for a whole join.
+
+use std::hash::{BuildHasher, Hash};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use hashbrown::{DefaultHashBuilder, HashTable};
+
+use crate::dots::Dot;
+use crate::map::Slot;
+use crate::slab::Slab;
+
+const SHARD_BITS: u32 = 6;
+/// The number of shards.
+pub(crate) const SHARDS: usize = 1 << SHARD_BITS;
+/// Bits of a shard-local entry id in a global entry id (the rest name the shard): 2^26 entries
+/// per shard, 2^32 in all — far beyond what fits in memory.
+const LOCAL_BITS: u32 = 32 - SHARD_BITS;
+const LOCAL_MASK: u32 = (1 << LOCAL_BITS) - 1;
+/// "No entry" in the per-key lists.
+const NIL: u32 = u32::MAX;
+
+/// A global entry id: shard in the high bits, shard-local id in the low bits.
+pub(crate) fn gid(shard: usize, local: u32) -> u32 {
+    ((shard as u32) << LOCAL_BITS) | (local & LOCAL_MASK)
+}
+
+fn ungid(id: u32) -> (usize, u32) {
+    ((id >> LOCAL_BITS) as usize, id & LOCAL_MASK)
+}
+
+#[derive(Debug, Clone)]
+struct Rec<V> {
+    /// The key's id in the shard.
+    key: u32,
+    /// The interned actor of the entry's dot.
+    actor: u32,
+    /// The next entry of the same key, or [`NIL`].
+    next: u32,
+    seq: u64,
+    value: V,
+}
+
+#[derive(Debug, Clone)]
+struct KeyRec<K> {
+    key: K,
+    /// The first entry of the key.
+    head: u32,
+    /// How many entries the key has (never 0 while stored).
+    count: u32,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Shard<A, K, V> {
+    table: HashTable<u32>,
+    keys: Slab<KeyRec<K>>,
+    recs: Slab<Rec<V>>,
+    /// A copy of the interned actors (index → actor), so readers need no other lock.
+    actors: Vec<A>,
+}
+
+impl<A, K, V> Default for Shard<A, K, V> {
+    fn default() -> Self {
+        Self {
+            table: HashTable::new(),
+            keys: Slab::default(),
+            recs: Slab::default(),
+            actors: Vec::new(),
+        }
+    }
+}
+
+/// A borrowed view of one entry under a key.
+#[derive(Debug)]
+pub struct SlotRef<'a, A, V> {
+    /// The actor of the entry's dot.
+    pub actor: &'a A,
+    /// The sequence number of the entry's dot.
+    pub seq: u64,
+    /// The value.
+    pub value: &'a V,
+}
+
+impl<A: Clone, V: Clone> SlotRef<'_, A, V> {
+    /// The entry's dot (clones the actor).
+    pub fn dot(&self) -> Dot<A> {
+        Dot::new(self.actor.clone(), self.seq)
+    }
+
+    /// An owned copy of the entry.
+    pub fn to_slot(&self) -> Slot<A, V> {
+        Slot {
+            dot: self.dot(),
+            value: self.value.clone(),
+        }
+    }
+}
+
+/// Iterates the entries of one key (in no particular order); see [`MapReader::read`].
+#[derive(Debug)]
+pub struct SlotIter<'a, A, K, V> {
+    shard: Option<&'a Shard<A, K, V>>,
+    cur: u32,
+    left: usize,
+}
+
+impl<'a, A, K, V> Iterator for SlotIter<'a, A, K, V> {
+    type Item = SlotRef<'a, A, V>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let shard = self.shard?;
+        let rec = shard.recs.get(self.cur)?;
+        let actor = shard.actors.get(rec.actor as usize)?;
+        self.cur = rec.next;
+        self.left = self.left.saturating_sub(1);
+        Some(SlotRef {
+            actor,
+            seq: rec.seq,
+            value: &rec.value,
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.left))
+    }
+}
+
+impl<A, K, V> SlotIter<'_, A, K, V> {
+    /// How many entries the key has.
+    pub fn count_hint(&self) -> usize {
+        self.left
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    // A panic while a shard was locked leaves it consistent: every change to a shard is made of
+    // steps that cannot panic between them.
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(crate) struct Store<A, K, V> {
+    hasher: DefaultHashBuilder,
+    shards: Box<[RwLock<Shard<A, K, V>>]>,
+}
+
+impl<A, K, V> Default for Store<A, K, V> {
+    fn default() -> Self {
+        Self {
+            hasher: DefaultHashBuilder::default(),
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+        }
+    }
+}
+
+impl<A: Clone, K: Clone, V: Clone> Store<A, K, V> {
+    /// A deep copy (same hasher, so ids stay valid).
+    pub(crate) fn deep_clone(&self) -> Self {
+        Self {
+            hasher: self.hasher.clone(),
+            shards: self
+                .shards
+                .iter()
+                .map(|s| RwLock::new(read(s).clone()))
+                .collect(),
+        }
+    }
+}
+
+/// What the store hands back when an entry leaves it.
+pub(crate) struct Taken<K, V> {
+    pub(crate) key: K,
+    pub(crate) value: V,
+}
+
+impl<A, K, V> Store<A, K, V>
+where
+    A: Clone,
+    K: Clone + Eq + Hash,
+    V: Clone,
+{
+    fn locate(&self, key: &K) -> (u64, usize) {
+        let hash = self.hasher.hash_one(key);
+        (hash, (hash >> 32) as usize & (SHARDS - 1))
+    }
+
+    /// Makes `actor` known to readers under `index` (indices are handed out in order).
+    pub(crate) fn push_actor(&self, actor: &A) {
+        for s in self.shards.iter() {
+            write(s).actors.push(actor.clone());
+        }
+    }
+
+    /// Stores an entry; returns its global id.
+    pub(crate) fn insert(&self, key: K, actor: u32, seq: u64, value: V) -> u32 {
+        let (hash, si) = self.locate(&key);
+        let mut guard = write(&self.shards[si]);
+        let Shard {
+            table, keys, recs, ..
+        } = &mut *guard;
+        let found = table
+            .find(hash, |&i| keys.get(i).is_some_and(|k| k.key == key))
+            .copied();
+        let kid = match found {
+            Some(kid) => kid,
+            None => {
+                let kid = keys.insert(KeyRec {
+                    key,
+                    head: NIL,
+                    count: 0,
+                });
+                let hasher = &self.hasher;
+                table.insert_unique(hash, kid, |&i| {
+                    keys.get(i).map_or(0, |k| hasher.hash_one(&k.key))
+                });
+                kid
+            }
+        };
+        let Some(krec) = keys.get_mut(kid) else {
+            unreachable!("key {kid} was just found or stored")
+        };
+        let rid = recs.insert(Rec {
+            key: kid,
+            actor,
+            next: krec.head,
+            seq,
+            value,
+        });
+        krec.head = rid;
+        krec.count += 1;
+        gid(si, rid)
+    }
+
+    /// Takes the entry with global id `id` out; drops its key when it was the key's last entry.
+    pub(crate) fn remove(&self, id: u32) -> Option<Taken<K, V>> {
+        let (si, rid) = ungid(id);
+        let mut guard = write(self.shards.get(si)?);
+        let Shard {
+            table, keys, recs, ..
+        } = &mut *guard;
+        let rec = recs.remove(rid)?;
+        let krec = keys.get_mut(rec.key)?;
+        if krec.head == rid {
+            krec.head = rec.next;
+        } else {
+            let mut cur = krec.head;
+            while let Some(r) = recs.get_mut(cur) {
+                if r.next == rid {
+                    r.next = rec.next;
+                    break;
+                }
+                cur = r.next;
+            }
+        }
+        krec.count -= 1;
+        let key = if krec.count == 0 {
+            let hash = self.hasher.hash_one(&krec.key);
+            if let Ok(slot) = table.find_entry(hash, |&i| i == rec.key) {
+                slot.remove();
+            }
+            keys.remove(rec.key)?.key
+        } else {
+            krec.key.clone()
+        };
+        Some(Taken {
+            key,
+            value: rec.value,
+        })
+    }
+
+    /// Calls `f` with the entry of global id `id` and its key.
+    pub(crate) fn with_id<R>(
+        &self,
+        id: u32,
+        f: impl FnOnce(&K, SlotRef<'_, A, V>) -> R,
+    ) -> Option<R> {
+        let (si, rid) = ungid(id);
+        let guard = read(self.shards.get(si)?);
+        let rec = guard.recs.get(rid)?;
+        let key = &guard.keys.get(rec.key)?.key;
+        let actor = guard.actors.get(rec.actor as usize)?;
+        Some(f(
+            key,
+            SlotRef {
+                actor,
+                seq: rec.seq,
+                value: &rec.value,
+            },
+        ))
+    }
+
+    /// Calls `f` with the entries of `key`.
+    pub(crate) fn read<R>(&self, key: &K, f: impl FnOnce(SlotIter<'_, A, K, V>) -> R) -> R {
+        let (hash, si) = self.locate(key);
+        let guard = read(&self.shards[si]);
+        let shard = &*guard;
+        let found = shard
+            .table
+            .find(hash, |&i| shard.keys.get(i).is_some_and(|k| k.key == *key))
+            .and_then(|&i| shard.keys.get(i));
+        let iter = match found {
+            Some(k) => SlotIter {
+                shard: Some(shard),
+                cur: k.head,
+                left: k.count as usize,
+            },
+            None => SlotIter {
+                shard: None,
+                cur: NIL,
+                left: 0,
+            },
+        };
+        f(iter)
+    }
+
+    /// Calls `f` for every key with its entries, one shard (locked for reading) at a time.
+    pub(crate) fn for_each_key(&self, mut f: impl FnMut(&K, SlotIter<'_, A, K, V>)) {
+        for s in self.shards.iter() {
+            let guard = read(s);
+            let shard = &*guard;
+            for (_, k) in shard.keys.iter() {
+                f(
+                    &k.key,
+                    SlotIter {
+                        shard: Some(shard),
+                        cur: k.head,
+                        left: k.count as usize,
+                    },
+                );
+            }
+        }
+    }
+
+    /// The number of keys with at least one entry.
+    pub(crate) fn key_count(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                let g = read(s);
+                g.table.len()
+            })
+            .sum()
+    }
+}
+
+/// A read handle on an [`crate::OrMap`]'s entries that can live on other threads.
+///
+/// It sees the map's current entries (not a snapshot): every read locks the one shard its key
+/// lives in, for the length of the read, so the map's writer delays a reader by at most one
+/// entry's change, never by a whole join. A reader does not see the causal context.
+pub struct MapReader<A, K, V> {
+    pub(crate) store: Arc<Store<A, K, V>>,
+}
+
+impl<A, K, V> Clone for MapReader<A, K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            store: Arc::clone(&self.store),
+        }
+    }
+}
+
+impl<A, K, V> std::fmt::Debug for MapReader<A, K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MapReader").finish_non_exhaustive()
+    }
+}
+
+impl<A, K, V> MapReader<A, K, V>
+where
+    A: Clone,
+    K: Clone + Eq + Hash,
+    V: Clone,
+{
+    /// Calls `f` with the entries under `key` (none if the key is absent), its shard locked for
+    /// reading meanwhile: keep `f` short.
+    pub fn read<R>(&self, key: &K, f: impl FnOnce(SlotIter<'_, A, K, V>) -> R) -> R {
+        self.store.read(key, f)
+    }
+
+    /// Owned copies of the entries under `key`.
+    pub fn get(&self, key: &K) -> Vec<Slot<A, V>> {
+        self.store.read(key, |it| it.map(|s| s.to_slot()).collect())
+    }
+
+    /// Calls `f` for every entry with its key, one shard at a time (each locked for reading
+    /// while `f` runs over it). Entries changed meanwhile may or may not be seen.
+    pub fn for_each(&self, mut f: impl FnMut(&K, SlotRef<'_, A, V>)) {
+        self.store.for_each_key(|k, it| {
+            for s in it {
+                f(k, s);
+            }
+        });
+    }
+}

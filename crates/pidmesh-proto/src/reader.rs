@@ -1,0 +1,107 @@
+//! Reading the registry from other threads while the node keeps changing it.
+
+use pidmesh_crdt::{MapReader, SlotIter, SlotRef};
+use pidmesh_wire::{Key, NodeId, Pid, Value};
+
+use crate::entry::Entry;
+use crate::resolver::{Resolver, Verdict};
+
+/// A read handle on a node's registry that can be used from any thread, without access to
+/// the [`crate::Node`] (see [`crate::Node::reader`]).
+///
+/// It reads the node's own entry storage, which is sharded and locked per shard: a read waits at
+/// most for one entry's change by the node, never for a whole message or join, and holds no
+/// copy of the registry. Answers are those [`crate::Node::lookup`] and
+/// [`crate::Node::members_of`] would give at that instant, conflicts resolved by the same resolver.
+#[derive(Debug, Clone)]
+pub struct RegistryReader {
+    map: MapReader<NodeId, Key, Value>,
+    resolver: Resolver,
+}
+
+impl RegistryReader {
+    pub(crate) fn new(map: MapReader<NodeId, Key, Value>, resolver: Resolver) -> Self {
+        Self { map, resolver }
+    }
+
+    /// Every entry under `key`, canonically sorted (more than one for a name means a conflict).
+    pub fn entries(&self, key: &Key) -> Vec<Entry> {
+        self.map.read(key, |slots| sorted_entries(key, slots))
+    }
+
+    /// The entry that holds the unique `name`, with the resolver applied to any conflict.
+    pub fn lookup(&self, name: &str) -> Option<Entry> {
+        let key = Key::name(name);
+        let found = self.map.read(&key, |slots| found(&key, slots));
+        winner(&self.resolver, name, found)
+    }
+
+    /// The members of `group`, canonically sorted.
+    pub fn members_of(&self, group: &str) -> Vec<Entry> {
+        self.entries(&Key::group(group))
+    }
+
+    /// Calls `f` with every entry whose key passes `keep`, in no particular order. Entries that
+    /// change meanwhile may or may not be seen: the registry is read one shard at a time.
+    pub fn for_each_entry(&self, mut keep: impl FnMut(&Key) -> bool, mut f: impl FnMut(Entry)) {
+        self.map.for_each(|k, s| {
+            if keep(k) {
+                f(entry_from(k, &s));
+            }
+        });
+    }
+}
+
+/// The [`Entry`] of one stored slot.
+pub(crate) fn entry_from(key: &Key, slot: &SlotRef<'_, NodeId, Value>) -> Entry {
+    Entry {
+        key: key.clone(),
+        pid: Pid {
+            node: slot.actor.clone(),
+            local: slot.value.pid,
+        },
+        meta: slot.value.meta.clone(),
+        registered_at: slot.value.at,
+        dot: slot.dot(),
+    }
+}
+
+/// The entries of `slots` (under `key`), canonically sorted.
+pub(crate) fn sorted_entries(key: &Key, slots: SlotIter<'_, NodeId, Key, Value>) -> Vec<Entry> {
+    let mut v: Vec<Entry> = slots.map(|s| entry_from(key, &s)).collect();
+    v.sort_by(Entry::canonical_cmp);
+    v
+}
+
+/// What a key holds, as far as a lookup cares.
+pub(crate) enum Found {
+    /// No entry.
+    None,
+    /// One entry: the common case, built without sorting or allocating a list.
+    One(Entry),
+    /// A conflict: every entry, canonically sorted.
+    Many(Vec<Entry>),
+}
+
+/// Reads what `slots` (under the name `key`) hold, for a lookup.
+pub(crate) fn found(key: &Key, mut slots: SlotIter<'_, NodeId, Key, Value>) -> Found {
+    match slots.count_hint() {
+        0 => Found::None,
+        1 => slots
+            .next()
+            .map_or(Found::None, |s| Found::One(entry_from(key, &s))),
+        _ => Found::Many(sorted_entries(key, slots)),
+    }
+}
+
+/// Resolves what a name holds to its winner.
+pub(crate) fn winner(resolver: &Resolver, name: &str, found: Found) -> Option<Entry> {
+    match found {
+        Found::None => None,
+        Found::One(e) => Some(e),
+        Found::Many(v) => match resolver.resolve(name, &v).verdict {
+            Verdict::Keep(i) => v.into_iter().nth(i),
+            Verdict::DropAll => None,
+        },
+    }
+}
