@@ -48,13 +48,54 @@ impl<A: Ord + Clone + Hash, K: Clone, V: Clone> Delta<A, K, V> {
     ///
     /// Same rule as [`OrMap::join`]: an add survives unless the other side has seen its dot and
     /// does not carry it.
+    ///
+    /// Batching merges one small delta at a time into a growing batch, so the cost is kept
+    /// proportional to `other` plus a cheap pass over the batch: no set of the batch's dots is
+    /// built (nor its dots cloned) unless `other` itself is large.
     pub fn merge(&mut self, other: Delta<A, K, V>) {
-        let theirs: HashSet<Dot<A>> = other.adds.iter().map(|(_, s)| s.dot.clone()).collect();
-        let ours: HashSet<Dot<A>> = self.adds.iter().map(|(_, s)| s.dot.clone()).collect();
-        self.adds
-            .retain(|(_, s)| theirs.contains(&s.dot) || !other.ctx.contains(&s.dot));
+        /// Above this many adds in `other`, membership tests go through hash sets.
+        const SMALL: usize = 8;
+        let carried_by_other = |dot: &Dot<A>| {
+            if other.adds.len() <= SMALL {
+                other
+                    .adds
+                    .iter()
+                    .any(|(_, s)| s.dot.seq == dot.seq && s.dot == *dot)
+            } else {
+                false
+            }
+        };
+        let theirs: HashSet<&Dot<A>> = if other.adds.len() > SMALL {
+            other.adds.iter().map(|(_, s)| &s.dot).collect()
+        } else {
+            HashSet::new()
+        };
+        if !other.ctx.is_empty() {
+            self.adds.retain(|(_, s)| {
+                !other.ctx.contains(&s.dot) || carried_by_other(&s.dot) || theirs.contains(&s.dot)
+            });
+        }
+        // Dots already in the batch (before this merge), looked up only for adds whose dot the
+        // batch's context has not seen: by a scan when `other` is small, else through a set.
+        let before = self.adds.len();
+        let ours: HashSet<Dot<A>> = if other.adds.len() > SMALL {
+            self.adds.iter().map(|(_, x)| x.dot.clone()).collect()
+        } else {
+            HashSet::new()
+        };
+        let small = other.adds.len() <= SMALL;
         for (k, s) in other.adds {
-            if !ours.contains(&s.dot) && !self.ctx.contains(&s.dot) {
+            if self.ctx.contains(&s.dot) {
+                continue;
+            }
+            let known = if small {
+                self.adds[..before]
+                    .iter()
+                    .any(|(_, x)| x.dot.seq == s.dot.seq && x.dot == s.dot)
+            } else {
+                ours.contains(&s.dot)
+            };
+            if !known {
                 self.adds.push((k, s));
             }
         }
