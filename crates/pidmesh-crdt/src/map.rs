@@ -49,53 +49,24 @@ impl<A: Ord + Clone + Hash, K: Clone, V: Clone> Delta<A, K, V> {
     /// Same rule as [`OrMap::join`]: an add survives unless the other side has seen its dot and
     /// does not carry it.
     ///
-    /// Batching merges one small delta at a time into a growing batch, so the cost is kept
-    /// proportional to `other` plus a cheap pass over the batch: no set of the batch's dots is
-    /// built (nor its dots cloned) unless `other` itself is large.
+    /// Both deltas must speak for their own adds (every add's dot is in the delta's `ctx`), as
+    /// every delta [`OrMap`] returns does; merging keeps that true. Then an add whose dot `self`
+    /// has not seen cannot already be in `self`, so batching one small delta at a time costs
+    /// O(size of `other`), not O(size of the batch).
     pub fn merge(&mut self, other: Delta<A, K, V>) {
-        /// Above this many adds in `other`, membership tests go through hash sets.
-        const SMALL: usize = 8;
-        let carried_by_other = |dot: &Dot<A>| {
-            if other.adds.len() <= SMALL {
-                other
-                    .adds
-                    .iter()
-                    .any(|(_, s)| s.dot.seq == dot.seq && s.dot == *dot)
-            } else {
-                false
-            }
-        };
-        let theirs: HashSet<&Dot<A>> = if other.adds.len() > SMALL {
-            other.adds.iter().map(|(_, s)| &s.dot).collect()
-        } else {
-            HashSet::new()
-        };
-        if !other.ctx.is_empty() {
-            self.adds.retain(|(_, s)| {
-                !other.ctx.contains(&s.dot) || carried_by_other(&s.dot) || theirs.contains(&s.dot)
-            });
+        debug_assert!(
+            other.adds.iter().all(|(_, s)| other.ctx.contains(&s.dot)),
+            "a delta must speak for its own adds"
+        );
+        let theirs: HashSet<&Dot<A>> = other.adds.iter().map(|(_, s)| &s.dot).collect();
+        // `other` can drop an add of ours only if it speaks for a dot it does not carry.
+        let ctx_dots: u64 = other.ctx.rows().map(|(_, r)| r.len()).sum();
+        if ctx_dots != theirs.len() as u64 {
+            self.adds
+                .retain(|(_, s)| theirs.contains(&s.dot) || !other.ctx.contains(&s.dot));
         }
-        // Dots already in the batch (before this merge), looked up only for adds whose dot the
-        // batch's context has not seen: by a scan when `other` is small, else through a set.
-        let before = self.adds.len();
-        let ours: HashSet<Dot<A>> = if other.adds.len() > SMALL {
-            self.adds.iter().map(|(_, x)| x.dot.clone()).collect()
-        } else {
-            HashSet::new()
-        };
-        let small = other.adds.len() <= SMALL;
         for (k, s) in other.adds {
-            if self.ctx.contains(&s.dot) {
-                continue;
-            }
-            let known = if small {
-                self.adds[..before]
-                    .iter()
-                    .any(|(_, x)| x.dot.seq == s.dot.seq && x.dot == s.dot)
-            } else {
-                ours.contains(&s.dot)
-            };
-            if !known {
+            if !self.ctx.contains(&s.dot) {
                 self.adds.push((k, s));
             }
         }
