@@ -19,7 +19,8 @@
 //! - `erlang`: Erlang/OTP `pg`/`global` on the same workloads ([`scenario::erlang`]);
 //! - `all`: every one of them in one run; writes `docs/bench/results.json`, the SVG plots under
 //!   `docs/bench/` and `BENCHMARKS.md` (under `--out`, default: the repository), and the raw run
-//!   under `bench-results/` (not committed).
+//!   under `bench-results/` (not committed);
+//! - `report`: re-renders `BENCHMARKS.md` and the plots from `docs/bench/results.json`.
 //!
 //! Real clusters run on 127.0.0.1 in this process (3 nodes unless said otherwise). This is a
 //! benchmark, not a test: it reports what it saw and never asserts a timing. A scenario that
@@ -79,7 +80,7 @@ impl Sizes {
             heal: 10_000,
             scale_nodes: vec![10, 100, 1_000],
             scale_names: 10,
-            scale_budget: Duration::from_secs(240),
+            scale_budget: Duration::from_secs(480),
             global_n: 10_000,
         }
     }
@@ -136,7 +137,7 @@ impl Settings {
     }
 }
 
-const USAGE: &str = "usage: pidmesh-bench <bulk|wire|latency|catch-up|failure|heal|scale|erlang|all> \
+const USAGE: &str = "usage: pidmesh-bench <bulk|wire|latency|catch-up|failure|heal|scale|erlang|all|report> \
 [--transport quic|tcp] [--size N] [--smoke] [--preset lan|local] [--no-erlang | --erlang] [--out DIR] \
 [--nodes 10,100,1000] [--scale-budget SECS]";
 
@@ -347,9 +348,29 @@ async fn run(scenario: &str, s: Settings, command: String) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Re-renders `BENCHMARKS.md` and the plots from `<out>/docs/bench/results.json` (after editing
+/// the report's template, without running anything again).
+fn rerender(out: &Path) -> anyhow::Result<()> {
+    let path = out.join("docs/bench/results.json");
+    let json =
+        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    let results: Results = serde_json::from_str(&json).context("parse results.json")?;
+    for p in plot::all(&results, &out.join("docs/bench"))? {
+        eprintln!("wrote {}", p.display());
+    }
+    let md = out.join("BENCHMARKS.md");
+    std::fs::write(&md, report::benchmarks_md(&results))
+        .with_context(|| format!("write {}", md.display()))?;
+    eprintln!("wrote {}", md.display());
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (scenario, settings) = parse_args(&args)?;
+    if scenario == "report" {
+        return rerender(&settings.out);
+    }
     let command = format!("pidmesh-bench {}", args.join(" "));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

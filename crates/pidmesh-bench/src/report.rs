@@ -447,6 +447,17 @@ pub fn summary_table(r: &Results) -> String {
     s
 }
 
+/// The last three components of a path (`bench/erlang/run.sh`), so no machine's directory
+/// layout ends up in the committed report.
+fn short_path(p: &Path) -> String {
+    let parts: Vec<_> = p.components().collect();
+    let tail = &parts[parts.len().saturating_sub(3)..];
+    tail.iter()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// The whole `BENCHMARKS.md`.
 pub fn benchmarks_md(r: &Results) -> String {
     let m = &r.machine;
@@ -499,6 +510,12 @@ pub fn benchmarks_md(r: &Results) -> String {
         if r.preset == "local" { 1 } else { 2 }
     );
     s.push_str(&summary_table(r));
+    let _ = writeln!(
+        s,
+        "\nWhere the time goes, and why some figures miss their target: \
+         [docs/bench/notes.md](docs/bench/notes.md) (written by hand after a run, so it may lag \
+         behind these figures)."
+    );
     let _ = writeln!(s, "\n## Plots\n");
     let _ = writeln!(
         s,
@@ -519,19 +536,21 @@ pub fn benchmarks_md(r: &Results) -> String {
         s,
         "Simulated convergence time (virtual) against cluster size:\n\n![scale](docs/bench/scale.svg)\n"
     );
+    let _ = writeln!(s, "## Details\n");
     if let Some(b) = &r.bulk {
-        let _ = writeln!(s, "## Details\n");
         let _ = writeln!(
             s,
             "- bulk: names like `{}`, empty metadata; issue took {:.2} s ({}); each node reached \
-             all entries at {:?} s.",
+             all entries at {}.",
             b.name_example,
             b.issue_secs,
             rate(b.issue_per_sec),
             b.node_secs
                 .iter()
-                .map(|x| x.map(|v| (v * 1e3).round() / 1e3))
+                .enumerate()
+                .map(|(i, x)| format!("node {i} {}", secs(*x)))
                 .collect::<Vec<_>>()
+                .join(", ")
         );
         for (i, by) in b.bytes_by_node.iter().enumerate() {
             let _ = writeln!(
@@ -551,9 +570,11 @@ pub fn benchmarks_md(r: &Results) -> String {
     if let Some(c) = &r.catchup {
         let _ = writeln!(
             s,
-            "- catch-up: the newcomer saw every member after {}; the transfer cost {} B of sync \
-             payload; process RSS with 4 nodes holding {} entries each: {}.",
+            "- catch-up: the newcomer saw every member after {}, held its first entry after {}; \
+             the transfer cost {} B of sync payload; process RSS with 4 nodes holding {} entries \
+             each: {}.",
             secs(c.join_secs),
+            secs(c.first_entry_secs),
             c.bytes.sync,
             count(c.n),
             c.rss_mib
@@ -588,7 +609,7 @@ pub fn benchmarks_md(r: &Results) -> String {
                     s,
                     "- Erlang/OTP {}: script `{}` ran in {:.0} s.",
                     release(e),
-                    o.script.display(),
+                    short_path(&o.script),
                     o.wall_secs
                 );
             }
@@ -597,6 +618,14 @@ pub fn benchmarks_md(r: &Results) -> String {
             }
         }
     }
-    let _ = writeln!(s, "\nWall time per scenario (s): {:?}", r.wall_secs);
+    let _ = writeln!(
+        s,
+        "\nWall time per scenario: {}.",
+        r.wall_secs
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.1} s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     s
 }

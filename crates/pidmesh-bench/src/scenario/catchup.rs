@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::Settings;
-use crate::cluster::{Bytes, Cluster, Sample, Sampler, rss_bytes, wait_for};
+use crate::cluster::{Bytes, Cluster, Sample, Sampler, reached, rss_bytes, wait_for};
 use crate::scenario::bulk::{bulk_name, ns_per_call, register_all};
 
 /// What the catch-up scenario measured.
@@ -29,6 +29,9 @@ pub struct CatchupResult {
     pub join_secs: Option<f64>,
     /// Seconds from the new node's start until it held all N entries (`None`: not within the limit).
     pub catchup_secs: Option<f64>,
+    /// Seconds from the new node's start until it held its first entry (the first snapshot
+    /// chunk applied), from the sampled curve.
+    pub first_entry_secs: Option<f64>,
     /// Entries the new node held at the end.
     pub final_entries: usize,
     /// The new node's entries over time (ms since its start).
@@ -106,6 +109,7 @@ pub async fn run(s: &Settings, n: usize) -> anyhow::Result<CatchupResult> {
         join_secs: join.map(|d| d.as_secs_f64()),
         catchup_secs: caught_up.map(|d| d.as_secs_f64()),
         final_entries,
+        first_entry_secs: reached(&curve, 0, 1).map(|ms| ms / 1e3),
         curve,
         bytes,
         lookup_ns,
