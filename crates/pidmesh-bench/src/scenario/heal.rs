@@ -29,7 +29,8 @@ pub struct HealResult {
     pub n: usize,
     /// Seconds from cutting the links until both sides declared each other down.
     pub split_secs: f64,
-    /// Heal → every node sees all 3 members again (s).
+    /// Heal → every node sees all 3 members again (s); watched for up to 30 s after the names
+    /// settled (results of older runs stop watching when the names settle).
     pub members_secs: Option<f64>,
     /// Heal → every node shows the same winner for every name (s).
     pub one_winner_secs: Option<f64>,
@@ -108,6 +109,14 @@ pub async fn run(s: &Settings, n: usize) -> anyhow::Result<HealResult> {
     })
     .await
     .map(|_| t0.elapsed());
+    if members.is_none() {
+        // The registry can settle before SWIM has re-formed the full membership everywhere.
+        members = wait_for(Duration::from_secs(30), Duration::from_millis(5), || {
+            nodes.iter().all(|r| r.members().len() == 3)
+        })
+        .await
+        .map(|_| t0.elapsed());
+    }
     let final_entries = cluster.entries();
     let mut won = BTreeMap::new();
     for w in winners(&nodes[0], &names).into_iter().flatten() {
