@@ -55,6 +55,10 @@ impl<A: Ord + Clone + Hash, K: Clone, V: Clone> Delta<A, K, V> {
     /// dot (an add removed within the same batch), a pass over `self`: batching a run of
     /// operations stays linear in its length.
     pub fn merge(&mut self, other: Delta<A, K, V>) {
+        debug_assert!(
+            other.adds.iter().all(|(_, s)| other.ctx.contains(&s.dot)),
+            "a delta must speak for its own adds"
+        );
         if self.ctx.intersects(&other.ctx) {
             let theirs: HashSet<&Dot<A>> = other.adds.iter().map(|(_, s)| &s.dot).collect();
             self.adds

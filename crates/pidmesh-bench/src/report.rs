@@ -1,0 +1,634 @@
+//! Results of a run: the JSON document, the machine description, the summary table (pidmesh
+//! next to Erlang/OTP and the targets) and the generated `BENCHMARKS.md`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::Settings;
+use crate::cluster::Kind;
+use crate::scenario::bulk::BulkResult;
+use crate::scenario::catchup::CatchupResult;
+use crate::scenario::erlang::{ErlangOutcome, release};
+use crate::scenario::failure::FailureResult;
+use crate::scenario::heal::HealResult;
+use crate::scenario::latency::LatencyResult;
+use crate::scenario::scale::ScaleResult;
+
+/// The machine a run happened on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Machine {
+    /// Logical CPUs available to the process.
+    pub nproc: usize,
+    /// `model name` from /proc/cpuinfo.
+    pub cpu: String,
+    /// `rustc --version`.
+    pub rustc: String,
+    /// Linux kernel release.
+    pub kernel: String,
+    /// When the run started (UTC, from `date -u`).
+    pub date: String,
+    /// `release` or `debug`.
+    pub profile: String,
+}
+
+fn command_line(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new(cmd).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+impl Machine {
+    /// Describes this machine.
+    pub fn detect() -> Self {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, v)| v.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown".to_string());
+        Machine {
+            nproc: std::thread::available_parallelism().map_or(1, usize::from),
+            cpu,
+            rustc: command_line("rustc", &["--version"]).unwrap_or_else(|| "unknown".into()),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "unknown".into()),
+            date: command_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
+                .unwrap_or_else(|| "unknown".into()),
+            profile: if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            }
+            .to_string(),
+        }
+    }
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Results {
+    /// The command line.
+    pub command: String,
+    /// The machine.
+    pub machine: Machine,
+    /// The transport of the real clusters.
+    pub transport: Kind,
+    /// The configuration preset.
+    pub preset: String,
+    /// True for a smoke run (tiny sizes).
+    pub smoke: bool,
+    /// Wall-clock seconds per scenario.
+    pub wall_secs: BTreeMap<String, f64>,
+    /// Wall-clock seconds of the whole run.
+    pub total_secs: f64,
+    /// Scenario errors (the scenario produced no figures).
+    pub errors: BTreeMap<String, String>,
+    /// bulk + wire + replica reads.
+    pub bulk: Option<BulkResult>,
+    /// Single-registration propagation.
+    pub latency: Option<LatencyResult>,
+    /// A new node catching up.
+    pub catchup: Option<CatchupResult>,
+    /// A killed node's names going away.
+    pub failure: Option<FailureResult>,
+    /// Partition heal with contested names.
+    pub heal: Option<HealResult>,
+    /// The simulator at scale.
+    pub scale: Option<ScaleResult>,
+    /// Erlang/OTP on the same workloads.
+    pub erlang: Option<ErlangOutcome>,
+}
+
+impl Results {
+    /// Empty results for a run with these settings.
+    pub fn new(s: &Settings, command: String) -> Self {
+        Results {
+            command,
+            machine: Machine::detect(),
+            transport: s.kind,
+            preset: s.preset.clone(),
+            smoke: s.smoke,
+            wall_secs: BTreeMap::new(),
+            total_secs: 0.0,
+            errors: BTreeMap::new(),
+            bulk: None,
+            latency: None,
+            catchup: None,
+            failure: None,
+            heal: None,
+            scale: None,
+            erlang: None,
+        }
+    }
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Writes the raw results under `<out>/bench-results/`; for a full report (`all`) also
+/// `<out>/docs/bench/results.json`, the plots and `<out>/BENCHMARKS.md`. Returns the paths.
+///
+/// # Errors
+/// A file could not be written.
+pub fn write(r: &Results, out: &Path, full_report: bool) -> anyhow::Result<Vec<PathBuf>> {
+    let json = serde_json::to_string_pretty(r)?;
+    let raw_dir = out.join("bench-results");
+    std::fs::create_dir_all(&raw_dir).with_context(|| format!("create {}", raw_dir.display()))?;
+    let what = if full_report { "all" } else { "run" };
+    let raw = raw_dir.join(format!("{what}-{}.json", unix_secs()));
+    std::fs::write(&raw, &json).with_context(|| format!("write {}", raw.display()))?;
+    let mut written = vec![raw];
+    if !full_report {
+        return Ok(written);
+    }
+    let docs = out.join("docs/bench");
+    std::fs::create_dir_all(&docs).with_context(|| format!("create {}", docs.display()))?;
+    let results = docs.join("results.json");
+    std::fs::write(&results, &json).with_context(|| format!("write {}", results.display()))?;
+    written.push(results);
+    written.extend(crate::plot::all(r, &docs)?);
+    let md = out.join("BENCHMARKS.md");
+    std::fs::write(&md, benchmarks_md(r)).with_context(|| format!("write {}", md.display()))?;
+    written.push(md);
+    Ok(written)
+}
+
+fn secs(x: Option<f64>) -> String {
+    match x {
+        Some(s) if s < 1.0 => format!("{:.0} ms", s * 1e3),
+        Some(s) => format!("{s:.2} s"),
+        None => "did not converge".to_string(),
+    }
+}
+
+fn ms(x: f64) -> String {
+    if x < 1.0 {
+        format!("{:.0} µs", x * 1e3)
+    } else {
+        format!("{x:.2} ms")
+    }
+}
+
+fn ns(x: f64) -> String {
+    if x.is_nan() {
+        "n/a".to_string()
+    } else {
+        format!("{x:.0} ns")
+    }
+}
+
+fn rate(x: f64) -> String {
+    if x >= 1e6 {
+        format!("{:.2} M/s", x / 1e6)
+    } else if x >= 1e3 {
+        format!("{:.0} k/s", x / 1e3)
+    } else {
+        format!("{x:.0} /s")
+    }
+}
+
+fn count(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The side-by-side table: figure, target, pidmesh, Erlang/OTP.
+pub fn summary_table(r: &Results) -> String {
+    let erl = r.erlang.as_ref().and_then(|o| o.result.as_ref());
+    let na = || "—".to_string();
+    let mut rows: Vec<[String; 4]> = Vec::new();
+    if r.bulk.is_some() || erl.is_some() {
+        let bulk = r.bulk.as_ref();
+        let p = |f: &dyn Fn(&BulkResult) -> String| bulk.map_or_else(|| "not run".to_string(), f);
+        let n = bulk.map_or_else(|| erl.map_or(0, |e| e.pg_bulk_n as usize), |b| b.n);
+        rows.push([
+            format!(
+                "bulk: {} registrations on one node → visible on all 3",
+                count(n)
+            ),
+            "≤ 0.5 s (200k)".into(),
+            p(&|b| secs(b.converge_secs)),
+            erl.map_or_else(na, |e| {
+                format!(
+                    "{} (pg, {} joins)",
+                    secs(Some(e.pg_bulk_secs)),
+                    count(e.pg_bulk_n as usize)
+                )
+            }),
+        ]);
+        rows.push([
+            "bulk: registrations issued per second (one node)".into(),
+            "—".into(),
+            p(&|b| rate(b.issue_per_sec)),
+            erl.map_or_else(na, |e| {
+                format!(
+                    "{} (pg:join), {} (global:register_name)",
+                    rate(e.pg_joins_per_sec),
+                    rate(e.global_regs_per_sec)
+                )
+            }),
+        ]);
+        if let Some(e) = erl {
+            rows.push([
+                format!(
+                    "unique names: {} registered back to back → visible on all 3",
+                    count(e.global_n as usize)
+                ),
+                "—".into(),
+                "see bulk (pidmesh names are unique names, like global's)".into(),
+                e.global_visible_secs
+                    .map_or_else(na, |v| format!("{} (global)", secs(Some(v)))),
+            ]);
+        }
+        rows.push([
+            "wire: payload bytes per registration per receiving node, amortized over bulk (all classes, all senders)".into(),
+            "≤ 40 B".into(),
+            p(&|b| {
+                format!(
+                    "{:.1} B ({:.1} B of it in delta batches; {:.1} B per registration for the 2 copies)",
+                    b.wire_bytes_per_registration / 2.0,
+                    b.delta_bytes_per_registration_per_peer,
+                    b.wire_bytes_per_registration
+                )
+            }),
+            na(),
+        ]);
+        rows.push([
+            format!("lookup on a replica holding {} names", count(n)),
+            "—".into(),
+            p(&|b| ns(b.lookup_ns)),
+            erl.map_or_else(na, |e| {
+                format!(
+                    "{} (global:whereis_name, {} names)",
+                    ns(e.global_whereis_ns),
+                    count(e.global_n as usize)
+                )
+            }),
+        ]);
+        rows.push([
+"members_of a 3-member group on a replica (pg: a 1-member group among N, on the members' node)".into(),
+            "—".into(),
+            p(&|b| ns(b.members_of_ns)),
+            erl.map_or_else(na, |e| {
+                match e.pg_get_members_ns_node2 {
+                    Some(n2) => format!(
+                        "{} (pg:get_members; {} on another node)",
+                        ns(e.pg_get_members_ns),
+                        ns(n2)
+                    ),
+                    None => format!("{} (pg:get_members)", ns(e.pg_get_members_ns)),
+                }
+            }),
+        ]);
+    }
+    if let Some(c) = &r.catchup {
+        rows.push([
+            format!("lookup on a node holding {} names", count(c.n)),
+            "≤ 50 ns (1M)".into(),
+            ns(c.lookup_ns),
+            na(),
+        ]);
+    }
+    if let Some(l) = &r.latency {
+        let d = &l.propagation_ms;
+        rows.push([
+            format!(
+                "latency: register returned → visible on all 3 ({} one at a time)",
+                l.n
+            ),
+            "p99 ≤ 5 ms".into(),
+            format!("p50 {} · p99 {} · max {}", ms(d.p50), ms(d.p99), ms(d.max)),
+            na(),
+        ]);
+    }
+    if let Some(c) = &r.catchup {
+        rows.push([
+            format!(
+                "catch-up: new node joins a cluster of {} entries → holds them all",
+                count(c.n)
+            ),
+            "≤ 2 s (1M)".into(),
+            if c.catchup_secs.is_some() {
+                secs(c.catchup_secs)
+            } else {
+                format!(
+                    "did not converge ({} of {} held)",
+                    count(c.final_entries),
+                    count(c.n)
+                )
+            },
+            na(),
+        ]);
+        rows.push([
+            format!(
+                "catch-up: filling the cluster ({} on one node → all 3)",
+                count(c.n)
+            ),
+            "—".into(),
+            format!(
+                "{} issued, {} converged",
+                secs(Some(c.fill_issue_secs)),
+                secs(c.fill_converge_secs)
+            ),
+            na(),
+        ]);
+    }
+    if let Some(f) = &r.failure {
+        rows.push([
+            format!(
+                "failure: node killed → its {} names gone everywhere (median of {})",
+                f.names, f.names_gone_secs.n
+            ),
+            "—".into(),
+            if f.names_gone_secs.n > 0 {
+                format!(
+                    "{} (max {})",
+                    secs(Some(f.names_gone_secs.p50)),
+                    secs(Some(f.names_gone_secs.max))
+                )
+            } else {
+                "did not converge".into()
+            },
+            na(),
+        ]);
+    }
+    if let Some(h) = &r.heal {
+        rows.push([
+            format!(
+                "heal: partition heal → one winner everywhere, {} contested names",
+                count(h.n)
+            ),
+            "—".into(),
+            format!(
+                "{} (all losers removed: {})",
+                secs(h.one_winner_secs),
+                secs(h.clean_secs)
+            ),
+            na(),
+        ]);
+    }
+    rows.push([
+        "memory per entry".into(),
+        "≤ 150 B".into(),
+        "measured on branch `perf` (not here)".into(),
+        na(),
+    ]);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| figure | target | pidmesh ({}, `{}`) | Erlang/OTP{} |",
+        r.transport.label(),
+        r.preset,
+        erl.map_or_else(String::new, |e| format!(" {}", release(e)))
+    );
+    let _ = writeln!(s, "|---|---|---|---|");
+    for row in rows {
+        let _ = writeln!(s, "| {} | {} | {} | {} |", row[0], row[1], row[2], row[3]);
+    }
+    if let Some(sc) = &r.scale {
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "| simulated nodes | names per node | membership formed (virtual) | all entries everywhere (virtual) | bytes sent per node: membership / delta / sync | wall time |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|");
+        for p in &sc.points {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {:.0} / {:.0} / {:.0} | {:.1} s{} |",
+                count(p.nodes),
+                p.names_per_node,
+                secs(p.formed_secs),
+                secs(p.converge_secs),
+                p.bytes_per_node[0],
+                p.bytes_per_node[1],
+                p.bytes_per_node[2],
+                p.wall_secs,
+                p.note
+                    .as_ref()
+                    .map_or_else(String::new, |n| format!(" ({n})"))
+            );
+        }
+        for n in &sc.skipped {
+            let _ = writeln!(s, "| {} | — | skipped | skipped | — | — |", count(*n));
+        }
+    }
+    if !r.errors.is_empty() {
+        let _ = writeln!(s);
+        for (k, v) in &r.errors {
+            let _ = writeln!(s, "- **{k} failed**: {v}");
+        }
+    }
+    match &r.erlang {
+        Some(o) if o.result.is_none() => {
+            let _ = writeln!(s, "\nerlang: not available ({})", o.note);
+        }
+        _ => {}
+    }
+    s
+}
+
+/// The last three components of a path (`bench/erlang/run.sh`), so no machine's directory
+/// layout ends up in the committed report.
+fn short_path(p: &Path) -> String {
+    let parts: Vec<_> = p.components().collect();
+    let tail = &parts[parts.len().saturating_sub(3)..];
+    tail.iter()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The whole `BENCHMARKS.md`.
+pub fn benchmarks_md(r: &Results) -> String {
+    let m = &r.machine;
+    let mut s = String::new();
+    let _ = writeln!(s, "# Benchmarks\n");
+    let _ = writeln!(
+        s,
+        "<!-- Generated by `pidmesh-bench all` from docs/bench/results.json; edit crates/pidmesh-bench/src/report.rs, not this file. -->\n"
+    );
+    let _ = writeln!(
+        s,
+        "End-to-end figures of pidmesh on real sockets (3 nodes on 127.0.0.1 in one process unless \
+         said otherwise), of the simulator at scale, and of Erlang/OTP's `pg` and `global` on the \
+         same workloads in the same run. These are measurements, not guarantees: on a shared \
+         2-core machine they move by tens of percent from run to run.\n"
+    );
+    let _ = writeln!(s, "## How to run\n");
+    let _ = writeln!(
+        s,
+        "```sh\ncargo run --release -p pidmesh-bench -- all\n```\n"
+    );
+    let _ = writeln!(
+        s,
+        "It runs every scenario, then rewrites this file, `docs/bench/results.json` and the plots \
+         in `docs/bench/`; the raw run goes to `bench-results/` (not committed). One scenario: \
+         `cargo run --release -p pidmesh-bench -- <bulk|wire|latency|catch-up|failure|heal|scale|erlang> \
+         [--transport quic|tcp] [--size N] [--preset lan|local]`. `--smoke` uses tiny sizes \
+         (CI runs `cargo run -p pidmesh-bench -- all --smoke --out <tmp>`). The Erlang comparison \
+         runs `bench/erlang/run.sh` (or `$PIDMESH_ERLANG_BENCH`) when it exists and Erlang is \
+         installed; otherwise it is reported as not available. Each scenario is described in the \
+         module docs of `crates/pidmesh-bench/src/scenario/`.\n"
+    );
+    let _ = writeln!(s, "## Machine\n");
+    let _ = writeln!(s, "| | |\n|---|---|");
+    let _ = writeln!(s, "| CPU | {} |", m.cpu);
+    let _ = writeln!(s, "| logical CPUs (nproc) | {} |", m.nproc);
+    let _ = writeln!(s, "| kernel | Linux {} |", m.kernel);
+    let _ = writeln!(s, "| rustc | {} |", m.rustc);
+    let _ = writeln!(s, "| build | {} |", m.profile);
+    let _ = writeln!(s, "| date | {} |", m.date);
+    let _ = writeln!(s, "| command | `{}` |", r.command);
+    let _ = writeln!(s, "| whole run | {:.0} s |", r.total_secs);
+    let _ = writeln!(s, "\n## Results\n");
+    let _ = writeln!(
+        s,
+        "pidmesh over {} with the `{}` preset (delta batch window {} ms). \"Payload bytes\" are \
+         what pidmesh handed to its transport (framing, QUIC and TLS overhead not included).\n",
+        r.transport.label(),
+        r.preset,
+        if r.preset == "local" { 1 } else { 2 }
+    );
+    s.push_str(&summary_table(r));
+    let _ = writeln!(
+        s,
+        "\nWhere the time goes, and why some figures miss their target: \
+         [docs/bench/notes.md](docs/bench/notes.md) (written by hand after a run, so it may lag \
+         behind these figures)."
+    );
+    let _ = writeln!(s, "\n## Plots\n");
+    let _ = writeln!(
+        s,
+        "Entries visible per node over time, {} registrations issued on node 0 (and Erlang's `pg` \
+         joins when available):\n\n![convergence](docs/bench/convergence.svg)\n",
+        r.bulk.as_ref().map_or(0, |b| b.n)
+    );
+    let _ = writeln!(
+        s,
+        "Single-registration propagation (register returned → visible on all 3 nodes), CDF:\n\n\
+         ![latency CDF](docs/bench/latency_cdf.svg)\n"
+    );
+    let _ = writeln!(
+        s,
+        "A new node catching up with the cluster:\n\n![catch-up](docs/bench/catchup.svg)\n"
+    );
+    let _ = writeln!(
+        s,
+        "Simulated convergence time (virtual) against cluster size:\n\n![scale](docs/bench/scale.svg)\n"
+    );
+    let _ = writeln!(s, "## Details\n");
+    if let Some(b) = &r.bulk {
+        let _ = writeln!(
+            s,
+            "- bulk: names like `{}`, empty metadata; issue took {:.2} s ({}); each node reached \
+             all entries at {}.",
+            b.name_example,
+            b.issue_secs,
+            rate(b.issue_per_sec),
+            b.node_secs
+                .iter()
+                .enumerate()
+                .map(|(i, x)| format!("node {i} {}", secs(*x)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        for (i, by) in b.bytes_by_node.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "- bulk bytes sent by node {i}: delta {} B, sync {} B, membership {} B ({} messages)",
+                by.delta, by.sync, by.membership, by.messages
+            );
+        }
+    }
+    if let Some(l) = &r.latency {
+        let _ = writeln!(
+            s,
+            "- latency: the `register` call itself took p50 {:.1} µs, p99 {:.1} µs.",
+            l.register_call_us.p50, l.register_call_us.p99
+        );
+    }
+    if let Some(c) = &r.catchup {
+        let _ = writeln!(
+            s,
+            "- catch-up: the newcomer saw every member after {}, held its first entry after {}; \
+             the transfer cost {} B of sync payload; process RSS with 4 nodes holding {} entries \
+             each: {}.",
+            secs(c.join_secs),
+            secs(c.first_entry_secs),
+            c.bytes.sync,
+            count(c.n),
+            c.rss_mib
+                .map_or_else(|| "unknown".to_string(), |m| format!("{m:.0} MiB"))
+        );
+    }
+    if let Some(f) = &r.failure {
+        let _ = writeln!(
+            s,
+            "- failure: the survivors declared the victim down after p50 {} (SWIM); names gone \
+             after p50 {}; {} trial(s) did not converge.",
+            secs(Some(f.member_down_secs.p50)),
+            secs(Some(f.names_gone_secs.p50)),
+            f.not_converged
+        );
+    }
+    if let Some(h) = &r.heal {
+        let _ = writeln!(
+            s,
+            "- heal: the split took {:.1} s to detect; after the heal every node saw all 3 members \
+             again after {}; winners by node: {:?}; entries per node at the end: {:?}.",
+            h.split_secs,
+            h.members_secs.map_or_else(
+                || "(not yet when last checked: the names settled first)".to_string(),
+                |v| secs(Some(v))
+            ),
+            h.winners,
+            h.final_entries
+        );
+    }
+    if let Some(o) = &r.erlang {
+        match &o.result {
+            Some(e) => {
+                let _ = writeln!(
+                    s,
+                    "- Erlang/OTP {}: script `{}` ran in {:.0} s.",
+                    release(e),
+                    short_path(&o.script),
+                    o.wall_secs
+                );
+            }
+            None => {
+                let _ = writeln!(s, "- erlang: not available ({}).", o.note);
+            }
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nWall time per scenario: {}.",
+        r.wall_secs
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.1} s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    s
+}

@@ -1,0 +1,9 @@
+//! The benchmark scenarios, one module each.
+
+pub mod bulk;
+pub mod catchup;
+pub mod erlang;
+pub mod failure;
+pub mod heal;
+pub mod latency;
+pub mod scale;

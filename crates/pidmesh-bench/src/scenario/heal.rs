@@ -1,0 +1,136 @@
+//! **heal**: a partition heals with N names claimed on both sides.
+//!
+//! On a fresh 3-node cluster, node 0 is cut off from nodes 1 and 2 (both ways) and the scenario
+//! waits until both sides have declared the other down. Then node 0 registers N names and node 2
+//! registers the same N names (other processes). The links are restored and the clock starts.
+//! Two moments are reported:
+//! - **one winner everywhere**: every node answers `lookup` for every name, and all nodes give
+//!   the same pid (the resolver is applied to unresolved conflicts at lookup time, so this can
+//!   precede the losers' removal);
+//! - **clean**: additionally every node holds exactly N entries (every loser's entry removed).
+//!
+//! The resolver is keep-oldest, and node 0 registered first, so node 0 should win every name;
+//! the winners per node are reported as a check.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use pidmesh::Registry;
+use serde::{Deserialize, Serialize};
+
+use crate::Settings;
+use crate::cluster::{Cluster, wait_for};
+
+/// What the heal scenario measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HealResult {
+    /// Conflicting names.
+    pub n: usize,
+    /// Seconds from cutting the links until both sides declared each other down.
+    pub split_secs: f64,
+    /// Heal → every node sees all 3 members again (s); watched for up to 30 s after the names
+    /// settled (results of older runs stop watching when the names settle).
+    pub members_secs: Option<f64>,
+    /// Heal → every node shows the same winner for every name (s).
+    pub one_winner_secs: Option<f64>,
+    /// Heal → one winner and every loser's entry gone on every node (s).
+    pub clean_secs: Option<f64>,
+    /// Entries held by each node at the end (N when clean).
+    pub final_entries: Vec<usize>,
+    /// How many names each node's processes won (by node name), as node 0 sees it.
+    pub winners: BTreeMap<String, usize>,
+}
+
+/// The winner of every name on `node` (`None` where it has none).
+fn winners(node: &Registry, names: &[String]) -> Vec<Option<pidmesh::Pid>> {
+    names
+        .iter()
+        .map(|n| node.lookup(n).map(|e| e.pid))
+        .collect()
+}
+
+fn one_winner(nodes: &[Registry], names: &[String]) -> bool {
+    let first = winners(&nodes[0], names);
+    first.iter().all(Option::is_some) && nodes[1..].iter().all(|r| winners(r, names) == first)
+}
+
+/// Runs the scenario.
+///
+/// # Errors
+/// The cluster did not form or split, or a registration failed.
+pub async fn run(s: &Settings, n: usize) -> anyhow::Result<HealResult> {
+    let cluster = Cluster::start(s.kind, 3, s.config()).await?;
+    let nodes = &cluster.nodes;
+    let t_cut = Instant::now();
+    cluster
+        .faults
+        .partition(&cluster.addrs[..1], &cluster.addrs[1..]);
+    let split = wait_for(Duration::from_secs(60), Duration::from_millis(5), || {
+        nodes[0].members().len() == 1
+            && nodes[1].members().len() == 2
+            && nodes[2].members().len() == 2
+    })
+    .await;
+    if split.is_none() {
+        bail!("the partition was not detected within 60 s");
+    }
+    let split_secs = t_cut.elapsed().as_secs_f64();
+
+    let names: Vec<String> = (0..n).map(|i| format!("contested/{i:07}")).collect();
+    let (a, _ma) = nodes[0].spawn_mailbox()?;
+    let (b, _mb) = nodes[2].spawn_mailbox()?;
+    let mut guards = Vec::with_capacity(2 * n);
+    for name in &names {
+        guards.push(nodes[0].register(name, &a, Vec::new()).await?);
+    }
+    for name in &names {
+        guards.push(nodes[2].register(name, &b, Vec::new()).await?);
+    }
+    // Both sides hold their own claims before the heal.
+    wait_for(Duration::from_secs(30), Duration::from_millis(5), || {
+        nodes[1].stats().entries >= n
+    })
+    .await;
+
+    let t0 = Instant::now();
+    cluster.faults.heal();
+    let limit = Duration::from_secs(120);
+    let mut members = None;
+    let mut agree = None;
+    let clean = wait_for(limit, Duration::from_millis(20), || {
+        if members.is_none() && nodes.iter().all(|r| r.members().len() == 3) {
+            members = Some(t0.elapsed());
+        }
+        if agree.is_none() && one_winner(nodes, &names) {
+            agree = Some(t0.elapsed());
+        }
+        agree.is_some() && nodes.iter().all(|r| r.stats().entries == n)
+    })
+    .await
+    .map(|_| t0.elapsed());
+    if members.is_none() {
+        // The registry can settle before SWIM has re-formed the full membership everywhere.
+        members = wait_for(Duration::from_secs(30), Duration::from_millis(5), || {
+            nodes.iter().all(|r| r.members().len() == 3)
+        })
+        .await
+        .map(|_| t0.elapsed());
+    }
+    let final_entries = cluster.entries();
+    let mut won = BTreeMap::new();
+    for w in winners(&nodes[0], &names).into_iter().flatten() {
+        *won.entry(w.node.name.to_string()).or_insert(0) += 1;
+    }
+    cluster.shutdown().await;
+    drop(guards);
+    Ok(HealResult {
+        n,
+        split_secs,
+        members_secs: members.map(|d| d.as_secs_f64()),
+        one_winner_secs: agree.map(|d| d.as_secs_f64()),
+        clean_secs: clean.map(|d| d.as_secs_f64()),
+        final_entries,
+        winners: won,
+    })
+}
