@@ -15,6 +15,7 @@
 //! - `catch-up`: a new node joins a cluster holding N entries ([`scenario::catchup`]);
 //! - `failure`: a killed node's names → gone everywhere ([`scenario::failure`]);
 //! - `heal`: partition heal → one winner for N contested names ([`scenario::heal`]);
+//! - `memory`: heap bytes per entry of a replica's registry state ([`scenario::memory`]);
 //! - `scale`: convergence in the simulator at 10/100/1,000 nodes ([`scenario::scale`]);
 //! - `erlang`: Erlang/OTP `pg`/`global` on the same workloads ([`scenario::erlang`]);
 //! - `all`: every one of them in one run; writes `docs/bench/results.json`, the SVG plots under
@@ -42,6 +43,10 @@ use anyhow::{Context, bail};
 use pidmesh::Config;
 
 use crate::cluster::Kind;
+
+/// Counts heap bytes for the memory scenario.
+#[global_allocator]
+static ALLOC: cap::Cap<std::alloc::System> = cap::Cap::new(std::alloc::System, usize::MAX);
 use crate::report::Results;
 
 /// Sizes of every scenario.
@@ -67,6 +72,8 @@ pub struct Sizes {
     pub scale_budget: Duration,
     /// erlang: `global` registrations.
     pub global_n: usize,
+    /// memory: registry sizes.
+    pub memory: Vec<usize>,
 }
 
 impl Sizes {
@@ -82,6 +89,7 @@ impl Sizes {
             scale_names: 10,
             scale_budget: Duration::from_secs(480),
             global_n: 10_000,
+            memory: vec![10_000, 100_000, 1_000_000],
         }
     }
 
@@ -97,6 +105,7 @@ impl Sizes {
             scale_names: 5,
             scale_budget: Duration::from_secs(20),
             global_n: 100,
+            memory: vec![10_000],
         }
     }
 }
@@ -137,7 +146,7 @@ impl Settings {
     }
 }
 
-const USAGE: &str = "usage: pidmesh-bench <bulk|wire|latency|catch-up|failure|heal|scale|erlang|all|report> \
+const USAGE: &str = "usage: pidmesh-bench <bulk|wire|latency|catch-up|failure|heal|memory|scale|erlang|all|report> \
 [--transport quic|tcp] [--size N] [--smoke] [--preset lan|local] [--no-erlang | --erlang] [--out DIR] \
 [--nodes 10,100,1000] [--scale-budget SECS]";
 
@@ -262,6 +271,9 @@ async fn run_one(name: &str, s: &Settings, results: &mut Results) {
                         .await?,
                 )
             }
+            "memory" => {
+                results.memory = Some(scenario::memory::run(&z.memory, || ALLOC.allocated()));
+            }
             "erlang" => {
                 let timeout = Duration::from_secs(if s.smoke { 60 } else { 900 });
                 let o = scenario::erlang::run(&s.out, z.bulk, z.global_n, s.lookup_iters, timeout)
@@ -302,7 +314,7 @@ async fn run(scenario: &str, s: Settings, command: String) -> anyhow::Result<()>
         if s.erlang {
             order.push("erlang");
         }
-        order.extend(["latency", "catch-up", "failure", "heal", "scale"]);
+        order.extend(["latency", "catch-up", "failure", "heal", "memory", "scale"]);
         for name in order {
             run_one(name, &s, &mut results).await;
         }

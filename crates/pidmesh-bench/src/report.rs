@@ -16,6 +16,7 @@ use crate::scenario::erlang::{ErlangOutcome, release};
 use crate::scenario::failure::FailureResult;
 use crate::scenario::heal::HealResult;
 use crate::scenario::latency::LatencyResult;
+use crate::scenario::memory::MemoryResult;
 use crate::scenario::scale::ScaleResult;
 
 /// The machine a run happened on.
@@ -104,6 +105,9 @@ pub struct Results {
     pub heal: Option<HealResult>,
     /// The simulator at scale.
     pub scale: Option<ScaleResult>,
+    /// Heap bytes per entry of the registry state.
+    #[serde(default)]
+    pub memory: Option<MemoryResult>,
     /// Erlang/OTP on the same workloads.
     pub erlang: Option<ErlangOutcome>,
 }
@@ -126,6 +130,7 @@ impl Results {
             failure: None,
             heal: None,
             scale: None,
+            memory: None,
             erlang: None,
         }
     }
@@ -386,12 +391,28 @@ pub fn summary_table(r: &Results) -> String {
             na(),
         ]);
     }
-    rows.push([
-        "memory per entry".into(),
-        "≤ 150 B".into(),
-        "measured on branch `perf` (not here)".into(),
-        na(),
-    ]);
+    if let Some(m) = &r.memory {
+        for p in &m.points {
+            rows.push([
+                format!(
+                    "memory per entry, registry of {} (heap; RSS growth)",
+                    count(p.entries)
+                ),
+                if p.entries >= 1_000_000 {
+                    "≤ 150 B (1M)".into()
+                } else {
+                    "—".into()
+                },
+                format!(
+                    "{:.1} B ({})",
+                    p.heap_bytes_per_entry,
+                    p.rss_bytes_per_entry
+                        .map_or_else(|| "—".to_string(), |b| format!("{b:.1} B"))
+                ),
+                na(),
+            ]);
+        }
+    }
     let mut s = String::new();
     let _ = writeln!(
         s,

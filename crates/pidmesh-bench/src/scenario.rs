@@ -6,4 +6,5 @@ pub mod erlang;
 pub mod failure;
 pub mod heal;
 pub mod latency;
+pub mod memory;
 pub mod scale;
