@@ -394,21 +394,13 @@ pub fn summary_table(r: &Results) -> String {
     if let Some(m) = &r.memory {
         for p in &m.points {
             rows.push([
-                format!(
-                    "memory per entry, registry of {} (heap; RSS growth)",
-                    count(p.entries)
-                ),
+                format!("memory per entry, registry of {} (heap)", count(p.entries)),
                 if p.entries >= 1_000_000 {
                     "≤ 150 B (1M)".into()
                 } else {
                     "—".into()
                 },
-                format!(
-                    "{:.1} B ({})",
-                    p.heap_bytes_per_entry,
-                    p.rss_bytes_per_entry
-                        .map_or_else(|| "—".to_string(), |b| format!("{b:.1} B"))
-                ),
+                format!("{:.1} B", p.heap_bytes_per_entry),
                 na(),
             ]);
         }

@@ -110,6 +110,8 @@ pub struct Node {
     promises: BTreeMap<String, (Dot<NodeId>, Instant)>,
     /// Number of the last round of claim checks this node sent.
     claim_round: u64,
+    /// Replies to digests still being sent, window by window (see `send_snapshot_window`).
+    snapshots: VecDeque<SnapshotJob>,
     /// Until then this node neither vouches nor counts itself for a quorum singleton: an
     /// earlier life at the same place may have vouched for a claim, and that promise (kept
     /// only in memory) must run out first.
@@ -147,6 +149,23 @@ fn entry_budget(e: &WireEntry) -> usize {
 
 /// Cuts one origin's delta into pieces whose encoding stays under `budget` bytes.
 /// `items` are `(released?, entry)` sorted by sequence number and lying within `seen`.
+/// Sequence numbers per window of a reply to a digest (about 0.9 MB of entries with ~17-byte
+/// names): one window is built and handed to the transport at a time.
+const SNAPSHOT_WINDOW: u64 = 32_768;
+
+/// The pause between two windows of a reply, so the runtime gets to send the first before the
+/// node builds the next.
+const SNAPSHOT_PAUSE: std::time::Duration = std::time::Duration::from_micros(100);
+
+/// A reply to a digest that is still being sent.
+#[derive(Debug)]
+struct SnapshotJob {
+    to: NodeId,
+    addr: SocketAddr,
+    /// Our own sequence numbers the asker lacks and has not been sent yet.
+    remaining: DotSet,
+}
+
 fn split_origin_delta(
     seen: &DotSet,
     items: impl Iterator<Item = (bool, WireEntry)>,
@@ -240,6 +259,7 @@ impl Node {
             singletons: BTreeMap::new(),
             promises: BTreeMap::new(),
             claim_round: 0,
+            snapshots: VecDeque::new(),
             promises_unknown_until: now + config.singleton_promise(),
             swim_left: false,
             me,
@@ -408,7 +428,9 @@ impl Node {
         let entry = entry_of(&key, &delta.adds[0].1);
         self.queue_delta(now, delta);
         self.events.push_back(Event::Registered(entry.clone()));
-        self.dirty.insert(key);
+        if key.kind == KeyKind::Name && self.map.read(&key, |mut slots| slots.nth(1).is_some()) {
+            self.dirty.insert(key);
+        }
         entry
     }
 
@@ -751,7 +773,7 @@ impl Node {
                 if self.peers.contains_key(&from) {
                     self.peer_has.insert(from.clone(), have.clone());
                 }
-                self.answer_digest(&from, from_addr, &have, live);
+                self.answer_digest(now, &from, from_addr, &have, live);
                 // Pull in return when the asker has dots we lack.
                 if let Some(peer) = self.peers.get(&from).cloned() {
                     let mine = self.map.context().row(&from).cloned().unwrap_or_default();
@@ -841,7 +863,14 @@ impl Node {
 
     /// Sends `to` the part of this node's own state it lacks: the dots it has not seen, or, when
     /// its digest shows it still holds entries this node removed, everything.
-    fn answer_digest(&mut self, to: &NodeId, addr: SocketAddr, have: &DotSet, live: LiveDigest) {
+    fn answer_digest(
+        &mut self,
+        now: Instant,
+        to: &NodeId,
+        addr: SocketAddr,
+        have: &DotSet,
+        live: LiveDigest,
+    ) {
         let me = self.me.node.clone();
         let own = self.map.context().row(&me).cloned().unwrap_or_default();
         let mut missing = own.difference(have);
@@ -858,9 +887,34 @@ impl Node {
             missing = own;
             self.stats.full_syncs += 1;
         }
+        self.stats.digests_answered += 1;
+        // A reply replaces any earlier one still being sent to the same asker.
+        self.snapshots.retain(|job| job.to != *to);
+        self.snapshots.push_back(SnapshotJob {
+            to: to.clone(),
+            addr,
+            remaining: missing,
+        });
+        self.send_snapshot_window(now);
+    }
+
+    /// Sends the next window of the oldest pending reply (at most [`SNAPSHOT_WINDOW`] sequence
+    /// numbers, cut into chunks), and schedules the next window a moment later: a large reply
+    /// goes out window by window, so the asker applies the first while this node builds the
+    /// next, and neither node's other work waits for the whole state.
+    fn send_snapshot_window(&mut self, now: Instant) {
+        let Some(mut job) = self.snapshots.pop_front() else {
+            return;
+        };
+        let me = self.me.node.clone();
+        // An empty reply is still one (empty, last) chunk: the asker waits for it.
+        let first = job.remaining.ranges().first().map_or(1, |r| r.0);
+        let end = first.saturating_add(SNAPSHOT_WINDOW - 1);
+        let window = job.remaining.clipped(first, end);
+        job.remaining = job.remaining.clipped(end.saturating_add(1), u64::MAX);
         let mut adds = Vec::new();
         let mut released = Vec::new();
-        for &(a, b) in missing.ranges() {
+        for &(a, b) in window.ranges() {
             adds.extend(self.map.actor_range(&me, a, b).map(|(k, s)| WireEntry {
                 seq: s.dot.seq,
                 key: k.clone(),
@@ -873,18 +927,25 @@ impl Node {
             }));
         }
         let budget = self.config.sync_chunk_bytes.saturating_sub(1024).max(1024);
-        let chunks = split_origin_delta(&missing, tagged(adds, released), budget);
+        let chunks = split_origin_delta(&window, tagged(adds, released), budget);
         let n = chunks.len();
+        let done = job.remaining.is_empty();
         for (i, delta) in chunks.into_iter().enumerate() {
             let msg = SyncMsg::V1(SyncV1::Chunk {
                 from: me.clone(),
-                to: to.clone(),
+                to: job.to.clone(),
                 delta,
-                last: i + 1 == n,
+                last: done && i + 1 == n,
             });
-            self.send(addr, TrafficClass::Sync, &msg);
+            self.send(job.addr, TrafficClass::Sync, &msg);
         }
-        self.stats.digests_answered += 1;
+        if !done {
+            self.snapshots.push_back(job);
+        }
+        if !self.snapshots.is_empty() {
+            self.timers
+                .push(now + SNAPSHOT_PAUSE, TimerKind::SnapshotWindow);
+        }
     }
 
     fn apply_origin_delta(&mut self, now: Instant, origin: &NodeId, od: OriginDelta) {
@@ -958,7 +1019,6 @@ impl Node {
 
     fn report_join(&mut self, report: JoinReport<NodeId, Key, Value>) {
         // A removal and an add of the same pid under the same key in one join is a metadata update.
-        let mut previous: HashMap<(Key, Pid), Bytes> = HashMap::new();
         let mut removed = Vec::new();
         for (key, slot) in report.removed {
             let entry = entry_of(&key, &slot);
@@ -966,25 +1026,25 @@ impl Node {
             removed.push(entry);
         }
         for (key, dot) in &report.added {
-            self.dirty.insert(key.clone());
+            // Only a unique name with two or more claims has a conflict to settle (a bulk
+            // catch-up adds a million names, each alone).
+            if key.kind == KeyKind::Name && self.map.read(key, |mut slots| slots.nth(1).is_some()) {
+                self.dirty.insert(key.clone());
+            }
             let Some((_, slot)) = self.map.get_dot(dot) else {
                 continue;
             };
             let entry = entry_of(key, &slot);
-            if let Some(i) = removed
+            let updated = removed
                 .iter()
-                .position(|r| r.key == entry.key && r.pid == entry.pid)
-            {
-                let old = removed.swap_remove(i);
-                previous.insert((old.key.clone(), old.pid.clone()), old.meta);
-            }
-            match previous.remove(&(entry.key.clone(), entry.pid.clone())) {
-                Some(prev) => self.events.push_back(Event::MetaUpdated {
+                .position(|r| r.key == entry.key && r.pid == entry.pid);
+            self.events.push_back(match updated {
+                Some(i) => Event::MetaUpdated {
+                    previous: removed.swap_remove(i).meta,
                     entry,
-                    previous: prev,
-                }),
-                None => self.events.push_back(Event::Registered(entry)),
-            }
+                },
+                None => Event::Registered(entry),
+            });
         }
         for entry in removed {
             let reason = if self.losers.remove(&entry.dot) {
@@ -1033,6 +1093,7 @@ impl Node {
                 TimerKind::Announce(_) => {}
                 TimerKind::Singleton => {}
                 TimerKind::Leave => self.leave_swim(now),
+                TimerKind::SnapshotWindow => self.send_snapshot_window(now),
             }
         }
         self.settle(now);
@@ -1330,6 +1391,7 @@ impl Node {
         }
         self.peer_has.remove(node);
         self.sync_inflight.remove(node);
+        self.snapshots.retain(|job| job.to != *node);
         for (key, slot) in self.map.forget_actor(node) {
             self.losers.remove(&slot.dot);
             let entry = entry_of(&key, &slot);

@@ -22,6 +22,8 @@ pub(crate) enum TimerKind {
     Singleton,
     /// Tell SWIM this node leaves (the grace period after `leave_cluster` ended).
     Leave,
+    /// Send the next window of a large reply to a digest.
+    SnapshotWindow,
 }
 
 #[derive(Debug)]
