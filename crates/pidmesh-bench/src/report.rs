@@ -529,6 +529,14 @@ pub fn benchmarks_md(r: &Results) -> String {
          [docs/bench/notes.md](docs/bench/notes.md) (written by hand after a run, so it may lag \
          behind these figures)."
     );
+    let _ = writeln!(
+        s,
+        "\nMicro benchmarks (criterion; not run by this harness, figures in the notes): \
+         `cargo bench -p pidmesh-proto --bench registry` (lookup of a unique name and of a group \
+         at 10k/100k/1M entries, lookup while another thread writes, local register/unregister, \
+         delta join, snapshot chunk encode/decode) and `cargo bench -p pidmesh-crdt --bench \
+         ormap` (the CRDT alone)."
+    );
     let _ = writeln!(s, "\n## Plots\n");
     let _ = writeln!(
         s,
