@@ -159,6 +159,17 @@ impl Config {
         // Scale suspicion like foca does: log10(n) * probe_period * factor, never below the preset.
         let scale = (f64::from(nodes.max(2))).log10().max(1.0);
         self.swim.suspect_to_down_after = self.swim.suspect_to_down_after.mul_f64(scale);
+        // In a large cluster that starts at once, SWIM's gossip of the joins runs out of
+        // retransmissions before every node heard of every other; the rest is learned from
+        // periodic announces, whose replies list about a packet's worth of random members. Ask
+        // more often and more members, so the last few are found in seconds, not minutes.
+        if nodes > 100 {
+            let probe = self.swim.probe_period;
+            self.swim.periodic_announce = Some(foca::PeriodicParams {
+                frequency: probe * 2,
+                num_members: NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN),
+            });
+        }
         self
     }
 }
