@@ -111,16 +111,23 @@ async fn main() -> Result<(), BoxError> {
     );
     faults.heal();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    println!(
-        "healed; still one holder: {}",
-        names[runner(&handles, None).await?]
-    );
+    let healed = runner(&handles, None).await?;
+    if healed == next {
+        println!("healed; still one holder: {}", names[healed]);
+    } else {
+        // A claim made on the cut-off side before its failure detector noticed the cut is
+        // older than the majority's, so the resolver (keep-oldest) kept it on the heal.
+        println!(
+            "healed; one holder, now {} (its claim was older; see docs/singletons.md)",
+            names[healed]
+        );
+    }
 
-    println!("\ncrashing {}", names[next]);
+    println!("\ncrashing {}", names[healed]);
     let t = Instant::now();
-    nodes[next].abort();
-    handles[next] = None;
-    let after_crash = runner(&handles, Some(next)).await?;
+    nodes[healed].abort();
+    handles[healed] = None;
+    let after_crash = runner(&handles, Some(healed)).await?;
     println!(
         "{} runs it {:?} after the crash",
         names[after_crash],
