@@ -2,7 +2,7 @@
 //!
 //! Run: `cargo bench -p pidmesh-crdt --bench ormap` (quick: append
 //! `-- --warm-up-time 1 --measurement-time 3`). Memory per entry and bytes per entry on the
-//! wire are measured by `cargo run --release -p pidmesh-crdt --example footprint` (generic
+//! wire are measured by `cargo run --release -p pidmesh-crdt --example generic_footprint` (generic
 //! types) and `cargo run --release -p pidmesh-wire --example footprint` (pidmesh's own types).
 //!
 //! Every timed loop runs against a map that holds 1M entries of actor 1 when the sample starts;

@@ -1,7 +1,7 @@
 //! Memory and wire footprint of the generic OR-map: `OrMap<u32, String, u64>` with 1,000,000
 //! entries of ~17-byte names spread over 5 actors.
 //!
-//! Run: `cargo run --release -p pidmesh-crdt --example footprint [ENTRIES]`.
+//! Run: `cargo run --release -p pidmesh-crdt --example generic_footprint [ENTRIES]`.
 //!
 //! Heap bytes are the bytes the map's allocations asked for (live bytes counted by a wrapping
 //! global allocator; the allocator's own per-block overhead is not included: the RSS line shows
