@@ -70,9 +70,11 @@ async fn crash_then_handover(config: Config, preset: &str) {
         started.elapsed()
     );
 
+    // Crash first, then drop the handle: dropping it first would withdraw the candidacy (a
+    // graceful release) before the crash.
     let crashed = Instant::now();
-    handles[first] = None;
     c.kill(first).await;
+    handles[first] = None;
     let second = sole_runner(&handles, Some(first), limit).await;
     let failover = crashed.elapsed();
     println!("{preset}: holder crashed -> node {second} running after {failover:?}");

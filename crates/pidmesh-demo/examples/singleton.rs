@@ -115,12 +115,8 @@ async fn main() -> Result<(), BoxError> {
     if healed == next {
         println!("healed; still one holder: {}", names[healed]);
     } else {
-        // A claim made on the cut-off side before its failure detector noticed the cut is
-        // older than the majority's, so the resolver (keep-oldest) kept it on the heal.
-        println!(
-            "healed; one holder, now {} (its claim was older; see docs/singletons.md)",
-            names[healed]
-        );
+        // Not expected: a running claim wins over claims that never ran (docs/singletons.md).
+        println!("healed; one holder, now {}", names[healed]);
     }
 
     println!("\ncrashing {}", names[healed]);

@@ -20,7 +20,7 @@ use crate::entry::{Entry, Event, Reason};
 use crate::error::{JoinError, RegisterError, RemoveError};
 use crate::member::Member;
 use crate::reader::{self, RegistryReader};
-use crate::resolver::{Resolver, Verdict};
+use crate::resolver::{Resolver, SINGLETON_RUNNING_META, Verdict};
 use crate::singleton::{
     ClaimAnswer, Lease, Phase, ROUNDS_KEPT, SingletonPolicy, SingletonSlot, StopReason,
 };
@@ -817,10 +817,10 @@ impl Node {
                 from,
                 to,
                 name,
-                claim_seq,
                 round,
                 known,
                 holders,
+                ..
             } => {
                 if to != self.me.node {
                     return Err("claim ack for another life of this node");
@@ -830,7 +830,6 @@ impl Node {
                 }
                 let ack = ClaimAnswer {
                     from,
-                    claim_seq,
                     round,
                     known: usize::try_from(known).unwrap_or(usize::MAX),
                     holders,
@@ -1039,10 +1038,20 @@ impl Node {
                 .iter()
                 .position(|r| r.key == entry.key && r.pid == entry.pid);
             self.events.push_back(match updated {
-                Some(i) => Event::MetaUpdated {
-                    previous: removed.swap_remove(i).meta,
-                    entry,
-                },
+                Some(i) => {
+                    let old = removed.swap_remove(i);
+                    // A promise to a claim follows the claim through a metadata update (a
+                    // singleton marks its claim when it starts running).
+                    if let Some((promised, _)) = self.promises.get_mut(&*key.name)
+                        && *promised == old.dot
+                    {
+                        *promised = entry.dot.clone();
+                    }
+                    Event::MetaUpdated {
+                        previous: old.meta,
+                        entry,
+                    }
+                }
                 None => Event::Registered(entry),
             });
         }
@@ -1540,7 +1549,7 @@ impl Node {
             || self
                 .promises
                 .get(name)
-                .is_some_and(|(promised, until)| promised != dot && *until > now);
+                .is_some_and(|(promised, until)| promised.actor != dot.actor && *until > now);
         let vouchers = lease
             .votes
             .iter()
@@ -1633,8 +1642,10 @@ impl Node {
             self.remove_own(now, std::slice::from_ref(&entry.dot), Reason::Normal);
             return Phase::Idle;
         }
+        let mut entry = entry;
         if !running && leased {
             running = true;
+            entry = self.mark_running(now, entry);
             self.events.push_back(Event::SingletonStarted {
                 name: name.to_string(),
                 entry: entry.clone(),
@@ -1680,6 +1691,27 @@ impl Node {
         }
     }
 
+    /// Marks our claim as running ([`SINGLETON_RUNNING_META`]; same registration time, new
+    /// dot), so the resolver prefers it to claims that never ran. Returns the claim as it is now.
+    fn mark_running(&mut self, now: Instant, entry: Entry) -> Entry {
+        let value = Value {
+            pid: entry.pid.local,
+            meta: Bytes::from_static(SINGLETON_RUNNING_META),
+            at: entry.registered_at,
+        };
+        let Some((delta, previous)) = self.map.replace(&self.me.node, &entry.dot, value) else {
+            return entry;
+        };
+        let marked = entry_of(&entry.key, &delta.adds[0].1);
+        self.queue_delta(now, delta);
+        self.events.push_back(Event::MetaUpdated {
+            entry: marked.clone(),
+            previous: previous.value.meta,
+        });
+        self.dirty.insert(entry.key);
+        marked
+    }
+
     /// Sends our claim on `name` to every live peer, as check round `round`.
     fn send_claim_checks(&mut self, name: &str, entry: &Entry, round: u64) {
         let claim = OriginDelta {
@@ -1719,7 +1751,7 @@ impl Node {
             .map(|e| (e.dot.actor, e.dot.seq))
             .collect();
         match self.promises.get(name) {
-            Some((promised, until)) if *until > now && *promised != claim => {
+            Some((promised, until)) if *until > now && promised.actor != claim.actor => {
                 let p = (promised.actor.clone(), promised.seq);
                 if !holders.contains(&p) {
                     holders.push(p);
@@ -1730,7 +1762,9 @@ impl Node {
             }
             _ => {}
         }
-        if holders.len() == 1 && holders[0] == (claim.actor.clone(), claim.seq) {
+        // Every claim here is the claimant's own (its claim and, while a metadata update
+        // travels, the entry it replaces): that is "only yours".
+        if holders.iter().all(|(actor, _)| *actor == claim.actor) {
             let until = now + self.config.singleton_promise();
             self.promises.insert(name.to_string(), (claim, until));
         }
@@ -1742,19 +1776,23 @@ impl Node {
     /// the peer reports is fetched from its owner at once.
     fn on_claim_ack(&mut self, now: Instant, name: &str, ack: ClaimAnswer) {
         let lease_len = self.config.singleton_lease();
+        // Only claims of ours (the claim and, while a metadata update travels, the entry it
+        // replaces) under the name: the peer vouches.
         let clean =
-            ack.holders.len() == 1 && ack.holders[0] == (self.me.node.clone(), ack.claim_seq);
+            !ack.holders.is_empty() && ack.holders.iter().all(|(actor, _)| *actor == self.me.node);
         // Our claim wins here, so what the peer reports instead is on its way out (a release
         // or a conflict loser's removal still travelling, or a promise about to run out): ask
         // again soon rather than a whole round later.
         let stale = !clean
             && self
                 .lookup(name)
-                .is_some_and(|e| e.dot.actor == self.me.node && e.dot.seq == ack.claim_seq);
+                .is_some_and(|e| e.dot.actor == self.me.node);
         let soon = now + self.config.sync_interval / 20;
+        // The answer counts for the claim that sent the round (rounds are numbered per node and
+        // remembered per claim).
         if let Some(slot) = self.singletons.get_mut(name)
-            && let Phase::Held { dot, lease, .. } = &mut slot.phase
-            && dot.seq == ack.claim_seq
+            && let Phase::Held { lease, .. } = &mut slot.phase
+            && let Some(sent) = lease.sent_at(ack.round)
         {
             if !clean {
                 lease.votes.remove(&ack.from);
@@ -1763,7 +1801,7 @@ impl Node {
                     lease.wake = Some(soon);
                     self.timers.push(soon, TimerKind::Singleton);
                 }
-            } else if let Some(sent) = lease.sent_at(ack.round) {
+            } else {
                 let until = sent + lease_len;
                 let vote = lease.votes.entry(ack.from.clone()).or_insert(until);
                 *vote = (*vote).max(until);

@@ -6,6 +6,9 @@ use std::sync::Arc;
 
 use crate::entry::Entry;
 
+/// The metadata of a running singleton's claim on its name (see [`Resolver::resolve`]).
+pub const SINGLETON_RUNNING_META: &[u8] = b"\xffpidmesh:singleton-running";
+
 /// A resolver's decision over canonically sorted candidates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -104,7 +107,38 @@ impl Resolver {
     }
 
     /// Runs the resolver over `candidates` (at least two), which must be canonically sorted.
+    ///
+    /// Claims of a running singleton (metadata [`SINGLETON_RUNNING_META`]) come first: when
+    /// some candidates carry it and others do not, the others lose and the resolver chooses among
+    /// the running ones only (so a heal never hands a singleton from its running holder to a
+    /// claim that never ran). Every node applies the same rule, as it sees the same entries.
     pub fn resolve(&self, name: &str, candidates: &[Entry]) -> Resolution {
+        let running: Vec<usize> = candidates
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.meta[..] == *SINGLETON_RUNNING_META)
+            .map(|(i, _)| i)
+            .collect();
+        match running.len() {
+            0 => self.resolve_all(name, candidates),
+            n if n == candidates.len() => self.resolve_all(name, candidates),
+            1 => Resolution {
+                verdict: Verdict::Keep(running[0]),
+                failure: None,
+            },
+            _ => {
+                let subset: Vec<Entry> = running.iter().map(|&i| candidates[i].clone()).collect();
+                let mut r = self.resolve_all(name, &subset);
+                if let Verdict::Keep(i) = r.verdict {
+                    r.verdict = Verdict::Keep(running.get(i).copied().unwrap_or(running[0]));
+                }
+                r
+            }
+        }
+    }
+
+    /// The resolver itself over `candidates`, canonically sorted.
+    fn resolve_all(&self, name: &str, candidates: &[Entry]) -> Resolution {
         let ok = |verdict| Resolution {
             verdict,
             failure: None,

@@ -126,7 +126,6 @@ pub(crate) struct SingletonSlot {
 #[derive(Debug)]
 pub(crate) struct ClaimAnswer {
     pub(crate) from: NodeId,
-    pub(crate) claim_seq: u64,
     pub(crate) round: u64,
     pub(crate) known: usize,
     pub(crate) holders: Vec<(NodeId, u64)>,

@@ -4,6 +4,7 @@
 //! A failure names its seed; `PIDMESH_SIM_FIRST=S PIDMESH_SIM_SEEDS=1` replays it.
 //! `PIDMESH_SIM_SINGLETON_SEEDS=N` sets the singleton sweep's seed count (default 100).
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use pidmesh_sim::check;
@@ -39,32 +40,63 @@ fn seed_sweep() {
     );
 }
 
+/// True if the run restarted two or more nodes at the same instant (log lines
+/// `t=<time> phase <p>: restart ...` sharing `<time>`).
+fn restarted_together(log: &[String]) -> bool {
+    let mut at: BTreeMap<&str, usize> = BTreeMap::new();
+    for line in log.iter().filter(|l| l.contains(": restart")) {
+        if let Some(t) = line.split_whitespace().next() {
+            *at.entry(t).or_default() += 1;
+        }
+    }
+    at.values().any(|&n| n >= 2)
+}
+
 /// The same random schedules with every node a candidate for three singletons
 /// (`MajorityOfKnown`, `StaticQuorum(n/2+1)`, `Available`): never two runners of a quorum
 /// singleton at any instant (checked after every step of every node), every invariant after
 /// each heal, and exactly one runner of each after the last one.
+///
+/// One exception, the documented limit of `MajorityOfKnown` (docs/singletons.md): when two
+/// nodes restart at the same instant they may meet only each other and count a majority of a
+/// smaller cluster. A run whose only failure is that, in a schedule with such a restart, is
+/// counted and printed, not failed; any other `MajorityOfKnown` violation fails.
 #[test]
 fn singleton_seed_sweep() {
     let first = env_u64("PIDMESH_SIM_FIRST", 0);
     let count = env_u64("PIDMESH_SIM_SINGLETON_SEEDS", 100);
     let started = Instant::now();
     let mut failures = Vec::new();
+    let mut known_limit = Vec::new();
     let mut instants = 0u64;
     for seed in first..first + count {
         let nodes = 3 + (seed % 5) as usize;
         let (sim, log) = chaos_run_singletons(seed, nodes, 4);
         instants += sim.safety_checks;
-        if let Err(errors) = check::all(&sim) {
-            eprintln!(
-                "seed {seed}:\n  {}\n  {}",
-                log.join("\n  "),
-                errors.join("\n  ")
-            );
-            failures.push(seed);
+        let Err(errors) = check::all(&sim) else {
+            continue;
+        };
+        let only_majority = !sim.safety_violations.is_empty()
+            && sim
+                .safety_violations
+                .iter()
+                .all(|v| v.contains("(MajorityOfKnown)"))
+            && errors.iter().all(|e| e.contains("safety violation"));
+        if only_majority && restarted_together(&log) {
+            known_limit.push(seed);
+            continue;
         }
+        eprintln!(
+            "seed {seed}:\n  {}\n  {}",
+            log.join("\n  "),
+            errors.join("\n  ")
+        );
+        failures.push(seed);
     }
     println!(
-        "singleton sweep: {count} seeds from {first} in {:.1?}, safety checked at {instants} instants; failing seeds: {failures:?}",
+        "singleton sweep: {count} seeds from {first} in {:.1?}, safety checked at {instants} instants; \
+         MajorityOfKnown after two nodes restarted together (documented limit): {known_limit:?}; \
+         failing seeds: {failures:?}",
         started.elapsed()
     );
     assert!(instants > 0, "the safety invariant was never checked");
