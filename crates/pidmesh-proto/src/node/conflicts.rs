@@ -1,0 +1,163 @@
+//! Conflicts: after every change, unique names with several live claims go through the resolver.
+
+use std::time::Instant;
+
+use pidmesh_crdt::{Dot, JoinReport};
+use pidmesh_wire::{Key, KeyKind, NodeId, Value};
+
+use crate::entry::{Entry, Event, Reason};
+use crate::resolver::Verdict;
+
+use super::{Node, entry_of};
+
+impl Node {
+    /// A claim given up after a conflict, which this node never saw, meets our own claims on
+    /// the same name. Only claims made before it was given up (`released.registered_at` holds
+    /// the release time) competed with it, and only a verdict that frees the name needs acting
+    /// on here: when the resolver keeps a winner, that winner reaches us through normal sync.
+    pub(super) fn resolve_against_release(&mut self, now: Instant, released: Entry) {
+        let key = released.key.clone();
+        let mut candidates = self.entries(&key);
+        let concurrent = candidates
+            .iter()
+            .any(|e| e.dot.actor == self.me.node && e.registered_at < released.registered_at);
+        if !concurrent {
+            return;
+        }
+        candidates.push(released);
+        candidates.sort_by(Entry::canonical_cmp);
+        if self.resolver.resolve(&key.name, &candidates).verdict == Verdict::DropAll {
+            self.decide(now, &key, candidates);
+        }
+    }
+
+    pub(super) fn report_join(&mut self, report: JoinReport<NodeId, Key, Value>) {
+        // A removal and an add of the same pid under the same key in one join is a metadata update.
+        let mut removed = Vec::new();
+        for (key, slot) in report.removed {
+            let entry = entry_of(&key, &slot);
+            self.dirty.insert(key);
+            removed.push(entry);
+        }
+        for (key, dot) in &report.added {
+            // Only a unique name with two or more claims has a conflict to settle (a bulk
+            // catch-up adds a million names, each alone).
+            if key.kind == KeyKind::Name && self.map.read(key, |mut slots| slots.nth(1).is_some()) {
+                self.dirty.insert(key.clone());
+            }
+            let Some((_, slot)) = self.map.get_dot(dot) else {
+                continue;
+            };
+            let entry = entry_of(key, &slot);
+            let updated = removed
+                .iter()
+                .position(|r| r.key == entry.key && r.pid == entry.pid);
+            self.events.push_back(match updated {
+                Some(i) => {
+                    let old = removed.swap_remove(i);
+                    // A promise to a claim follows the claim through a metadata update (a
+                    // singleton marks its claim when it starts running).
+                    if let Some((promised, _)) = self.promises.get_mut(&*key.name)
+                        && *promised == old.dot
+                    {
+                        *promised = entry.dot.clone();
+                    }
+                    Event::MetaUpdated {
+                        previous: old.meta,
+                        entry,
+                    }
+                }
+                None => Event::Registered(entry),
+            });
+        }
+        for entry in removed {
+            let reason = if self.losers.remove(&entry.dot) {
+                Reason::Conflict
+            } else {
+                Reason::Normal
+            };
+            // Its owner removed it on purpose, so it no longer runs under our vouch.
+            if self
+                .promises
+                .get(&*entry.key.name)
+                .is_some_and(|(dot, _)| *dot == entry.dot)
+            {
+                self.promises.remove(&*entry.key.name);
+            }
+            self.events.push_back(Event::Unregistered { entry, reason });
+        }
+    }
+
+    /// Runs after every input: SWIM outputs, conflict checks, nothing left half done.
+    pub(super) fn settle(&mut self, now: Instant) {
+        self.drain_swim(now);
+        while let Some(key) = self.dirty.pop_first() {
+            if key.kind == KeyKind::Name {
+                self.resolve(now, &key);
+            }
+        }
+        if !self.singletons.is_empty() {
+            self.eval_singletons(now);
+            // Claims and releases made by the evaluation touch names: settle those too.
+            while let Some(key) = self.dirty.pop_first() {
+                if key.kind == KeyKind::Name {
+                    self.resolve(now, &key);
+                }
+            }
+        }
+    }
+
+    pub(super) fn resolve(&mut self, now: Instant, key: &Key) {
+        let candidates = self.entries(key);
+        if candidates.len() >= 2 {
+            self.decide(now, key, candidates);
+        }
+    }
+
+    /// Runs the resolver over canonically sorted candidates, reports the outcome, and removes
+    /// this node's losing entries.
+    pub(super) fn decide(&mut self, now: Instant, key: &Key, candidates: Vec<Entry>) {
+        let resolution = self.resolver.resolve(&key.name, &candidates);
+        if let Some(reason) = resolution.failure {
+            tracing::warn!(key = ?key, %reason, "resolver failed; keep-oldest used");
+            self.stats.resolver_failures += 1;
+            self.events.push_back(Event::ResolverFailed {
+                key: key.clone(),
+                reason,
+            });
+        }
+        let winner_idx = match resolution.verdict {
+            Verdict::Keep(i) => Some(i),
+            Verdict::DropAll => None,
+        };
+        let winner = winner_idx.map(|i| candidates[i].clone());
+        let losers: Vec<Entry> = candidates
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != winner_idx)
+            .map(|(_, e)| e)
+            .collect();
+        self.stats.conflicts_resolved += 1;
+        self.events.push_back(Event::ConflictResolved {
+            key: key.clone(),
+            winner,
+            losers: losers.clone(),
+        });
+        let mine: Vec<Dot<NodeId>> = losers
+            .iter()
+            .filter(|e| e.dot.actor == self.me.node && self.map.get_dot(&e.dot).is_some())
+            .map(|e| e.dot.clone())
+            .collect();
+        for e in &losers {
+            // Only entries we hold can be reported as removed later (released ones never are).
+            if self.map.get_dot(&e.dot).is_some() {
+                self.losers.insert(e.dot.clone());
+            }
+        }
+        if !mine.is_empty() {
+            self.remove_own(now, &mine, Reason::Conflict);
+            // remove_own marked the key dirty again; it now has fewer candidates and is
+            // re-checked by the caller's loop.
+        }
+    }
+}

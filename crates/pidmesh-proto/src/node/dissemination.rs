@@ -1,0 +1,229 @@
+//! Dissemination: batching this node's deltas, pushing them to live peers, and applying peers' deltas.
+
+use std::time::Instant;
+
+use pidmesh_crdt::{Delta, Dot, DotSet, Slot};
+use pidmesh_wire::{
+    self as wire, DeltaBatch, DeltaMsg, Key, KeyKind, NodeId, OriginDelta, Pid, TrafficClass,
+    Value, WireEntry,
+};
+
+use crate::entry::Entry;
+use crate::timers::TimerKind;
+
+use super::{Node, Transmit};
+
+/// A generous upper bound of an entry's encoded size, for cutting messages.
+pub(super) fn entry_budget(e: &WireEntry) -> usize {
+    40 + e.key.name.len() + e.value.meta.len()
+}
+
+/// Cuts one origin's delta into pieces whose encoding stays under `budget` bytes.
+/// `items` are `(released?, entry)` sorted by sequence number and lying within `seen`.
+pub(super) fn split_origin_delta(
+    seen: &DotSet,
+    items: impl Iterator<Item = (bool, WireEntry)>,
+    budget: usize,
+) -> Vec<OriginDelta> {
+    let mut out = Vec::new();
+    let mut cur = OriginDelta::default();
+    let mut size = 0;
+    let mut start = 1;
+    let mut last_seq = 0;
+    for (released, e) in items {
+        let b = entry_budget(&e);
+        if last_seq != 0 && size + b > budget {
+            cur.seen = seen.clipped(start, last_seq).ranges().to_vec();
+            out.push(std::mem::take(&mut cur));
+            start = last_seq + 1;
+            size = 0;
+        }
+        size += b;
+        last_seq = e.seq;
+        if released {
+            cur.released.push(e)
+        } else {
+            cur.adds.push(e)
+        }
+    }
+    let rest = seen.clipped(start, u64::MAX);
+    if !cur.adds.is_empty() || !cur.released.is_empty() || !rest.is_empty() || out.is_empty() {
+        cur.seen = rest.ranges().to_vec();
+        out.push(cur);
+    }
+    out
+}
+
+/// Merges two seq-sorted lists of entries into one, tagging released ones.
+pub(super) fn tagged(
+    adds: Vec<WireEntry>,
+    released: Vec<WireEntry>,
+) -> impl Iterator<Item = (bool, WireEntry)> {
+    let mut all: Vec<(bool, WireEntry)> = adds
+        .into_iter()
+        .map(|e| (false, e))
+        .chain(released.into_iter().map(|e| (true, e)))
+        .collect();
+    all.sort_by_key(|(_, e)| e.seq);
+    all.into_iter()
+}
+
+impl Node {
+    /// Checks that `origin` may speak for its own dots here: a live peer whose proven name matches.
+    pub(super) fn authorize(
+        &self,
+        origin: &NodeId,
+        peer_name: Option<&str>,
+    ) -> Result<(), &'static str> {
+        if peer_name.is_some_and(|n| n != &*origin.name) {
+            return Err("origin does not match authenticated peer");
+        }
+        if *origin == self.me.node {
+            return Err("peer claims our identity");
+        }
+        if !self.peers.contains_key(origin) {
+            return Err("origin is not a live member");
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_delta(
+        &mut self,
+        now: Instant,
+        peer_name: Option<&str>,
+        bytes: &[u8],
+    ) -> Result<(), &'static str> {
+        let DeltaMsg::V1(DeltaBatch { origin, delta }) =
+            wire::decode::<DeltaMsg>(bytes).map_err(|_| "undecodable delta")?;
+        self.authorize(&origin, peer_name)?;
+        self.apply_origin_delta(now, &origin, delta);
+        // A hole in what we have seen of the origin means an earlier batch was lost (every
+        // mutation mints a dot, so an origin's own dots are gap-free): repair it now.
+        let holes = self
+            .map
+            .context()
+            .row(&origin)
+            .is_some_and(|r| r.ranges().len() > 1 || r.contiguous() == 0);
+        if holes {
+            self.stats.gaps_detected += 1;
+            if let Some(peer) = self.peers.get(&origin).cloned() {
+                self.send_digest(now, &peer);
+            }
+        }
+        self.stats.deltas_applied += 1;
+        Ok(())
+    }
+
+    pub(super) fn apply_origin_delta(&mut self, now: Instant, origin: &NodeId, od: OriginDelta) {
+        let wall = self.wall_ms(now);
+        let max_ahead = u64::try_from(self.config.max_clock_drift.as_millis()).unwrap_or(u64::MAX);
+        let mut delta = Delta::default();
+        delta
+            .ctx
+            .set_row(origin.clone(), DotSet::from_ranges(od.seen.iter().copied()));
+        for e in od.adds {
+            if !self.clock.observe(e.value.at, wall, max_ahead) {
+                self.stats.clock_readings_ignored += 1;
+            }
+            delta.adds.push((
+                e.key,
+                Slot {
+                    dot: Dot::new(origin.clone(), e.seq),
+                    value: e.value,
+                },
+            ));
+        }
+        // Claims the origin gave up after a conflict that this node never saw: our own claims on
+        // the same names were concurrent with them and must face the resolver too.
+        let unseen_releases: Vec<Entry> = od
+            .released
+            .into_iter()
+            .filter(|r| {
+                r.key.kind == KeyKind::Name
+                    && !self
+                        .map
+                        .context()
+                        .contains(&Dot::new(origin.clone(), r.seq))
+            })
+            .map(|r| Entry {
+                pid: Pid {
+                    node: origin.clone(),
+                    local: r.value.pid,
+                },
+                meta: r.value.meta,
+                registered_at: r.value.at,
+                dot: Dot::new(origin.clone(), r.seq),
+                key: r.key,
+            })
+            .collect();
+        let report = self.map.join(&delta);
+        self.report_join(report);
+        for released in unseen_releases {
+            self.resolve_against_release(now, released);
+        }
+    }
+
+    pub(super) fn queue_delta(&mut self, now: Instant, delta: Delta<NodeId, Key, Value>) {
+        match &mut self.pending {
+            Some(p) => p.merge(delta),
+            None => self.pending = Some(delta),
+        }
+        if !self.flush_scheduled {
+            self.flush_scheduled = true;
+            self.timers
+                .push(now + self.config.delta_batch_window, TimerKind::Flush);
+        }
+    }
+
+    /// Pushes the pending batch to every live peer.
+    pub(super) fn flush(&mut self) {
+        let Some(delta) = self.pending.take() else {
+            return;
+        };
+        let seen = delta.ctx.row(&self.me.node).cloned().unwrap_or_default();
+        let adds: Vec<WireEntry> = delta
+            .adds
+            .into_iter()
+            .map(|(key, slot)| WireEntry {
+                seq: slot.dot.seq,
+                key,
+                value: slot.value,
+            })
+            .collect();
+        let released: Vec<WireEntry> = seen
+            .ranges()
+            .iter()
+            .flat_map(|&(a, b)| self.released.range(a..=b))
+            .map(|(seq, (k, v))| WireEntry {
+                seq: *seq,
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect();
+        for chunk in
+            split_origin_delta(&seen, tagged(adds, released), self.config.delta_batch_bytes)
+        {
+            let msg = DeltaMsg::V1(DeltaBatch {
+                origin: self.me.node.clone(),
+                delta: chunk,
+            });
+            let payload = match wire::encode(&msg) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "delta batch not encodable");
+                    self.stats.encode_errors += 1;
+                    continue;
+                }
+            };
+            for peer in self.peers.values() {
+                self.stats.delta_bytes_sent += payload.len() as u64;
+                self.outbox.push_back(Transmit {
+                    to: peer.addr,
+                    class: TrafficClass::Delta,
+                    payload: payload.clone(),
+                });
+            }
+            self.stats.batches_sent += 1;
+        }
+    }
+}

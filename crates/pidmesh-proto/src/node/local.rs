@@ -1,0 +1,247 @@
+//! Owner writes: this node's own processes, their registrations, group memberships and exits.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use pidmesh_crdt::Dot;
+use pidmesh_wire::{self as wire, Key, KeyKind, NodeId, Pid, Value};
+
+use crate::entry::{Entry, Event, Reason};
+use crate::error::{JoinError, RegisterError, RemoveError};
+
+use super::{Node, entry_of};
+
+impl Node {
+    // ----- local operations ----------------------------------------------------------------
+
+    /// A new process identity on this node. It stays live until [`Node::process_exited`].
+    pub fn spawn_pid(&mut self) -> Pid {
+        let local = self.next_pid;
+        self.next_pid += 1;
+        self.live_pids.insert(local);
+        Pid {
+            node: self.me.node.clone(),
+            local,
+        }
+    }
+
+    pub(super) fn check_pid(&self, pid: &Pid) -> bool {
+        pid.node == self.me.node && self.live_pids.contains(&pid.local)
+    }
+
+    pub(super) fn own_entry(&self, key: &Key, pid: &Pid) -> Option<Entry> {
+        self.map
+            .get(key)
+            .iter()
+            .find(|s| s.dot.actor == self.me.node && s.value.pid == pid.local)
+            .map(|s| entry_of(key, s))
+    }
+
+    pub(super) fn add_own(&mut self, now: Instant, key: Key, pid: &Pid, meta: Bytes) -> Entry {
+        let at = self.clock.tick(self.wall_ms(now));
+        let delta = self.map.add(
+            &self.me.node,
+            key.clone(),
+            Value {
+                pid: pid.local,
+                meta,
+                at,
+            },
+        );
+        let entry = entry_of(&key, &delta.adds[0].1);
+        self.queue_delta(now, delta);
+        self.events.push_back(Event::Registered(entry.clone()));
+        if key.kind == KeyKind::Name && self.map.read(&key, |mut slots| slots.nth(1).is_some()) {
+            self.dirty.insert(key);
+        }
+        entry
+    }
+
+    /// Registers `pid` (a live process of this node) under the unique `name`.
+    ///
+    /// Visible locally at once; other nodes see it after the next delta batch.
+    ///
+    /// # Errors
+    /// See [`RegisterError`]; on error nothing changed.
+    pub fn register(
+        &mut self,
+        now: Instant,
+        name: &str,
+        pid: &Pid,
+        meta: Bytes,
+    ) -> Result<Entry, RegisterError> {
+        if self.left {
+            return Err(RegisterError::Stopped);
+        }
+        wire::check_key_name(name).map_err(RegisterError::InvalidName)?;
+        if meta.len() > wire::MAX_META_LEN {
+            return Err(RegisterError::MetaTooLarge(meta.len()));
+        }
+        if !self.check_pid(pid) {
+            return Err(RegisterError::NotLocal(pid.clone()));
+        }
+        if let Some(current) = self.lookup(name) {
+            return Err(RegisterError::AlreadyRegistered(Box::new(current)));
+        }
+        let entry = self.add_own(now, Key::name(name), pid, meta);
+        self.settle(now);
+        Ok(entry)
+    }
+
+    /// Adds `pid` (a live process of this node) to `group`.
+    ///
+    /// # Errors
+    /// See [`JoinError`]; on error nothing changed.
+    pub fn join(
+        &mut self,
+        now: Instant,
+        group: &str,
+        pid: &Pid,
+        meta: Bytes,
+    ) -> Result<Entry, JoinError> {
+        if self.left {
+            return Err(JoinError::Stopped);
+        }
+        wire::check_key_name(group).map_err(JoinError::InvalidName)?;
+        if meta.len() > wire::MAX_META_LEN {
+            return Err(JoinError::MetaTooLarge(meta.len()));
+        }
+        if !self.check_pid(pid) {
+            return Err(JoinError::NotLocal(pid.clone()));
+        }
+        let key = Key::group(group);
+        if let Some(e) = self.own_entry(&key, pid) {
+            return Err(JoinError::AlreadyMember(Box::new(e)));
+        }
+        let entry = self.add_own(now, key, pid, meta);
+        self.settle(now);
+        Ok(entry)
+    }
+
+    /// Removes `pid`'s registration of the unique `name`.
+    ///
+    /// # Errors
+    /// [`RemoveError::NotFound`] if this node holds no such entry; nothing changed.
+    pub fn unregister(
+        &mut self,
+        now: Instant,
+        name: &str,
+        pid: &Pid,
+    ) -> Result<Entry, RemoveError> {
+        self.remove_key(now, &Key::name(name), pid)
+    }
+
+    /// Removes `pid` from `group`.
+    ///
+    /// # Errors
+    /// [`RemoveError::NotFound`] if `pid` is not in the group on this node; nothing changed.
+    pub fn leave(&mut self, now: Instant, group: &str, pid: &Pid) -> Result<Entry, RemoveError> {
+        self.remove_key(now, &Key::group(group), pid)
+    }
+
+    pub(super) fn remove_key(
+        &mut self,
+        now: Instant,
+        key: &Key,
+        pid: &Pid,
+    ) -> Result<Entry, RemoveError> {
+        if self.left {
+            return Err(RemoveError::Stopped);
+        }
+        let entry = self.own_entry(key, pid).ok_or(RemoveError::NotFound)?;
+        self.remove_own(now, std::slice::from_ref(&entry.dot), Reason::Normal);
+        self.settle(now);
+        Ok(entry)
+    }
+
+    /// Replaces the metadata of `pid`'s entry under `key`.
+    ///
+    /// # Errors
+    /// [`RemoveError::NotFound`] if there is no such entry, [`RemoveError::MetaTooLarge`];
+    /// on error nothing changed.
+    pub fn update_meta(
+        &mut self,
+        now: Instant,
+        key: &Key,
+        pid: &Pid,
+        meta: Bytes,
+    ) -> Result<Entry, RemoveError> {
+        if self.left {
+            return Err(RemoveError::Stopped);
+        }
+        if meta.len() > wire::MAX_META_LEN {
+            return Err(RemoveError::MetaTooLarge(meta.len()));
+        }
+        let old = self.own_entry(key, pid).ok_or(RemoveError::NotFound)?;
+        // The registration time stays: the update is not a new claim on the name.
+        let value = Value {
+            pid: pid.local,
+            meta,
+            at: old.registered_at,
+        };
+        let (delta, previous) = self
+            .map
+            .replace(&self.me.node, &old.dot, value)
+            .ok_or(RemoveError::NotFound)?;
+        let entry = entry_of(key, &delta.adds[0].1);
+        self.queue_delta(now, delta);
+        self.events.push_back(Event::MetaUpdated {
+            entry: entry.clone(),
+            previous: previous.value.meta,
+        });
+        self.dirty.insert(key.clone());
+        self.settle(now);
+        Ok(entry)
+    }
+
+    /// The process `pid` ended: every entry of it goes away (reason `ProcessExited`) and the pid
+    /// can no longer register. Returns the removed entries.
+    pub fn process_exited(&mut self, now: Instant, pid: &Pid) -> Vec<Entry> {
+        if pid.node != self.me.node || !self.live_pids.remove(&pid.local) {
+            return Vec::new();
+        }
+        let dots: Vec<Dot<NodeId>> = self
+            .map
+            .actor_entries(&self.me.node)
+            .filter(|(_, s)| s.value.pid == pid.local)
+            .map(|(_, s)| s.dot.clone())
+            .collect();
+        let removed = self.remove_own(now, &dots, Reason::ProcessExited);
+        self.settle(now);
+        removed
+    }
+
+    pub(super) fn remove_own(
+        &mut self,
+        now: Instant,
+        dots: &[Dot<NodeId>],
+        reason: Reason,
+    ) -> Vec<Entry> {
+        let (delta, removed) = self.map.remove(&self.me.node, dots);
+        self.queue_delta(now, delta);
+        let mut out = Vec::with_capacity(removed.len());
+        for (key, slot) in removed {
+            let entry = entry_of(&key, &slot);
+            if reason == Reason::Conflict {
+                // Shipped with `at` = the release time (see `OriginDelta::released`).
+                let released_at = self.clock.tick(self.wall_ms(now));
+                let value = Value {
+                    at: released_at,
+                    ..slot.value.clone()
+                };
+                self.released.insert(slot.dot.seq, (key.clone(), value));
+                while self.released.len() > self.config.max_released {
+                    self.released.pop_first();
+                }
+            }
+            self.losers.remove(&slot.dot);
+            self.dirty.insert(key);
+            self.events.push_back(Event::Unregistered {
+                entry: entry.clone(),
+                reason,
+            });
+            out.push(entry);
+        }
+        out
+    }
+}

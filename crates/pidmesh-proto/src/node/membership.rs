@@ -1,0 +1,236 @@
+//! Membership: SWIM (foca) packets and timers, announcing to seeds, peers coming up and going down, leaving.
+
+use std::collections::{BTreeSet, HashSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use foca::OwnedNotification;
+use pidmesh_crdt::Dot;
+use pidmesh_wire::{self as wire, Datagram, NodeId, TrafficClass};
+
+use crate::entry::{Event, Reason};
+use crate::member::Member;
+use crate::singleton::{Phase, StopReason};
+use crate::timers::TimerKind;
+
+use super::{Node, entry_of};
+
+impl Node {
+    /// Leaves the cluster gracefully: removes every local entry, pushes that at once, and tells
+    /// the other members this node is leaving. Later local operations fail with `Stopped`.
+    pub fn leave_cluster(&mut self, now: Instant) {
+        if self.left {
+            return;
+        }
+        // Stop running singletons before their names are released (handover without waiting
+        // for failure detection: the others see a release on purpose and start at once).
+        for (name, slot) in &mut self.singletons {
+            if matches!(slot.phase, Phase::Held { running: true, .. }) {
+                self.events.push_back(Event::SingletonStopped {
+                    name: name.clone(),
+                    reason: StopReason::Shutdown,
+                });
+            }
+            slot.phase = Phase::Idle;
+        }
+        let dots: Vec<Dot<NodeId>> = self
+            .map
+            .actor_entries(&self.me.node)
+            .map(|(_, s)| s.dot.clone())
+            .collect();
+        if !dots.is_empty() {
+            self.remove_own(now, &dots, Reason::Normal);
+        }
+        self.flush();
+        self.left = true;
+        self.live_pids.clear();
+        // Tell SWIM a moment later, so the removals pushed above reach the peers before the
+        // leave does: then they see the names released on purpose (a singleton's next holder
+        // starts at once) rather than purged with a node that went down.
+        self.timers
+            .push(now + self.config.leave_grace, TimerKind::Leave);
+    }
+
+    /// True once the node has told the cluster it is leaving (after [`Node::leave_cluster`]
+    /// and its grace period); the runtime can stop driving it then.
+    pub fn has_left_swim(&self) -> bool {
+        self.swim_left
+    }
+
+    pub(super) fn leave_swim(&mut self, now: Instant) {
+        if self.swim_left {
+            return;
+        }
+        if let Err(e) = self.swim.leave_cluster(&mut self.swim_rt) {
+            tracing::debug!(error = %e, "swim leave failed");
+        }
+        self.drain_swim(now);
+        self.swim_left = true;
+    }
+
+    pub(super) fn on_datagram(&mut self, bytes: &[u8]) -> Result<(), &'static str> {
+        let Datagram::V1 { swim } =
+            wire::decode::<Datagram>(bytes).map_err(|_| "undecodable datagram")?;
+        self.swim
+            .handle_data(&swim, &mut self.swim_rt)
+            .map_err(|_| "swim rejected packet")
+    }
+
+    /// Announces to seeds that are not live members; returns the delay until the next attempt.
+    pub(super) fn announce(&mut self, now: Instant) -> Duration {
+        if self.left {
+            return self.config.announce_max;
+        }
+        let live: HashSet<SocketAddr> = self.peers.values().map(|m| m.addr).collect();
+        let mut targets: BTreeSet<SocketAddr> = self
+            .seeds
+            .iter()
+            .copied()
+            .filter(|a| *a != self.me.addr && !live.contains(a))
+            .collect();
+        if !self.swim_active {
+            // Cut off from everyone SWIM knows (after a partition, or after renewing our identity
+            // when the gossip announcing it was lost): every known address, live or not, may be
+            // the way back. foca does not recover from this on its own.
+            targets.extend(
+                self.swim
+                    .iter_membership_state()
+                    .map(|m| m.id().addr)
+                    .filter(|a| *a != self.me.addr),
+            );
+        }
+        if targets.is_empty() {
+            self.announce_every = self.config.announce_min;
+            return self.config.announce_min;
+        }
+        for addr in targets {
+            if let Err(e) = self
+                .swim
+                .announce(Member::placeholder(addr), &mut self.swim_rt)
+            {
+                tracing::debug!(error = %e, "announce failed");
+            }
+            self.stats.announces += 1;
+        }
+        self.drain_swim(now);
+        let wait = self.announce_every;
+        self.announce_every = (self.announce_every * 2).min(self.config.announce_max);
+        wait
+    }
+
+    /// Moves foca's outputs into the node's queues and reacts to its notifications.
+    pub(super) fn drain_swim(&mut self, now: Instant) {
+        while let Some((dst, data)) = self.swim_rt.to_send() {
+            let msg = Datagram::V1 { swim: data };
+            self.send(dst.addr, TrafficClass::Membership, &msg);
+        }
+        while let Some((after, timer)) = self.swim_rt.to_schedule() {
+            self.timers.push(now + after, TimerKind::Swim(timer));
+        }
+        while let Some(n) = self.swim_rt.to_notify() {
+            self.on_notification(now, n);
+        }
+    }
+
+    pub(super) fn on_notification(&mut self, now: Instant, n: OwnedNotification<Member>) {
+        match n {
+            OwnedNotification::MemberUp(m) => self.member_up(now, m),
+            OwnedNotification::MemberDown(m) => {
+                if self
+                    .peers
+                    .get(&m.node)
+                    .is_some_and(|cur| cur.bump == m.bump)
+                {
+                    self.node_down(&m.node);
+                }
+            }
+            OwnedNotification::Rename(old, new) => {
+                let was_live = self
+                    .peers
+                    .get(&old.node)
+                    .is_some_and(|cur| cur.bump == old.bump);
+                if old.node != new.node {
+                    // A new life (or another node) at the same address: the old one is gone.
+                    if self.peers.contains_key(&old.node) {
+                        self.node_down(&old.node);
+                    }
+                    if was_live {
+                        self.member_up(now, new);
+                    }
+                } else if was_live {
+                    // Same life, renewed SWIM identity: keep its entries, track the new identity.
+                    self.peers.insert(new.node.clone(), new);
+                }
+            }
+            OwnedNotification::Rejoin(me) => {
+                // foca renewed our SWIM identity after a false "down"; our NodeId is unchanged.
+                // Until someone answers, we are not part of a cluster: announce at once.
+                self.me = me;
+                self.stats.rejoins += 1;
+                // Others declared us down and dropped our entries, singleton claims included.
+                // A running singleton needs no special care: the peers that vouched for it keep
+                // their promises until its lease ran out, and it stops then unless they vouch
+                // again.
+                self.lost_cluster(now);
+            }
+            OwnedNotification::Active => {
+                self.swim_active = true;
+            }
+            OwnedNotification::Idle | OwnedNotification::Defunct => self.lost_cluster(now),
+        }
+    }
+
+    pub(super) fn lost_cluster(&mut self, now: Instant) {
+        if self.swim_active || self.announce_every > self.config.announce_min {
+            // Restart the announcer from its shortest interval, right now.
+            self.announce_every = self.config.announce_min;
+            self.announce_gen += 1;
+            self.timers
+                .push(now, TimerKind::Announce(self.announce_gen));
+        }
+        self.swim_active = false;
+    }
+
+    pub(super) fn member_up(&mut self, now: Instant, m: Member) {
+        if !m.is_real() || m.node == self.me.node {
+            return;
+        }
+        // An older life of the same name is gone for good.
+        let stale: Vec<NodeId> = self
+            .peers
+            .keys()
+            .filter(|n| n.name == m.node.name && n.incarnation < m.node.incarnation)
+            .cloned()
+            .collect();
+        for n in stale {
+            self.node_down(&n);
+        }
+        let fresh = !self.peers.contains_key(&m.node);
+        self.peers.insert(m.node.clone(), m.clone());
+        if fresh {
+            self.events.push_back(Event::NodeUp(m.node.clone()));
+            self.sync_inflight.remove(&m.node);
+            self.send_digest(now, &m);
+        }
+    }
+
+    pub(super) fn node_down(&mut self, node: &NodeId) {
+        if self.peers.remove(node).is_none() {
+            return;
+        }
+        self.peer_has.remove(node);
+        self.sync_inflight.remove(node);
+        self.snapshots.retain(|job| job.to != *node);
+        for (key, slot) in self.map.forget_actor(node) {
+            self.losers.remove(&slot.dot);
+            let entry = entry_of(&key, &slot);
+            self.dirty.insert(key);
+            self.events.push_back(Event::Unregistered {
+                entry,
+                reason: Reason::NodeDown,
+            });
+        }
+        self.events.push_back(Event::NodeDown(node.clone()));
+        self.announce_every = self.config.announce_min;
+    }
+}

@@ -1,0 +1,301 @@
+//! Anti-entropy: periodic digests, answers to them window by window, and snapshots for lagging peers.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use pidmesh_crdt::{Dot, DotSet, LiveDigest};
+use pidmesh_wire::{self as wire, NodeId, SyncMsg, SyncV1, TrafficClass, WireEntry};
+
+use crate::member::Member;
+use crate::singleton::ClaimAnswer;
+use crate::timers::TimerKind;
+
+use super::Node;
+use super::dissemination::{split_origin_delta, tagged};
+
+/// Sequence numbers per window of a reply to a digest (about 0.9 MB of entries with ~17-byte
+/// names): one window is built and handed to the transport at a time.
+pub(super) const SNAPSHOT_WINDOW: u64 = 32_768;
+
+/// The pause between two windows of a reply, so the runtime gets to send the first before the
+/// node builds the next.
+pub(super) const SNAPSHOT_PAUSE: std::time::Duration = std::time::Duration::from_micros(100);
+
+/// A reply to a digest that is still being sent.
+#[derive(Debug)]
+pub(super) struct SnapshotJob {
+    pub(super) to: NodeId,
+    pub(super) addr: SocketAddr,
+    /// Our own sequence numbers the asker lacks and has not been sent yet.
+    pub(super) remaining: DotSet,
+}
+
+impl Node {
+    /// Sends an anti-entropy digest to every live peer now (not waiting for the periodic round),
+    /// so that peers missing something pull it at once.
+    pub fn sync_now(&mut self, now: Instant) {
+        let peers: Vec<Member> = self.peers.values().cloned().collect();
+        for p in peers {
+            self.send_digest(now, &p);
+        }
+    }
+
+    pub(super) fn on_sync(
+        &mut self,
+        now: Instant,
+        from_addr: SocketAddr,
+        peer_name: Option<&str>,
+        bytes: &[u8],
+    ) -> Result<(), &'static str> {
+        let SyncMsg::V1(msg) = wire::decode::<SyncMsg>(bytes).map_err(|_| "undecodable sync")?;
+        match msg {
+            SyncV1::Digest {
+                from,
+                to,
+                have,
+                own_max,
+                live_count,
+                live_hash,
+            } => {
+                if to != self.me.node {
+                    return Err("digest for another life of this node");
+                }
+                if peer_name.is_some_and(|n| n != &*from.name) {
+                    return Err("origin does not match authenticated peer");
+                }
+                let live = LiveDigest {
+                    count: live_count,
+                    hash: live_hash,
+                };
+                let have = DotSet::from_ranges(have);
+                if self.peers.contains_key(&from) {
+                    self.peer_has.insert(from.clone(), have.clone());
+                }
+                self.answer_digest(now, &from, from_addr, &have, live);
+                // Pull in return when the asker has dots we lack.
+                if let Some(peer) = self.peers.get(&from).cloned() {
+                    let mine = self.map.context().row(&from).cloned().unwrap_or_default();
+                    if !mine.includes(&DotSet::from_range(1, own_max)) {
+                        self.send_digest(now, &peer);
+                    }
+                }
+                Ok(())
+            }
+            SyncV1::ClaimCheck {
+                from,
+                to,
+                name,
+                claim,
+                round,
+            } => {
+                if to != self.me.node {
+                    return Err("claim check for another life of this node");
+                }
+                self.authorize(&from, peer_name)?;
+                let claim_seq = claim.adds.first().map_or(0, |e| e.seq);
+                self.apply_origin_delta(now, &from, claim);
+                if now < self.promises_unknown_until {
+                    // Too young to vouch (see `promises_unknown_until`): no answer, no vouch.
+                    return Ok(());
+                }
+                let holders = self.vouch(now, &name, Dot::new(from.clone(), claim_seq));
+                let msg = SyncMsg::V1(SyncV1::ClaimAck {
+                    from: self.me.node.clone(),
+                    to: from,
+                    name,
+                    claim_seq,
+                    round,
+                    known: u32::try_from(self.known_nodes()).unwrap_or(u32::MAX),
+                    holders,
+                });
+                self.send(from_addr, TrafficClass::Sync, &msg);
+                Ok(())
+            }
+            SyncV1::ClaimAck {
+                from,
+                to,
+                name,
+                round,
+                known,
+                holders,
+                ..
+            } => {
+                if to != self.me.node {
+                    return Err("claim ack for another life of this node");
+                }
+                if peer_name.is_some_and(|n| n != &*from.name) || !self.peers.contains_key(&from) {
+                    return Err("claim ack from a node that is not a live member");
+                }
+                let ack = ClaimAnswer {
+                    from,
+                    round,
+                    known: usize::try_from(known).unwrap_or(usize::MAX),
+                    holders,
+                };
+                self.on_claim_ack(now, &name, ack);
+                Ok(())
+            }
+            SyncV1::Chunk {
+                from,
+                to,
+                delta,
+                last,
+            } => {
+                if to != self.me.node {
+                    return Err("chunk for another life of this node");
+                }
+                self.authorize(&from, peer_name)?;
+                self.apply_origin_delta(now, &from, delta);
+                self.stats.chunks_applied += 1;
+                if last {
+                    self.sync_inflight.remove(&from);
+                } else if let Some(until) = self.sync_inflight.get_mut(&from) {
+                    // A long reply is making progress: give it more time before asking again.
+                    *until = now + self.config.sync_timeout;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends `to` the part of this node's own state it lacks: the dots it has not seen, or, when
+    /// its digest shows it still holds entries this node removed, everything.
+    pub(super) fn answer_digest(
+        &mut self,
+        now: Instant,
+        to: &NodeId,
+        addr: SocketAddr,
+        have: &DotSet,
+        live: LiveDigest,
+    ) {
+        let me = self.me.node.clone();
+        let own = self.map.context().row(&me).cloned().unwrap_or_default();
+        let mut missing = own.difference(have);
+        // What the asker should hold of our live entries if it missed nothing but `missing`.
+        let mut expected = self.map.actor_digest(&me);
+        for &(a, b) in missing.ranges() {
+            for (_, slot) in self.map.actor_range(&me, a, b) {
+                expected.toggle(slot.dot.seq, false);
+            }
+        }
+        if expected != live {
+            // It holds stale entries (a removal of ours got lost): resend the whole row, whose
+            // context covers and so drops them.
+            missing = own;
+            self.stats.full_syncs += 1;
+        }
+        self.stats.digests_answered += 1;
+        // A reply replaces any earlier one still being sent to the same asker.
+        self.snapshots.retain(|job| job.to != *to);
+        self.snapshots.push_back(SnapshotJob {
+            to: to.clone(),
+            addr,
+            remaining: missing,
+        });
+        self.send_snapshot_window(now);
+    }
+
+    /// Sends the next window of the oldest pending reply (at most [`SNAPSHOT_WINDOW`] sequence
+    /// numbers, cut into chunks), and schedules the next window a moment later: a large reply
+    /// goes out window by window, so the asker applies the first while this node builds the
+    /// next, and neither node's other work waits for the whole state.
+    pub(super) fn send_snapshot_window(&mut self, now: Instant) {
+        let Some(mut job) = self.snapshots.pop_front() else {
+            return;
+        };
+        let me = self.me.node.clone();
+        // An empty reply is still one (empty, last) chunk: the asker waits for it.
+        let first = job.remaining.ranges().first().map_or(1, |r| r.0);
+        let end = first.saturating_add(SNAPSHOT_WINDOW - 1);
+        let window = job.remaining.clipped(first, end);
+        job.remaining = job.remaining.clipped(end.saturating_add(1), u64::MAX);
+        let mut adds = Vec::new();
+        let mut released = Vec::new();
+        for &(a, b) in window.ranges() {
+            adds.extend(self.map.actor_range(&me, a, b).map(|(k, s)| WireEntry {
+                seq: s.dot.seq,
+                key: k.clone(),
+                value: s.value.clone(),
+            }));
+            released.extend(self.released.range(a..=b).map(|(seq, (k, v))| WireEntry {
+                seq: *seq,
+                key: k.clone(),
+                value: v.clone(),
+            }));
+        }
+        let budget = self.config.sync_chunk_bytes.saturating_sub(1024).max(1024);
+        let chunks = split_origin_delta(&window, tagged(adds, released), budget);
+        let n = chunks.len();
+        let done = job.remaining.is_empty();
+        for (i, delta) in chunks.into_iter().enumerate() {
+            let msg = SyncMsg::V1(SyncV1::Chunk {
+                from: me.clone(),
+                to: job.to.clone(),
+                delta,
+                last: done && i + 1 == n,
+            });
+            self.send(job.addr, TrafficClass::Sync, &msg);
+        }
+        if !done {
+            self.snapshots.push_back(job);
+        }
+        if !self.snapshots.is_empty() {
+            self.timers
+                .push(now + SNAPSHOT_PAUSE, TimerKind::SnapshotWindow);
+        }
+    }
+
+    pub(super) fn sync_round(&mut self, now: Instant) {
+        if self.left {
+            return;
+        }
+        self.sync_inflight.retain(|_, until| *until > now);
+        // Round-robin over live peers (in node-id order, starting after the last one asked), so
+        // every peer is reached within `peers` rounds whatever the randomness.
+        let after = self.sync_cursor.clone();
+        let next = self
+            .peers
+            .values()
+            .filter(|m| !self.sync_inflight.contains_key(&m.node))
+            .find(|m| after.as_ref().is_none_or(|a| m.node > *a))
+            .or_else(|| {
+                self.peers
+                    .values()
+                    .find(|m| !self.sync_inflight.contains_key(&m.node))
+            })
+            .cloned();
+        let Some(peer) = next else { return };
+        self.sync_cursor = Some(peer.node.clone());
+        self.send_digest(now, &peer);
+        self.stats.sync_rounds += 1;
+    }
+
+    pub(super) fn send_digest(&mut self, now: Instant, peer: &Member) {
+        if self
+            .sync_inflight
+            .get(&peer.node)
+            .is_some_and(|until| *until > now)
+        {
+            return;
+        }
+        let have = self
+            .map
+            .context()
+            .row(&peer.node)
+            .map(|r| r.ranges().to_vec())
+            .unwrap_or_default();
+        let own_max = self.map.context().max(&self.me.node);
+        let live = self.map.actor_digest(&peer.node);
+        let msg = SyncMsg::V1(SyncV1::Digest {
+            from: self.me.node.clone(),
+            to: peer.node.clone(),
+            have,
+            own_max,
+            live_count: live.count,
+            live_hash: live.hash,
+        });
+        self.send(peer.addr, TrafficClass::Sync, &msg);
+        self.sync_inflight
+            .insert(peer.node.clone(), now + self.config.sync_timeout);
+    }
+}
