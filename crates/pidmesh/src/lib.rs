@@ -30,12 +30,16 @@
 
 #![forbid(unsafe_code)]
 
+mod builder;
+mod driver;
 mod error;
 mod mailbox;
 mod placement;
+mod registration;
 mod registry;
 mod singleton;
 
+pub use builder::RegistryBuilder;
 pub use error::{JoinError, RegisterError, RemoveError, SendError, StartError, Stopped};
 pub use mailbox::{Envelope, Mailbox};
 pub use pidmesh_proto::{
@@ -46,6 +50,7 @@ pub use placement::{
     GetOrStartError, LostSignal, PLACEMENT_GROUP_PREFIX, Placement, PlacementError, StartContext,
     rendezvous_score,
 };
-pub use registry::{Lost, NodeInfo, Registration, Registry, RegistryBuilder, Subscription};
+pub use registration::{Registration, Subscription};
+pub use registry::{Lost, NodeInfo, Registry};
 pub use singleton::{Singleton, SingletonContext, SingletonError, SingletonStatus};
 pub use tokio_util::sync::CancellationToken;

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use pidmesh_proto::{NodeId, Pid};
 use tokio::sync::mpsc;
 
-use crate::registry::Shared;
+use crate::driver::Shared;
 
 /// One message delivered to a mailbox.
 #[derive(Debug, Clone, PartialEq, Eq)]

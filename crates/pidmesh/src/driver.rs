@@ -1,0 +1,264 @@
+//! The driver task: the one task that owns the node, feeds it the network and its timers,
+//! and sends what it produces; and the state it shares with every `Registry` handle.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::singleton::Candidacy;
+use std::time::{Duration, Instant};
+
+use pidmesh_proto::{Event, Node, NodeId, Pid, Reason, RegistryReader, TrafficClass};
+use pidmesh_transport::{Incoming, Outgoing, Transport};
+use pidmesh_wire::MailMsg;
+use tokio::sync::{Notify, broadcast, mpsc, oneshot};
+
+use crate::error::{SendError, Stopped};
+use crate::mailbox::Envelope;
+use crate::registry::Lost;
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves data that is still consistent (each
+    // critical section is a single insert/remove), so poisoning is ignored.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Identifies a registration for its guard: (name, local pid).
+pub(crate) type WatchKey = (pidmesh_wire::CompactString, u64);
+
+/// State shared by every `Registry` handle and the driver.
+pub(crate) struct Shared {
+    pub(crate) id: NodeId,
+    pub(crate) addr: SocketAddr,
+    pub(crate) node: RwLock<Node>,
+    /// Reads the node's registry without taking `node`'s lock, so lookups never wait for the
+    /// driver (see [`RegistryReader`]).
+    pub(crate) reader: RegistryReader,
+    /// Wakes the driver after a local operation so it sends what the node produced.
+    pub(crate) kick: Notify,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) mailboxes: Mutex<HashMap<u64, mpsc::Sender<Envelope>>>,
+    /// Registration guards waiting to hear that their entry went away.
+    /// Keyed by (name, local pid): a metadata update gives the entry a new dot, not a new claim.
+    pub(crate) watchers: Mutex<HashMap<WatchKey, oneshot::Sender<Lost>>>,
+    pub(crate) mail_tx: mpsc::Sender<Outgoing>,
+    pub(crate) stop_tx: Mutex<Option<oneshot::Sender<()>>>,
+    pub(crate) driver: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    pub(crate) stopped: AtomicBool,
+    /// Singleton candidacies of this node, by name (see `singleton.rs`).
+    pub(crate) candidacies: Mutex<HashMap<Arc<str>, Candidacy>>,
+}
+
+impl Shared {
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Node> {
+        self.node
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Node> {
+        self.node
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn check_running(&self) -> Result<(), Stopped> {
+        if self.stopped.load(Ordering::Acquire) {
+            Err(Stopped)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Runs a local operation on the node and wakes the driver to ship its effects.
+    pub(crate) fn mutate<R>(&self, f: impl FnOnce(&mut Node, Instant) -> R) -> Result<R, Stopped> {
+        self.check_running()?;
+        let r = f(&mut self.write(), Instant::now());
+        self.kick.notify_one();
+        Ok(r)
+    }
+
+    pub(crate) fn process_exited(&self, pid: &Pid) {
+        lock(&self.mailboxes).remove(&pid.local);
+        let _ = self.mutate(|n, now| n.process_exited(now, pid));
+    }
+
+    pub(crate) fn deliver_local(&self, pid: &Pid, env: Envelope) -> Result<(), SendError> {
+        let tx = lock(&self.mailboxes)
+            .get(&pid.local)
+            .cloned()
+            .ok_or_else(|| SendError::NoSuchProcess(pid.clone()))?;
+        tx.try_send(env).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SendError::Full,
+            mpsc::error::TrySendError::Closed(_) => SendError::NoSuchProcess(pid.clone()),
+        })
+    }
+
+    /// Hands events to subscribers and to registration guards.
+    pub(crate) fn dispatch(&self, event: Event) {
+        if let Event::Unregistered { entry, reason } = &event
+            && entry.pid.node == self.id
+            && let Some(tx) =
+                lock(&self.watchers).remove(&(entry.key.name.clone(), entry.pid.local))
+        {
+            let winner = if *reason == Reason::Conflict {
+                self.read().lookup(&entry.key.name)
+            } else {
+                None
+            };
+            let _ = tx.send(Lost {
+                reason: *reason,
+                winner,
+            });
+        }
+        metrics::counter!("pidmesh.events", "kind" => event_kind(&event)).increment(1);
+        let _ = self.events.send(event);
+    }
+}
+
+fn event_kind(e: &Event) -> &'static str {
+    match e {
+        Event::Registered(_) => "registered",
+        Event::Unregistered { .. } => "unregistered",
+        Event::MetaUpdated { .. } => "meta_updated",
+        Event::ConflictResolved { .. } => "conflict_resolved",
+        Event::ResolverFailed { .. } => "resolver_failed",
+        Event::SingletonStarted { .. } => "singleton_started",
+        Event::SingletonStopped { .. } => "singleton_stopped",
+        Event::NodeUp(_) => "node_up",
+        Event::NodeDown(_) => "node_down",
+    }
+}
+
+/// The driver: the only task that feeds the node inputs from the network and its timers, and
+/// the only one that sends what it produces. One `select!` loop; shutdown is checked first.
+pub(crate) async fn drive<T: Transport>(
+    shared: Arc<Shared>,
+    mut transport: T,
+    mut mail_rx: mpsc::Receiver<Outgoing>,
+    mut stop_rx: oneshot::Receiver<()>,
+) {
+    loop {
+        let deadline = shared.read().poll_timeout();
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = &mut stop_rx => {
+                leave(&shared, &mut transport).await;
+                break;
+            }
+            incoming = transport.recv() => match incoming {
+                Some(msg) => on_incoming(&shared, msg),
+                None => break,
+            },
+            Some(out) = mail_rx.recv() => {
+                if let Err(e) = transport.send(out) {
+                    metrics::counter!("pidmesh.mail.send_errors").increment(1);
+                    tracing::debug!(error = %e, "mail not sent");
+                }
+            }
+            () = sleep => shared.write().handle_timeout(Instant::now()),
+            () = shared.kick.notified() => {}
+        }
+        flush(&shared, &transport);
+    }
+    shared.stopped.store(true, Ordering::Release);
+    transport.shutdown().await;
+    lock(&shared.mailboxes).clear();
+    lock(&shared.watchers).clear();
+    tracing::info!("pidmesh node stopped");
+}
+
+/// Leaves gracefully: releases every entry at once, keeps driving the node through its leave
+/// grace period (peers see the releases before the SWIM leave), then lets the packets drain.
+async fn leave<T: Transport>(shared: &Shared, transport: &mut T) {
+    shared.write().leave_cluster(Instant::now());
+    flush(shared, transport);
+    let give_up = Instant::now() + Duration::from_secs(1);
+    while !shared.read().has_left_swim() && Instant::now() < give_up {
+        let deadline = shared.read().poll_timeout().unwrap_or(give_up).min(give_up);
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline.into()) => shared.write().handle_timeout(Instant::now()),
+            incoming = transport.recv() => match incoming {
+                Some(msg) => on_incoming(shared, msg),
+                None => break,
+            },
+        }
+        flush(shared, transport);
+    }
+    // Give the goodbye a moment to leave the sockets.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+fn on_incoming(shared: &Shared, msg: Incoming) {
+    metrics::counter!("pidmesh.messages.received", "class" => msg.class.as_str()).increment(1);
+    if msg.class == TrafficClass::Mail {
+        match pidmesh_wire::decode::<MailMsg>(&msg.payload) {
+            Ok(MailMsg::V1 { from, to, body }) if to.node == shared.id => {
+                if msg.peer_name.as_deref().is_some_and(|n| n != &*from.name) {
+                    metrics::counter!("pidmesh.mail.rejected", "reason" => "forged_sender")
+                        .increment(1);
+                    return;
+                }
+                if let Err(e) = shared.deliver_local(&to, Envelope { from, body }) {
+                    metrics::counter!("pidmesh.mail.dropped").increment(1);
+                    tracing::debug!(error = %e, "incoming mail dropped");
+                }
+            }
+            Ok(_) => {
+                metrics::counter!("pidmesh.mail.rejected", "reason" => "wrong_node").increment(1)
+            }
+            Err(e) => {
+                metrics::counter!("pidmesh.mail.rejected", "reason" => "malformed").increment(1);
+                tracing::debug!(error = %e, from = %msg.from, "malformed mail");
+            }
+        }
+        return;
+    }
+    shared.write().handle_message(
+        Instant::now(),
+        msg.from,
+        msg.peer_name.as_deref(),
+        msg.class,
+        &msg.payload,
+    );
+}
+
+/// Sends everything the node produced and dispatches its events.
+fn flush<T: Transport>(shared: &Shared, transport: &T) {
+    let (transmits, events, entries, peers) = {
+        let mut node = shared.write();
+        let mut t = Vec::new();
+        while let Some(x) = node.poll_transmit() {
+            t.push(x);
+        }
+        let mut e = Vec::new();
+        while let Some(x) = node.poll_event() {
+            e.push(x);
+        }
+        (t, e, node.registry().len(), node.peers().count())
+    };
+    for t in transmits {
+        let class = t.class;
+        if let Err(e) = transport.send(Outgoing {
+            to: t.to,
+            class: t.class,
+            payload: t.payload,
+        }) {
+            metrics::counter!("pidmesh.transport.send_errors", "class" => class.as_str())
+                .increment(1);
+            tracing::debug!(error = %e, to = %t.to, "send failed");
+        }
+    }
+    for e in events {
+        shared.dispatch(e);
+    }
+    metrics::gauge!("pidmesh.entries").set(entries as f64);
+    metrics::gauge!("pidmesh.peers").set(peers as f64);
+}
