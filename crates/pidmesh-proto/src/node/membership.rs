@@ -140,6 +140,7 @@ impl Node {
                     .peers
                     .get(&m.node)
                     .is_some_and(|cur| cur.bump == m.bump)
+                    && !self.doubt_down(now, &m)
                 {
                     self.node_down(&m.node);
                 }
@@ -159,6 +160,7 @@ impl Node {
                     }
                 } else if was_live {
                     // Same life, renewed SWIM identity: keep its entries, track the new identity.
+                    self.liveness.renewed(&new.node);
                     self.peers.insert(new.node.clone(), new);
                 }
             }
@@ -206,6 +208,7 @@ impl Node {
             self.node_down(&n);
         }
         let fresh = !self.peers.contains_key(&m.node);
+        self.liveness.renewed(&m.node);
         self.peers.insert(m.node.clone(), m.clone());
         if fresh {
             self.events.push_back(Event::NodeUp(m.node.clone()));
@@ -215,6 +218,7 @@ impl Node {
     }
 
     pub(super) fn node_down(&mut self, node: &NodeId) {
+        self.liveness.renewed(node);
         if self.peers.remove(node).is_none() {
             return;
         }

@@ -112,6 +112,8 @@ pub struct Node {
     promises_unknown_until: Instant,
     /// Set once SWIM was told this node leaves.
     swim_left: bool,
+    /// Liveness evidence and doubted "down" verdicts (see `liveness.rs`).
+    liveness: liveness::Liveness,
 }
 
 impl std::fmt::Debug for Node {
@@ -144,6 +146,7 @@ mod sync;
 use sync::SnapshotJob;
 mod conflicts;
 mod election;
+mod liveness;
 
 impl Node {
     /// Starts a node at time `now`. It begins announcing to its seeds at once.
@@ -193,6 +196,7 @@ impl Node {
             snapshots: VecDeque::new(),
             promises_unknown_until: now + config.singleton_promise(),
             swim_left: false,
+            liveness: liveness::Liveness::default(),
             me,
             config,
             resolver,
@@ -326,6 +330,7 @@ impl Node {
         class: TrafficClass,
         bytes: &[u8],
     ) {
+        self.liveness.heard_from(from, now);
         let result = match class {
             TrafficClass::Membership => self.on_datagram(bytes),
             TrafficClass::Delta => self.on_delta(now, peer_name, bytes),
@@ -370,6 +375,7 @@ impl Node {
                 TimerKind::Singleton => {}
                 TimerKind::Leave => self.leave_swim(now),
                 TimerKind::SnapshotWindow => self.send_snapshot_window(now),
+                TimerKind::DoubtedDown => self.doubted_down_due(now),
             }
         }
         self.settle(now);

@@ -1,0 +1,113 @@
+//! Liveness evidence beyond SWIM's verdicts: "down" verdicts this node has reason to doubt.
+//!
+//! SWIM treats "down" as final for an identity: a member declared down renews its identity
+//! (foca's `Rejoin`) and comes back as a new one. When a partition heals, the side that was cut
+//! off brings back the verdicts it reached while it could not hear anyone: every member of the
+//! other side was "down" there. Those verdicts reach members that never lost touch with each
+//! other. Applied at once, each would purge a live peer's entries (a singleton holder's claim
+//! among them) and drop its vouches, though the peer was talking to this node moments earlier
+//! and renews its identity within a round trip.
+//!
+//! So a "down" verdict about a peer this node heard from (any message, any class) less than
+//! the configured suspicion time ago is *doubted*: the peer stays a live peer for up to one
+//! more suspicion time. If it renews its identity meanwhile (a `Rename` or `MemberUp` of the
+//! same node id), the verdict was stale and nothing is purged; otherwise it goes down then. A
+//! real crash is never doubted: SWIM declares a node down only after it failed a probe and
+//! then stayed silent for the whole suspicion time, so nobody heard from it that recently.
+//!
+//! Safety of singletons does not depend on this (leases and promises do); it only keeps a
+//! heal from tearing down what the majority side built while the cut lasted.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use pidmesh_wire::NodeId;
+
+use crate::member::Member;
+use crate::timers::TimerKind;
+
+use super::Node;
+
+/// Most addresses remembered as recently heard from before old ones are pruned.
+const HEARD_CAP: usize = 4096;
+
+#[derive(Debug, Default)]
+pub(super) struct Liveness {
+    /// When a message from each address last arrived.
+    heard: HashMap<SocketAddr, Instant>,
+    /// Peers declared down by a verdict this node doubts: the identity renewal (bump) the
+    /// verdict was about, and when it takes effect unless the peer renewed.
+    doubted: BTreeMap<NodeId, (u16, Instant)>,
+}
+
+impl Liveness {
+    /// Records that a message from `from` arrived at `now`.
+    pub(super) fn heard_from(&mut self, from: SocketAddr, now: Instant) {
+        if self.heard.len() >= HEARD_CAP && !self.heard.contains_key(&from) {
+            // Keep the newest half (a node hears from its peers all the time).
+            let mut times: Vec<Instant> = self.heard.values().copied().collect();
+            times.sort_unstable();
+            let cut = times[times.len() / 2];
+            self.heard.retain(|_, t| *t > cut);
+        }
+        self.heard.insert(from, now);
+    }
+
+    /// The peer `node` renewed its identity, came up again, or went down for good: whatever
+    /// doubt there was is settled.
+    pub(super) fn renewed(&mut self, node: &NodeId) {
+        self.doubted.remove(node);
+    }
+
+    /// Peers whose doubted "down" verdict is doubted right now (for diagnostics and tests).
+    pub(super) fn doubted(&self) -> usize {
+        self.doubted.len()
+    }
+}
+
+impl Node {
+    /// SWIM declared `m` down. Returns true if this node doubts the verdict (it heard from `m`
+    /// less than a suspicion time ago) and keeps `m` as a live peer for now.
+    pub(super) fn doubt_down(&mut self, now: Instant, m: &Member) -> bool {
+        let window = self.config.swim.suspect_to_down_after;
+        let recent = self
+            .liveness
+            .heard
+            .get(&m.addr)
+            .is_some_and(|&at| now.saturating_duration_since(at) < window);
+        if !recent || self.left {
+            return false;
+        }
+        let until = now + window;
+        self.liveness
+            .doubted
+            .insert(m.node.clone(), (m.bump, until));
+        self.timers.push(until, TimerKind::DoubtedDown);
+        self.stats.doubted_downs += 1;
+        tracing::debug!(node = %m.node, "doubting a down verdict about a peer heard from just now");
+        true
+    }
+
+    /// Doubted verdicts whose grace ran out without the peer renewing its identity take effect.
+    pub(super) fn doubted_down_due(&mut self, now: Instant) {
+        let due: Vec<(NodeId, u16)> = self
+            .liveness
+            .doubted
+            .iter()
+            .filter(|(_, (_, until))| *until <= now)
+            .map(|(n, (bump, _))| (n.clone(), *bump))
+            .collect();
+        for (node, bump) in due {
+            self.liveness.doubted.remove(&node);
+            if self.peers.get(&node).is_some_and(|cur| cur.bump == bump) {
+                self.node_down(&node);
+            }
+        }
+    }
+
+    /// How many "down" verdicts this node doubts right now (see `node/liveness.rs`).
+    pub fn doubted_downs(&self) -> usize {
+        self.liveness.doubted()
+    }
+}
