@@ -361,3 +361,40 @@ fn heal_at_every_phase_of_a_lease_renewal() {
         heal_shape(0x4ea7_0000 + u64::from(k), 3, 1, true, offset, Heal::AtOnce);
     }
 }
+
+#[test]
+fn vouchers_leaving_gracefully_stop_the_holder_at_once() {
+    // 3 nodes, StaticQuorum(2): the two non-holders shut down one after the other. The first
+    // leave leaves a quorum (holder + one); the second takes it away, and the leaver takes back
+    // its vouch on the way out, so the holder stops within a round trip, long before its
+    // lease (600 ms with `local`) would run out.
+    for seed in 0..heal_seeds() {
+        let mut cfg = SimConfig::new(3, 0x5107_0000 + seed);
+        cfg.singletons = vec![(NAME.to_string(), SingletonPolicy::StaticQuorum(2))];
+        let lease = cfg.node.singleton_lease();
+        let mut sim = Sim::new(cfg);
+        let up = sim.run_until(Duration::from_secs(30), Duration::from_millis(10), |s| {
+            s.runners(NAME).len() == 1
+        });
+        assert!(up.is_some(), "seed {seed}: no holder elected");
+        let holder = sim.runners(NAME)[0];
+        let others: Vec<usize> = (0..3).filter(|&i| i != holder).collect();
+        sim.shutdown(others[0]);
+        sim.run_for(Duration::from_secs(2));
+        assert_eq!(
+            sim.runners(NAME),
+            vec![holder],
+            "seed {seed}: one leave stopped it"
+        );
+        sim.shutdown(others[1]);
+        let t = sim.run_until(Duration::from_secs(10), Duration::from_millis(1), |s| {
+            s.runners(NAME).is_empty()
+        });
+        println!("seed {seed}: last voucher left → holder stopped after {t:?}");
+        assert!(
+            t.is_some_and(|t| t < lease / 4),
+            "seed {seed}: the holder ran on {t:?} after its last voucher left"
+        );
+        assert_safe(&sim);
+    }
+}

@@ -381,6 +381,33 @@ impl Node {
         holders
     }
 
+    /// A leaving node takes back its vouches: every claimant it promised is told at once (an
+    /// empty [`SyncV1::ClaimAck`]), so a holder left without a quorum stops within a round
+    /// trip instead of running until the vouch runs out. The promises themselves are dropped:
+    /// a node that left vouches for nothing.
+    pub(super) fn withdraw_vouches(&mut self, now: Instant) {
+        let promises = std::mem::take(&mut self.promises);
+        let known = u32::try_from(self.known_nodes()).unwrap_or(u32::MAX);
+        for (name, (claim, until)) in promises {
+            if until <= now || claim.actor == self.me.node {
+                continue;
+            }
+            let Some(addr) = self.peers.get(&claim.actor).map(|m| m.addr) else {
+                continue;
+            };
+            let msg = SyncMsg::V1(SyncV1::ClaimAck {
+                from: self.me.node.clone(),
+                to: claim.actor,
+                name: name.as_str().into(),
+                claim_seq: claim.seq,
+                round: 0,
+                known,
+                holders: Vec::new(),
+            });
+            self.send(addr, TrafficClass::Sync, &msg);
+        }
+    }
+
     /// Records a peer's answer to our claim: a vouch counts until a lease after the round it
     /// answers was sent; any other answer withdraws the peer's earlier vouch. A competing claim
     /// the peer reports is fetched from its owner at once.
@@ -400,6 +427,14 @@ impl Node {
         let soon = now + self.config.sync_interval / 20;
         // The answer counts for the claim that sent the round (rounds are numbered per node and
         // remembered per claim).
+        // An empty answer withdraws the peer's vouch whatever round it names (a voucher that
+        // leaves gracefully says so; see `withdraw_vouches`). Dropping a vouch is always safe.
+        if ack.holders.is_empty()
+            && let Some(slot) = self.singletons.get_mut(name)
+            && let Phase::Held { lease, .. } = &mut slot.phase
+        {
+            lease.votes.remove(&ack.from);
+        }
         if let Some(slot) = self.singletons.get_mut(name)
             && let Phase::Held { lease, .. } = &mut slot.phase
             && let Some(sent) = lease.sent_at(ack.round)

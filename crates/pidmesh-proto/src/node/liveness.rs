@@ -15,6 +15,12 @@
 //! real crash is never doubted: SWIM declares a node down only after it failed a probe and
 //! then stayed silent for the whole suspicion time, so nobody heard from it that recently.
 //!
+//! A graceful leave is not a verdict: foca announces it by sending the leaving member's own
+//! identity as down, and a packet whose sender reports *itself* down marks it as leaving on
+//! purpose, so that "down" is applied at once. (Members that learn of the leave second-hand
+//! cannot tell it from a verdict and may doubt it for one suspicion time; the leaver removed
+//! its entries and took back its vouches before leaving, so nothing waits on that.)
+//!
 //! Safety of singletons does not depend on this (leases and promises do); it only keeps a
 //! heal from tearing down what the majority side built while the cut lasted.
 
@@ -22,6 +28,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use bytes::Buf;
+use foca::{Codec, Message, PostcardCodec, State};
 use pidmesh_wire::NodeId;
 
 use crate::member::Member;
@@ -39,6 +47,8 @@ pub(super) struct Liveness {
     /// Peers declared down by a verdict this node doubts: the identity renewal (bump) the
     /// verdict was about, and when it takes effect unless the peer renewed.
     doubted: BTreeMap<NodeId, (u16, Instant)>,
+    /// Live peers that told us themselves they are leaving (foca's leave), by renewal.
+    leaving: BTreeMap<NodeId, u16>,
 }
 
 impl Liveness {
@@ -58,6 +68,7 @@ impl Liveness {
     /// doubt there was is settled.
     pub(super) fn renewed(&mut self, node: &NodeId) {
         self.doubted.remove(node);
+        self.leaving.remove(node);
     }
 
     /// Peers whose doubted "down" verdict is doubted right now (for diagnostics and tests).
@@ -67,6 +78,36 @@ impl Liveness {
 }
 
 impl Node {
+    /// Looks into a SWIM packet for its sender reporting itself down (a graceful leave).
+    /// Anything undecodable is left for foca to reject.
+    pub(super) fn note_leave(&mut self, packet: &[u8]) {
+        let mut buf = packet;
+        let mut codec = PostcardCodec;
+        let Ok(header) = Codec::<Member>::decode_header(&mut codec, &mut buf) else {
+            return;
+        };
+        if header.message == Message::Broadcast || buf.remaining() < 2 {
+            return;
+        }
+        let src = header.src;
+        if !self
+            .peers
+            .get(&src.node)
+            .is_some_and(|m| m.bump == src.bump)
+        {
+            return;
+        }
+        for _ in 0..buf.get_u16() {
+            let Ok(update) = Codec::<Member>::decode_member(&mut codec, &mut buf) else {
+                return;
+            };
+            if update.state() == State::Down && *update.id() == src {
+                self.liveness.leaving.insert(src.node.clone(), src.bump);
+                return;
+            }
+        }
+    }
+
     /// SWIM declared `m` down. Returns true if this node doubts the verdict (it heard from `m`
     /// less than a suspicion time ago) and keeps `m` as a live peer for now.
     pub(super) fn doubt_down(&mut self, now: Instant, m: &Member) -> bool {
@@ -76,7 +117,8 @@ impl Node {
             .heard
             .get(&m.addr)
             .is_some_and(|&at| now.saturating_duration_since(at) < window);
-        if !recent || self.left {
+        let leaving = self.liveness.leaving.get(&m.node) == Some(&m.bump);
+        if !recent || leaving || self.left {
             return false;
         }
         let until = now + window;

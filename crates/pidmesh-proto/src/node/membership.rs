@@ -42,6 +42,7 @@ impl Node {
             self.remove_own(now, &dots, Reason::Normal);
         }
         self.flush();
+        self.withdraw_vouches(now);
         self.left = true;
         self.live_pids.clear();
         // Tell SWIM a moment later, so the removals pushed above reach the peers before the
@@ -71,6 +72,7 @@ impl Node {
     pub(super) fn on_datagram(&mut self, bytes: &[u8]) -> Result<(), &'static str> {
         let Datagram::V1 { swim } =
             wire::decode::<Datagram>(bytes).map_err(|_| "undecodable datagram")?;
+        self.note_leave(&swim);
         self.swim
             .handle_data(&swim, &mut self.swim_rt)
             .map_err(|_| "swim rejected packet")
