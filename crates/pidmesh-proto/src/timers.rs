@@ -27,6 +27,8 @@ pub(crate) enum TimerKind {
     /// A "down" verdict about a peer we heard from moments ago waited long enough for the
     /// peer to renew its identity (see `node/liveness.rs`).
     DoubtedDown,
+    /// A suspicion held by Lifeguard may have reached its deadline (see `node/health.rs`).
+    Suspicion,
 }
 
 #[derive(Debug)]

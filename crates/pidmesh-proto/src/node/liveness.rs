@@ -78,9 +78,10 @@ impl Liveness {
 }
 
 impl Node {
-    /// Looks into a SWIM packet for its sender reporting itself down (a graceful leave).
+    /// Looks into a SWIM packet for its sender reporting itself down (a graceful leave) and
+    /// for suspicions (Lifeguard's confirmations and local health, see `health.rs`).
     /// Anything undecodable is left for foca to reject.
-    pub(super) fn note_leave(&mut self, packet: &[u8]) {
+    pub(super) fn peek_swim(&mut self, now: Instant, packet: &[u8]) {
         let mut buf = packet;
         let mut codec = PostcardCodec;
         let Ok(header) = Codec::<Member>::decode_header(&mut codec, &mut buf) else {
@@ -90,20 +91,22 @@ impl Node {
             return;
         }
         let src = header.src;
-        if !self
+        let live = self
             .peers
             .get(&src.node)
-            .is_some_and(|m| m.bump == src.bump)
-        {
-            return;
-        }
+            .is_some_and(|m| m.bump == src.bump);
         for _ in 0..buf.get_u16() {
             let Ok(update) = Codec::<Member>::decode_member(&mut codec, &mut buf) else {
                 return;
             };
-            if update.state() == State::Down && *update.id() == src {
-                self.liveness.leaving.insert(src.node.clone(), src.bump);
-                return;
+            match update.state() {
+                State::Down if live && *update.id() == src => {
+                    self.liveness.leaving.insert(src.node.clone(), src.bump);
+                }
+                State::Suspect if live || update.id().node == self.me.node => {
+                    self.heard_suspicion(now, &src.node, update.id());
+                }
+                _ => {}
             }
         }
     }

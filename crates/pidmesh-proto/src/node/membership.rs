@@ -69,10 +69,10 @@ impl Node {
         self.swim_left = true;
     }
 
-    pub(super) fn on_datagram(&mut self, bytes: &[u8]) -> Result<(), &'static str> {
+    pub(super) fn on_datagram(&mut self, now: Instant, bytes: &[u8]) -> Result<(), &'static str> {
         let Datagram::V1 { swim } =
             wire::decode::<Datagram>(bytes).map_err(|_| "undecodable datagram")?;
-        self.note_leave(&swim);
+        self.peek_swim(now, &swim);
         self.swim
             .handle_data(&swim, &mut self.swim_rt)
             .map_err(|_| "swim rejected packet")
@@ -123,11 +123,12 @@ impl Node {
     /// Moves foca's outputs into the node's queues and reacts to its notifications.
     pub(super) fn drain_swim(&mut self, now: Instant) {
         while let Some((dst, data)) = self.swim_rt.to_send() {
+            self.note_sent(&data);
             let msg = Datagram::V1 { swim: data };
             self.send(dst.addr, TrafficClass::Membership, &msg);
         }
         while let Some((after, timer)) = self.swim_rt.to_schedule() {
-            self.timers.push(now + after, TimerKind::Swim(timer));
+            self.schedule_swim(now, after, timer);
         }
         while let Some(n) = self.swim_rt.to_notify() {
             self.on_notification(now, n);

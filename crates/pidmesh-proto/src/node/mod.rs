@@ -114,6 +114,8 @@ pub struct Node {
     swim_left: bool,
     /// Liveness evidence and doubted "down" verdicts (see `liveness.rs`).
     liveness: liveness::Liveness,
+    /// Lifeguard's local health and suspicions (see `health.rs`).
+    health: health::Health,
 }
 
 impl std::fmt::Debug for Node {
@@ -146,6 +148,7 @@ mod sync;
 use sync::SnapshotJob;
 mod conflicts;
 mod election;
+mod health;
 mod liveness;
 
 impl Node {
@@ -197,6 +200,7 @@ impl Node {
             promises_unknown_until: now + config.singleton_promise(),
             swim_left: false,
             liveness: liveness::Liveness::default(),
+            health: health::Health::default(),
             me,
             config,
             resolver,
@@ -332,7 +336,7 @@ impl Node {
     ) {
         self.liveness.heard_from(from, now);
         let result = match class {
-            TrafficClass::Membership => self.on_datagram(bytes),
+            TrafficClass::Membership => self.on_datagram(now, bytes),
             TrafficClass::Delta => self.on_delta(now, peer_name, bytes),
             TrafficClass::Sync => self.on_sync(now, from, peer_name, bytes),
             TrafficClass::Mail => Err("mail is for the runtime, not the node"),
@@ -376,6 +380,7 @@ impl Node {
                 TimerKind::Leave => self.leave_swim(now),
                 TimerKind::SnapshotWindow => self.send_snapshot_window(now),
                 TimerKind::DoubtedDown => self.doubted_down_due(now),
+                TimerKind::Suspicion => self.suspicions_due(now),
             }
         }
         self.settle(now);
