@@ -48,4 +48,6 @@ pub struct Stats {
     /// "Down" verdicts about a peer heard from moments earlier, held back until the peer could
     /// renew its identity (stale verdicts a healed partition brings back; see `Node::peers`).
     pub doubted_downs: u64,
+    /// Suspicion timeouts dropped because the suspicion no longer stood (refuted in time).
+    pub refuted_suspicions: u64,
 }

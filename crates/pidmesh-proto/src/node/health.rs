@@ -69,6 +69,8 @@ pub(super) struct Health {
     incarnation: Incarnation,
     /// Suspicion notices sent to suspected members (the buddy system).
     pub(super) notices: u64,
+    /// Members that just told us we are suspected, to answer with our refutation.
+    accusers: Vec<Member>,
 }
 
 impl Node {
@@ -145,6 +147,33 @@ impl Node {
         self.send(member.addr, TrafficClass::Membership, &msg);
     }
 
+    /// Answers the members that told us we are suspected, straight away, with a packet whose
+    /// header carries the incarnation foca just raised to refute it (any packet from a member
+    /// updates the receiver's view of it). foca spreads a refutation only by gossip to a few
+    /// random members; the member whose suspicion timer runs may not hear of it in time.
+    pub(super) fn answer_accusers(&mut self, now: Instant) {
+        if self.health.accusers.is_empty() {
+            return;
+        }
+        // foca raised its incarnation while handling the packet: learn it from what it sends.
+        self.drain_swim(now);
+        for accuser in std::mem::take(&mut self.health.accusers) {
+            let header = Header {
+                src: self.me.clone(),
+                src_incarnation: self.health.incarnation,
+                dst: accuser.clone(),
+                message: Message::Gossip,
+            };
+            let mut buf = BytesMut::new();
+            if Codec::<Member>::encode_header(&mut PostcardCodec, &header, &mut buf).is_err() {
+                continue;
+            }
+            buf.put_u16(0);
+            let msg = Datagram::V1 { swim: buf.freeze() };
+            self.send(accuser.addr, TrafficClass::Membership, &msg);
+        }
+    }
+
     /// Notes this node's incarnation from a packet foca wants sent (foca keeps it private).
     pub(super) fn note_sent(&mut self, packet: &[u8]) {
         if self.config.lifeguard.is_none() {
@@ -160,7 +189,7 @@ impl Node {
 
     /// A packet from `from` says `member` is suspect: a confirmation of our own suspicion of
     /// it, or (about ourselves) a sign that we are slow.
-    pub(super) fn heard_suspicion(&mut self, now: Instant, from: &NodeId, member: &Member) {
+    pub(super) fn heard_suspicion(&mut self, now: Instant, from: &Member, member: &Member) {
         let Some(lg) = self.config.lifeguard else {
             return;
         };
@@ -168,8 +197,12 @@ impl Node {
             let h = &mut self.health;
             h.score = (h.score + 1).min(lg.max_health);
             h.peak = h.peak.max(h.score);
+            if !h.accusers.contains(from) && h.accusers.len() < 16 {
+                h.accusers.push(from.clone());
+            }
             return;
         }
+        let from = &from.node;
         if *from == self.me.node {
             return;
         }
@@ -194,13 +227,35 @@ impl Node {
             .map(|(m, _)| m.clone())
             .collect();
         for m in due {
-            if let Some(s) = self.health.suspicions.remove(&m) {
-                if let Err(e) = self.swim.handle_timer(s.timer, &mut self.swim_rt) {
-                    tracing::debug!(error = %e, "swim timer failed");
-                }
+            let Some(s) = self.health.suspicions.remove(&m) else {
+                continue;
+            };
+            if !self.suspicion_stands(&s.timer) {
+                self.stats.refuted_suspicions += 1;
+            } else if let Err(e) = self.swim.handle_timer(s.timer, &mut self.swim_rt) {
+                tracing::debug!(error = %e, "swim timer failed");
             }
         }
         self.drain_swim(now);
+    }
+
+    /// False when `timer` is a suspicion timeout whose suspicion no longer stands: the member
+    /// refuted it (a higher incarnation), was declared down already, or was replaced by a new
+    /// identity. foca would do nothing then but send the member a "you are down" courtesy
+    /// message (`TurnUndead`), which makes a member that refuted in time renew its identity all
+    /// the same: a false down. Such timers are dropped instead.
+    pub(super) fn suspicion_stands(&self, timer: &Timer<Member>) -> bool {
+        let Timer::ChangeSuspectToDown {
+            member_id,
+            incarnation,
+            ..
+        } = timer
+        else {
+            return true;
+        };
+        self.swim.iter_membership_state().any(|m| {
+            m.id() == member_id && m.incarnation() == *incarnation && m.state() == State::Suspect
+        })
     }
 
     /// The local health score now (0 = healthy; multiplier `1 + score`). Always 0 without

@@ -104,7 +104,7 @@ impl Node {
                     self.liveness.leaving.insert(src.node.clone(), src.bump);
                 }
                 State::Suspect if live || update.id().node == self.me.node => {
-                    self.heard_suspicion(now, &src.node, update.id());
+                    self.heard_suspicion(now, &src, update.id());
                 }
                 _ => {}
             }

@@ -73,9 +73,12 @@ impl Node {
         let Datagram::V1 { swim } =
             wire::decode::<Datagram>(bytes).map_err(|_| "undecodable datagram")?;
         self.peek_swim(now, &swim);
-        self.swim
+        let handled = self
+            .swim
             .handle_data(&swim, &mut self.swim_rt)
-            .map_err(|_| "swim rejected packet")
+            .map_err(|_| "swim rejected packet");
+        self.answer_accusers(now);
+        handled
     }
 
     /// Announces to seeds that are not live members; returns the delay until the next attempt.

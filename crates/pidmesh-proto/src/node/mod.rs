@@ -356,6 +356,10 @@ impl Node {
         while let Some(kind) = self.timers.pop_due(now) {
             match kind {
                 TimerKind::Swim(t) => {
+                    if !self.suspicion_stands(&t) {
+                        self.stats.refuted_suspicions += 1;
+                        continue;
+                    }
                     if let Err(e) = self.swim.handle_timer(t, &mut self.swim_rt) {
                         tracing::debug!(error = %e, "swim timer failed");
                     }
