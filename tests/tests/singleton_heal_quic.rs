@@ -142,8 +142,21 @@ async fn majority_holder_stays_put_through_heals_over_quic() {
         let lone = c.node(cut).clone();
         let split = eventually(LIMIT, || lone.members().len() == 1).await;
         assert!(split.is_some(), "node {cut} did not notice the cut");
+        let starts_before = handles[holder].status().starts;
         let majority = sole_runner(&handles, &rest).await;
         let took = cut_at.elapsed();
+        if cut != holder {
+            // The holder kept its quorum: the cut must not have touched it.
+            assert_eq!(
+                majority, holder,
+                "cycle {cycle}: the holder moved at the cut"
+            );
+            assert_eq!(
+                handles[holder].status().starts,
+                starts_before,
+                "cycle {cycle}: the holder restarted at the cut"
+            );
+        }
         let healed = Instant::now();
         let starts = handles[majority].status().starts;
         heal_and_watch(&c, &handles, majority, &config).await;
