@@ -21,10 +21,20 @@ type Oracle = Orswot<(u8, u8), u8>;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Add { r: u8, key: u8, value: u8 },
+    Add {
+        r: u8,
+        key: u8,
+        value: u8,
+    },
     /// Remove the `pick`-th pair (mod count) that replica `r` sees.
-    Remove { r: u8, pick: usize },
-    Sync { from: u8, to: u8 },
+    Remove {
+        r: u8,
+        pick: usize,
+    },
+    Sync {
+        from: u8,
+        to: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
