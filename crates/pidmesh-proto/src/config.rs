@@ -7,7 +7,9 @@ use std::time::Duration;
 /// [`Config::local`]) and adjust fields.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// How long local changes are collected before being pushed as one delta batch.
+    /// How long local changes are collected before being pushed as one delta batch. A change
+    /// made when no batch went out for a whole window is pushed at once (an idle link adds no
+    /// delay); the changes that follow it within the window are collected and pushed together.
     pub delta_batch_window: Duration,
     /// How often the node runs an anti-entropy round with the next live peer (round-robin in
     /// node-id order).

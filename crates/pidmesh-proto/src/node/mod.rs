@@ -77,6 +77,9 @@ pub struct Node {
     announce_gen: u64,
     pending: Option<Delta<NodeId, Key, Value>>,
     flush_scheduled: bool,
+    /// When the last delta batch went out: a change made a batch window or more after it is
+    /// pushed at once (an idle link), later ones wait for the window's timer.
+    last_flush: Option<Instant>,
     /// Peers we asked for a sync, with the time after which we may ask again.
     sync_inflight: HashMap<NodeId, Instant>,
     /// What each live peer last reported holding of this node's dots (from its digests).
@@ -180,6 +183,7 @@ impl Node {
             announce_gen: 0,
             pending: None,
             flush_scheduled: false,
+            last_flush: None,
             sync_inflight: HashMap::new(),
             sync_cursor: None,
             peer_has: HashMap::new(),
@@ -367,6 +371,7 @@ impl Node {
                 }
                 TimerKind::Flush => {
                     self.flush_scheduled = false;
+                    self.last_flush = Some(now);
                     self.flush();
                 }
                 TimerKind::Sync => {
