@@ -122,7 +122,10 @@ fn swim_impersonation_is_dropped_and_counted() {
             view.iter().all(|(m, _)| m.addr == victim.addr),
             "n1 moved in n0's SWIM view: {view:?}"
         );
-        if !n0.peers().any(|m| m.node == victim.node && m.addr == victim.addr) {
+        if !n0
+            .peers()
+            .any(|m| m.node == victim.node && m.addr == victim.addr)
+        {
             downs += 1;
         }
     }
