@@ -53,7 +53,10 @@ impl TransportFactory for TcpFactory {
 }
 
 fn plain() -> TcpFactory {
-    TcpFactory { ca: None, key: None }
+    TcpFactory {
+        ca: None,
+        key: None,
+    }
 }
 
 fn keyed() -> TcpFactory {
