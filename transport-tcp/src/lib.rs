@@ -465,11 +465,55 @@ impl TcpTransport {
         self.shared.admission.open()
     }
 
+    /// A handle on this transport's counters that stays usable after the transport was
+    /// handed to a registry (which takes it by value).
+    pub fn monitor(&self) -> TcpMonitor {
+        TcpMonitor {
+            shared: Arc::downgrade(&self.shared),
+        }
+    }
+
     fn close(&mut self) {
         self.shared.closed.store(true, Ordering::SeqCst);
         self.shared.cancel.cancel();
         self.shared.tasks.close();
         self.shared.peers().clear();
+    }
+}
+
+/// Reads a [`TcpTransport`]'s counters from elsewhere (see [`TcpTransport::monitor`]). Once
+/// the transport is dropped every reading is empty.
+#[derive(Clone)]
+pub struct TcpMonitor {
+    shared: std::sync::Weak<Shared>,
+}
+
+impl std::fmt::Debug for TcpMonitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpMonitor").finish_non_exhaustive()
+    }
+}
+
+impl TcpMonitor {
+    /// The transport's counters ([`TcpTransport::stats`]); zero once it is gone.
+    pub fn stats(&self) -> TransportStats {
+        self.shared
+            .upgrade()
+            .map(|s| s.stats.snapshot())
+            .unwrap_or_default()
+    }
+
+    /// Refusals by reason ([`TcpTransport::refused_by`]); empty once it is gone.
+    pub fn refused_by(&self) -> BTreeMap<&'static str, u64> {
+        self.shared
+            .upgrade()
+            .map(|s| s.stats.refused_by())
+            .unwrap_or_default()
+    }
+
+    /// Inbound connections open ([`TcpTransport::inbound_connections`]); 0 once it is gone.
+    pub fn inbound_connections(&self) -> usize {
+        self.shared.upgrade().map_or(0, |s| s.admission.open())
     }
 }
 
