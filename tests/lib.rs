@@ -161,6 +161,12 @@ impl Cluster {
         Ok(c)
     }
 
+    /// The development CA every node's certificate comes from (to issue more, e.g. for an
+    /// impostor in a test).
+    pub fn ca(&self) -> &DevCa {
+        &self.ca
+    }
+
     /// Node `i` (panics if it was killed: tests only ask for running nodes).
     pub fn node(&self, i: usize) -> &Registry {
         self.nodes[i]
