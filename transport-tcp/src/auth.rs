@@ -10,7 +10,7 @@
 //! 4. acceptor checks the dialer's tag.
 //!
 //! Every later frame is `[class][payload][tag: 16]`, where `tag` is the first 16 bytes of
-//! `HMAC(session, frame number as u64 BE ‖ class ‖ payload)` and
+//! `HMAC(session, frame number as u64 BE ‖ class ‖ payload)` (each part length-prefixed) and
 //! `session = HMAC(key, "pidmesh/tcp frames" ‖ nonce_d ‖ nonce_a)`. Frame numbers count from 0,
 //! so a frame cannot be altered, injected, dropped, reordered or replayed (from this or another
 //! connection) without the acceptor noticing. Frames are authenticated, not encrypted.
@@ -149,13 +149,17 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    fn frame_mac(&self, frame: &[u8]) -> HmacSha256 {
-        mac_with(&self.key, b"frame", &[&self.next.to_be_bytes(), frame])
+    fn frame_mac(&self, class: u8, payload: &[u8]) -> HmacSha256 {
+        mac_with(
+            &self.key,
+            b"frame",
+            &[&self.next.to_be_bytes(), &[class], payload],
+        )
     }
 
-    /// The tag to append to the next frame sent (`frame` is `[class][payload]`).
-    pub(crate) fn seal(&mut self, frame: &[u8]) -> [u8; FRAME_TAG_LEN] {
-        let full = self.frame_mac(frame).finalize().into_bytes();
+    /// The tag to append to the next frame sent.
+    pub(crate) fn seal(&mut self, class: u8, payload: &[u8]) -> [u8; FRAME_TAG_LEN] {
+        let full = self.frame_mac(class, payload).finalize().into_bytes();
         self.next += 1;
         let mut tag = [0u8; FRAME_TAG_LEN];
         tag.copy_from_slice(&full[..FRAME_TAG_LEN]);
@@ -163,8 +167,11 @@ impl Session {
     }
 
     /// Checks the tag of the next frame received, in constant time.
-    pub(crate) fn open(&mut self, frame: &[u8], tag: &[u8]) -> bool {
-        let ok = self.frame_mac(frame).verify_truncated_left(tag).is_ok();
+    pub(crate) fn open(&mut self, class: u8, payload: &[u8], tag: &[u8]) -> bool {
+        let ok = self
+            .frame_mac(class, payload)
+            .verify_truncated_left(tag)
+            .is_ok();
         self.next += 1;
         ok
     }
@@ -204,15 +211,17 @@ mod tests {
         let (d, a) = ([1u8; 32], [2u8; 32]);
         let mut tx = k.session(&d, &a);
         let mut rx = k.session(&d, &a);
-        let t0 = tx.seal(b"\x01first");
-        let t1 = tx.seal(b"\x01second");
-        assert!(rx.open(b"\x01first", &t0));
+        let t0 = tx.seal(1, b"first");
+        let t1 = tx.seal(1, b"second");
+        assert!(rx.open(1, b"first", &t0));
         // Replaying the first frame in second position fails.
-        assert!(!rx.open(b"\x01first", &t0));
+        assert!(!rx.open(1, b"first", &t0));
         let mut rx2 = k.session(&d, &a);
-        assert!(!rx2.open(b"\x01second", &t1), "out of order");
+        assert!(!rx2.open(1, b"second", &t1), "out of order");
+        let mut rx3 = k.session(&d, &a);
+        assert!(!rx3.open(2, b"first", &t0), "another class");
         let mut other = k.session(&a, &d);
-        assert!(!other.open(b"\x01first", &t0), "another connection's frame");
+        assert!(!other.open(1, b"first", &t0), "another connection's frame");
     }
 
     #[test]

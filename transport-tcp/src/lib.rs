@@ -333,10 +333,14 @@ fn codec(max_frame_length: usize) -> LengthDelimitedCodec {
         .new_codec()
 }
 
-fn encode_frame(class: TrafficClass, payload: &[u8]) -> Bytes {
-    let mut b = BytesMut::with_capacity(1 + payload.len());
+/// `[class][payload]`, then the cluster-key tag if any.
+fn encode_frame(class: TrafficClass, payload: &[u8], tag: Option<&[u8; FRAME_TAG_LEN]>) -> Bytes {
+    let mut b = BytesMut::with_capacity(1 + payload.len() + tag.map_or(0, |t| t.len()));
     b.put_u8(class.to_byte());
     b.put_slice(payload);
+    if let Some(t) = tag {
+        b.put_slice(t);
+    }
     b.freeze()
 }
 
@@ -891,12 +895,8 @@ async fn reader(
         };
         let (class, mut payload, held) = frame;
         if let Some(session) = session.as_mut() {
-            let body_len = payload.len() - FRAME_TAG_LEN;
-            let tag = payload.split_off(body_len);
-            let mut framed = BytesMut::with_capacity(1 + body_len);
-            framed.put_u8(class.to_byte());
-            framed.put_slice(&payload);
-            if !session.open(&framed, &tag) {
+            let tag = payload.split_off(payload.len() - FRAME_TAG_LEN);
+            if !session.open(class.to_byte(), &payload, &tag) {
                 shared.stats.refused("bad_frame_tag");
                 tracing::warn!(%from, "frame with a bad cluster-key tag; closing connection");
                 return;
@@ -1171,14 +1171,10 @@ async fn writer(
             };
             let class = frame.class;
             let write = async {
-                let mut bytes = encode_frame(frame.class, &frame.payload);
-                if let Some(session) = session.as_mut() {
-                    let tag = session.seal(&bytes);
-                    let mut sealed = BytesMut::with_capacity(bytes.len() + FRAME_TAG_LEN);
-                    sealed.put_slice(&bytes);
-                    sealed.put_slice(&tag);
-                    bytes = sealed.freeze();
-                }
+                let tag = session
+                    .as_mut()
+                    .map(|s| s.seal(frame.class.to_byte(), &frame.payload));
+                let bytes = encode_frame(frame.class, &frame.payload, tag.as_ref());
                 sink.feed(bytes).await?;
                 if rx.is_empty() {
                     SinkExt::<Bytes>::flush(&mut sink).await?;
