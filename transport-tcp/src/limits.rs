@@ -25,7 +25,9 @@ pub struct TcpLimits {
     pub max_inbound_per_source: usize,
     /// An established connection on which no frame starts for this long is closed. Default
     /// 60 s: a live peer reconnects on its next message, so this only costs idle peers a
-    /// reconnect, and a connection that only holds a slot is gone within a minute.
+    /// reconnect, and a connection that only holds a slot is gone within a minute. A message
+    /// written just as the connection closes is lost like on any connection loss (SWIM
+    /// retries, anti-entropy repairs deltas).
     pub idle_timeout: Duration,
     /// A frame must be complete this long after its length prefix arrived (including any wait
     /// for buffer budget). Default 30 s: the largest frame (a 4 MiB Sync chunk) needs ~1.1
