@@ -188,3 +188,99 @@ async fn quic_member_cannot_speak_for_another() {
 async fn tcp_tls_member_cannot_speak_for_another() {
     impersonation(Kind::TcpTls).await;
 }
+
+/// Plain TCP with a cluster key: a node configured with another key neither joins (nobody
+/// lists it as a member, it sees nobody) nor injects (the poisoned `seen` range it sends never
+/// reaches the node); with the right key a node joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_outsider_without_the_cluster_key_cannot_join_or_inject() {
+    use pidmesh_transport_tcp::ClusterKey;
+    let c = Cluster::start(Kind::Tcp, 2, Resolver::keep_oldest(), Config::local())
+        .await
+        .expect("cluster forms");
+    let (n0, n1) = (c.node(0).clone(), c.node(1).clone());
+    let (pid, _inbox) = n1.spawn_mailbox().expect("running");
+    let _reg = n1
+        .register("victim-svc", &pid, "v")
+        .await
+        .expect("registers");
+    assert!(n0.lookup_timeout("victim-svc", LIMIT).await.is_some());
+    let local: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    let wrong = || TcpConfig::with_cluster_key(ClusterKey::from_bytes([0x13; 32]));
+    // An outsider node that tries to join through both members.
+    let outsider_transport = TcpTransport::bind(local, wrong()).await.expect("binds");
+    let outsider_monitor = outsider_transport.monitor();
+    let outsider = pidmesh::Registry::builder()
+        .node_name("outsider")
+        .seeds(c.addrs.iter().copied())
+        .config(Config::local())
+        .transport(outsider_transport)
+        .start()
+        .await
+        .expect("starts");
+    // An outsider injecting the poisoned context for node-1.
+    let injector = TcpTransport::bind(local, wrong()).await.expect("binds");
+    let msgs = forged(
+        n1.node_id(),
+        n0.node_id(),
+        n0.local_addr(),
+        injector.local_addr(),
+    );
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        for (class, payload) in &msgs {
+            let _ = injector.send(Outgoing {
+                to: n0.local_addr(),
+                class: *class,
+                payload: payload.clone(),
+            });
+        }
+        assert!(
+            n0.lookup("victim-svc").is_some(),
+            "the injection got through"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "outsider: members seen {:?}; its transport {:?}; injector {:?}; node-0 rejected {:?}",
+        outsider.members().len(),
+        outsider_monitor.stats(),
+        injector.stats(),
+        n0.stats().rejected_by
+    );
+    assert_eq!(outsider.members().len(), 1, "the outsider sees nobody");
+    for r in [&n0, &n1] {
+        assert_eq!(r.members().len(), 2, "nobody lists the outsider");
+    }
+    assert!(outsider_monitor.stats().handshake_failures > 0);
+    assert!(injector.stats().handshake_failures > 0);
+    assert_eq!(
+        n0.stats().rejected,
+        0,
+        "nothing of the outsiders reached the node"
+    );
+    // With the key, a third node joins.
+    let t = TcpTransport::bind(
+        local,
+        TcpConfig::with_cluster_key(pidmesh_tests::cluster_key()),
+    )
+    .await
+    .expect("binds");
+    let insider = pidmesh::Registry::builder()
+        .node_name("node-2")
+        .seeds(c.addrs.iter().copied())
+        .config(Config::local())
+        .transport(t)
+        .start()
+        .await
+        .expect("starts");
+    let joined = eventually(LIMIT, || {
+        n0.members().len() == 3 && insider.members().len() == 3
+    })
+    .await;
+    assert!(joined.is_some(), "a node with the key joins");
+    assert!(insider.lookup_timeout("victim-svc", LIMIT).await.is_some());
+    insider.shutdown().await;
+    outsider.shutdown().await;
+    c.shutdown().await;
+}
