@@ -44,6 +44,7 @@ impl Node {
             self.remove_own(now, &dots, Reason::Normal);
         }
         self.flush();
+        self.withdraw_vouches(now);
         self.left = true;
         self.live_pids.clear();
         // Tell SWIM a moment later, so the removals pushed above reach the peers before the
@@ -71,9 +72,11 @@ impl Node {
     }
 
     /// Feeds a SWIM packet to foca, after checking that the sender it names is the peer the
-    /// transport authenticated (`peer_name`): a member may speak only for itself.
+    /// transport authenticated (`peer_name`): a member may speak only for itself. A packet
+    /// that fails the check reaches neither foca nor the health bookkeeping.
     pub(super) fn on_datagram(
         &mut self,
+        now: Instant,
         peer_name: Option<&str>,
         bytes: &[u8],
     ) -> Result<(), &'static str> {
@@ -81,17 +84,20 @@ impl Node {
             wire::decode::<Datagram>(bytes).map_err(|_| "undecodable datagram")?;
         if let Some(name) = peer_name {
             // Decode the header with the codec foca uses, so the check sees what foca would.
-            let header = PostcardCodec
+            let header: Header<Member> = PostcardCodec
                 .decode_header(&swim[..])
                 .map_err(|_| reject::UNDECODABLE_SWIM_HEADER)?;
-            let header: Header<Member> = header;
             if &*header.src.node.name != name {
                 return Err(reject::SWIM_SENDER_MISMATCH);
             }
         }
-        self.swim
+        self.peek_swim(now, &swim);
+        let handled = self
+            .swim
             .handle_data(&swim, &mut self.swim_rt)
-            .map_err(|_| "swim rejected packet")
+            .map_err(|_| "swim rejected packet");
+        self.answer_accusers(now);
+        handled
     }
 
     /// Announces to seeds that are not live members; returns the delay until the next attempt.
@@ -139,11 +145,12 @@ impl Node {
     /// Moves foca's outputs into the node's queues and reacts to its notifications.
     pub(super) fn drain_swim(&mut self, now: Instant) {
         while let Some((dst, data)) = self.swim_rt.to_send() {
+            self.note_sent(&data);
             let msg = Datagram::V1 { swim: data };
             self.send(dst.addr, TrafficClass::Membership, &msg);
         }
         while let Some((after, timer)) = self.swim_rt.to_schedule() {
-            self.timers.push(now + after, TimerKind::Swim(timer));
+            self.schedule_swim(now, after, timer);
         }
         while let Some(n) = self.swim_rt.to_notify() {
             self.on_notification(now, n);
@@ -158,6 +165,7 @@ impl Node {
                     .peers
                     .get(&m.node)
                     .is_some_and(|cur| cur.bump == m.bump)
+                    && !self.doubt_down(now, &m)
                 {
                     self.node_down(&m.node);
                 }
@@ -177,6 +185,7 @@ impl Node {
                     }
                 } else if was_live {
                     // Same life, renewed SWIM identity: keep its entries, track the new identity.
+                    self.liveness.renewed(&new.node);
                     self.peers.insert(new.node.clone(), new);
                 }
             }
@@ -224,6 +233,7 @@ impl Node {
             self.node_down(&n);
         }
         let fresh = !self.peers.contains_key(&m.node);
+        self.liveness.renewed(&m.node);
         self.peers.insert(m.node.clone(), m.clone());
         if fresh {
             self.events.push_back(Event::NodeUp(m.node.clone()));
@@ -233,6 +243,7 @@ impl Node {
     }
 
     pub(super) fn node_down(&mut self, node: &NodeId) {
+        self.liveness.renewed(node);
         if self.peers.remove(node).is_none() {
             return;
         }
