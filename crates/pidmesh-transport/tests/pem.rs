@@ -21,7 +21,10 @@ fn make(name: &str) -> Pems {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::default();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     ca.distinguished_name.push(DnType::CommonName, "test ca");
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca, ca_key);
@@ -104,7 +107,10 @@ fn missing_file_names_the_file() {
         "{err:?}"
     );
     let msg = err.to_string();
-    assert!(msg.contains("nope.key") && msg.contains("private key"), "{msg}");
+    assert!(
+        msg.contains("nope.key") && msg.contains("private key"),
+        "{msg}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -139,7 +145,13 @@ fn wrong_content_is_named() {
     )
     .unwrap_err();
     assert!(
-        matches!(err, PemLoadError::Missing { part: PemPart::Key, .. }),
+        matches!(
+            err,
+            PemLoadError::Missing {
+                part: PemPart::Key,
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert!(err.to_string().contains("<key bytes>"), "{err}");
@@ -153,7 +165,13 @@ fn wrong_content_is_named() {
     )
     .unwrap_err();
     assert!(
-        matches!(err, PemLoadError::Malformed { part: PemPart::Chain, .. }),
+        matches!(
+            err,
+            PemLoadError::Malformed {
+                part: PemPart::Chain,
+                ..
+            }
+        ),
         "{err:?}"
     );
     let garbage = "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n";
@@ -165,7 +183,13 @@ fn wrong_content_is_named() {
     )
     .unwrap_err();
     assert!(
-        matches!(err, PemLoadError::Malformed { part: PemPart::Ca, .. }),
+        matches!(
+            err,
+            PemLoadError::Malformed {
+                part: PemPart::Ca,
+                ..
+            }
+        ),
         "{err:?}"
     );
     // Valid base64 that is not a certificate.
@@ -188,7 +212,13 @@ fn wrong_content_is_named() {
     let err = ClusterTls::from_pem(b"", p.chain.as_bytes(), p.key.as_bytes(), ring_provider())
         .unwrap_err();
     assert!(
-        matches!(err, PemLoadError::Missing { part: PemPart::Ca, .. }),
+        matches!(
+            err,
+            PemLoadError::Missing {
+                part: PemPart::Ca,
+                ..
+            }
+        ),
         "{err:?}"
     );
 }

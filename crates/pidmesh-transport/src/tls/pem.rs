@@ -93,7 +93,7 @@ pub enum PemLoadError {
         /// Where the key came from.
         key: String,
         /// The underlying error.
-        source: TlsConfigError,
+        source: Box<TlsConfigError>,
     },
 }
 
@@ -198,7 +198,7 @@ fn build(
             ca: ca.origin.clone(),
             chain: chain.origin.clone(),
             key: key.origin.clone(),
-            source,
+            source: Box::new(source),
         },
     })
 }
