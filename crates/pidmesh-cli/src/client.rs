@@ -17,11 +17,8 @@ use crate::api::{EntryJson, ErrorJson, EventJson, MemberJson, StatsJson};
 pub(crate) enum ClientError {
     #[error("bad admin address {0:?}")]
     BadUrl(String),
-    #[error("cannot reach the admin API at {url}: {source}")]
-    Connect {
-        url: String,
-        source: hyper_util::client::legacy::Error,
-    },
+    #[error("cannot reach the admin API at {url}: {reason}")]
+    Connect { url: String, reason: String },
     #[error("{status} from {url}: {message}")]
     Status {
         url: String,
@@ -78,9 +75,9 @@ impl Target {
         let resp = client
             .request(req)
             .await
-            .map_err(|source| ClientError::Connect {
+            .map_err(|e| ClientError::Connect {
                 url: url.clone(),
-                source,
+                reason: error_chain(&e),
             })?;
         if !resp.status().is_success() {
             let status = resp.status().as_u16();
@@ -124,6 +121,17 @@ impl Target {
         })?;
         Ok((v, body))
     }
+}
+
+/// An error and its causes, on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let _ = write!(s, ": {c}");
+        cur = c.source();
+    }
+    s
 }
 
 /// Formats rows as an aligned table with a header.

@@ -395,13 +395,13 @@ fn validate(file: Fields, args: Fields, origins: &Origins<'_>) -> Result<NodeCon
         ));
     }
     if !admin_listen.ip().is_loopback() && token.is_none() {
-        return Err(err(
-            "admin_token",
-            ad_a,
-            format!(
+        return Err(ConfigError::Field {
+            field: "admin_token",
+            origin: format!("admin_listen {}", origins.of("admin_listen", ad_a)),
+            reason: format!(
                 "the admin API would listen on {admin_listen}, beyond loopback, without a bearer token: set admin_token or admin_token_file (or keep admin_listen on 127.0.0.1)"
             ),
-        ));
+        });
     }
     let (min_members, mm_a) = pick!(min_members);
     let min_members = min_members.unwrap_or(1);
