@@ -39,6 +39,14 @@ declare -a PIDS
 
 cleanup() {
   local rc=$?
+  if [[ $rc -ne 0 ]]; then
+    echo "---- what each node sees ----"
+    for i in $(seq 1 $N); do
+      echo "== n$i members: $(api "$i" GET /v1/members 2>/dev/null | jq -c '[.[].name]' 2>/dev/null)"
+      echo "   names: $(api "$i" GET /v1/names 2>/dev/null | jq -c '[.[] | [.key, .pid.display]] | sort' 2>/dev/null)"
+      echo "   singletons: $(api "$i" GET /v1/singletons 2>/dev/null)"
+    done
+  fi
   for i in $(seq 1 $N); do
     if [[ -n "${PIDS[$i]:-}" ]]; then kill -9 "${PIDS[$i]}" 2>/dev/null || true; fi
   done
@@ -129,6 +137,8 @@ tls_cert = "$WORK/certs/n$i.pem"
 tls_key = "$WORK/certs/n$i.key"
 admin_listen = "127.0.0.1:7947"
 min_members = $N
+singletons = ["sched"]
+singleton_policy = "majority"
 log = "warn"
 TOML
 done
@@ -165,23 +175,57 @@ names_everywhere() { for k in $(seq 1 $N); do all_see "svc%2F$k" 1 2 3 4 5 || re
 wait_for "5 sidecar names visible on all 5 nodes" 10000 names_everywhere
 ok "sidecar names visible everywhere"
 
+echo "== singleton 'sched' (policy majority): find the holder, put it on the minority side"
+holder() { for i in 1 2 3 4 5; do api "$i" GET /v1/singletons | jq -e '.[0].running' >/dev/null && { echo "$i"; return 0; }; done; return 1; }
+wait_for "one node runs the singleton" 20000 holder
+H=$(holder)
+# The minority side (br-a) is the holder and one other node; the three others are the majority.
+if (( H != 1 && H != 2 )); then
+  ip -n "$HUB" link set "v$H" master br-a
+  ip -n "$HUB" link set v1 master br-b
+  MIN=("$H" 2); MAJ=(1); for i in 3 4 5; do (( i != H )) && MAJ+=("$i"); done
+else
+  MIN=(1 2); MAJ=(3 4 5)
+fi
+echo "holder n$H; minority: ${MIN[*]}; majority: ${MAJ[*]}"
+sorted_names() { for i in "$@"; do echo "n$i"; done | sort | paste -sd, -; }
+MIN_NAMES=$(sorted_names "${MIN[@]}"); MAJ_NAMES=$(sorted_names "${MAJ[@]}")
+wait_for "cluster still whole after re-cabling" 20000 ready_all 1 2 3 4 5
+ok "singleton held by n$H"
+
 echo "== partition 2 | 3 (trunk down)"
 T=$(now_ms)
 ip -n "$HUB" link set trunk-a down
-split_seen() { [[ $(members_of 1) == "n1,n2" && $(members_of 2) == "n1,n2" && $(members_of 3) == "n3,n4,n5" && $(members_of 5) == "n3,n4,n5" ]]; }
+split_seen() {
+  for i in "${MIN[@]}"; do [[ $(members_of "$i") == "$MIN_NAMES" ]] || return 1; done
+  for i in "${MAJ[@]}"; do [[ $(members_of "$i") == "$MAJ_NAMES" ]] || return 1; done
+}
 wait_for "both sides see the cut (2 | 3)" 20000 split_seen
+maj_runs() { for i in "${MAJ[@]}"; do api "$i" GET /v1/singletons | jq -e '.[0].running' >/dev/null && return 0; done; return 1; }
+wait_for "a majority node runs the singleton (since the cut)" 30000 maj_runs
+STOP=$(api "$H" GET /v1/singletons | jq -r '.[0].stopped_at_ms // empty')
+[[ $(api "$H" GET /v1/singletons | jq -r '.[0].running') == false ]] || fail "the minority holder n$H still runs the singleton"
+START=0
+for i in "${MAJ[@]}"; do
+  j=$(api "$i" GET /v1/singletons)
+  if [[ $(jq -r '.[0].running' <<<"$j") == true ]]; then START=$(jq -r '.[0].started_at_ms' <<<"$j"); NEWH=$i; fi
+done
+[[ -n "$STOP" ]] || fail "the minority holder never recorded a stop"
+echo "timing: singleton stopped on minority n$H at +$((STOP - T)) ms, started on majority n$NEWH at +$((START - T)) ms after the cut (gap $((START - STOP)) ms)"
+(( STOP < START )) || fail "the majority's singleton started before the minority's stopped"
+ok "the minority's singleton stopped before the majority's started"
+
 # Explicit sessions on both sides (they outlive a lost name and keep its event).
-SA=$(api 1 POST /v1/sessions '{"ttl_ms":600000}' | jq -r .session)
-SB=$(api 3 POST /v1/sessions '{"ttl_ms":600000}' | jq -r .session)
+A=${MIN[0]}; B=${MAJ[0]}
+SA=$(api "$A" POST /v1/sessions '{"ttl_ms":600000}' | jq -r .session)
+SB=$(api "$B" POST /v1/sessions '{"ttl_ms":600000}' | jq -r .session)
 for k in 1 2 3; do
-  [[ $(api 1 PUT "/v1/names/dup%2F$k" "{\"meta\":\"minority\",\"session\":$SA}" | jq -r .entry.meta) == minority ]] || fail "minority PUT dup/$k"
+  [[ $(api "$A" PUT "/v1/names/dup%2F$k" "{\"meta\":\"minority\",\"session\":$SA}" | jq -r .entry.meta) == minority ]] || fail "minority PUT dup/$k"
 done
 sleep 0.05
 for k in 1 2 3; do
-  [[ $(api 3 PUT "/v1/names/dup%2F$k" "{\"meta\":\"majority\",\"session\":$SB}" | jq -r .entry.meta) == majority ]] || fail "majority PUT dup/$k"
+  [[ $(api "$B" PUT "/v1/names/dup%2F$k" "{\"meta\":\"majority\",\"session\":$SB}" | jq -r .entry.meta) == majority ]] || fail "majority PUT dup/$k"
 done
-# Each side sees its own claim.
-[[ $(api 2 GET /v1/names/dup%2F1 | jq -r .meta) == minority || true ]]
 ok "both sides registered dup/1..3 during the cut"
 
 echo "== heal"
@@ -204,11 +248,17 @@ W=$(api 4 GET /v1/names/dup%2F1 | jq -r .meta)
 echo "winner side (keep-oldest): $W"
 [[ $W == minority ]] || fail "keep-oldest should keep the earlier (minority) claims, got $W"
 losers_told() {
-  api 3 GET "/v1/sessions/$SB" | jq -e '[.recent_events[] | select(.type == "lost" and .reason == "conflict")] | length == 3'
+  api "$B" GET "/v1/sessions/$SB" | jq -e '[.recent_events[] | select(.type == "lost" and .reason == "conflict")] | length == 3'
 }
 wait_for "losers' session told of 3 lost names" 10000 losers_told
-api 1 GET "/v1/sessions/$SA" | jq -e '(.names | length) == 3 and (.recent_events | length) == 0' >/dev/null \
+api "$A" GET "/v1/sessions/$SA" | jq -e '(.names | length) == 3 and (.recent_events | length) == 0' >/dev/null \
   || fail "the winning session should hold its 3 names and have no events"
+one_runner() {
+  local n=0
+  for i in 1 2 3 4 5; do api "$i" GET /v1/singletons | jq -e '.[0].running' >/dev/null && n=$((n + 1)); done
+  (( n == 1 ))
+}
+wait_for "after the heal exactly one node runs the singleton" 20000 one_runner
 ok "one identical winner on every node, losers told"
 
 echo "== kill -9 n5"
@@ -226,14 +276,12 @@ ok "kill -9: names gone everywhere within failure detection + 1 s"
 echo "== restart n5"
 T=$(now_ms)
 start 5
-caught_up() {
-  all_see "svc%2F1" 5 && all_see "dup%2F3" 5 \
-    && [[ $(api 5 GET /v1/stats | jq -r .entries) == $(api 1 GET /v1/stats | jq -r .entries) ]]
-}
+view() { api "$1" GET /v1/names | jq -c '[.[] | [.kind, .key, .pid.display]] | sort'; }
+caught_up() { all_see "svc%2F1" 5 && all_see "dup%2F3" 5 && [[ "$(view 5)" == "$(view 1)" ]]; }
 wait_for "restarted n5's admin API up" 10000 healthy 5
 wait_for "restarted n5 sees 5 members" 20000 ready_all 5
 wait_for "the 4 others see the new n5" 20000 ready_all 1 2 3 4
-wait_for "n5 caught up (same entry count as n1)" 20000 caught_up
+wait_for "n5 caught up (the same entries as n1)" 20000 caught_up
 echo "timing: restart to rejoined and caught up: $(ms_since "$T") ms"
 [[ $(status 1 /v1/names/svc%2F5) == 404 ]] || fail "the old life's svc/5 came back"
 ok "restart: rejoined and caught up"
@@ -252,7 +300,6 @@ else
   echo "netem step SKIPPED: this kernel has no sch_netem (tc qdisc netem is unknown)"
 fi
 
-echo "== singleton: not exposed by the pidmesh binary (library API only); step not run"
 
 echo "== graceful leave (SIGTERM n4)"
 kill -TERM "${PIDS[4]}"

@@ -80,6 +80,12 @@ pub(crate) struct Fields {
     /// Longest lease a sidecar client may ask for, milliseconds (default 3600000).
     #[arg(long, env = "PIDMESH_MAX_LEASE_MS")]
     pub(crate) max_lease_ms: Option<u64>,
+    /// Singletons this node is a candidate for (comma-separated in the environment); see `/v1/singletons`.
+    #[arg(long, env = "PIDMESH_SINGLETONS", value_delimiter = ',')]
+    pub(crate) singletons: Option<Vec<String>>,
+    /// Singleton policy: majority (default), quorum:N or available.
+    #[arg(long, env = "PIDMESH_SINGLETON_POLICY")]
+    pub(crate) singleton_policy: Option<String>,
     /// Log filter (tracing `EnvFilter` syntax, e.g. `info,pidmesh=debug`; default `info`).
     #[arg(long, env = "PIDMESH_LOG")]
     pub(crate) log: Option<String>,
@@ -110,6 +116,9 @@ pub(crate) struct NodeConfig {
     pub(crate) min_members: usize,
     pub(crate) max_lease: Duration,
     pub(crate) log: String,
+    pub(crate) singletons: Vec<String>,
+    pub(crate) singleton_policy: pidmesh::SingletonPolicy,
+    pub(crate) singleton_policy_name: String,
 }
 
 /// A configuration problem: which field, where its value came from, and what is wrong.
@@ -414,7 +423,25 @@ fn validate(file: Fields, args: Fields, origins: &Origins<'_>) -> Result<NodeCon
         return Err(err("max_lease_ms", ml_a, "must be at least 100".into()));
     }
     let (log, _) = pick!(log);
+    let (singletons, s_a) = pick!(singletons);
+    let singletons = singletons.unwrap_or_default();
+    for n in &singletons {
+        if n.is_empty() || n.len() > 255 || n.chars().any(char::is_control) {
+            return Err(err(
+                "singletons",
+                s_a,
+                format!("{n:?} is not a valid name (1 to 255 bytes, no control characters)"),
+            ));
+        }
+    }
+    let (sp, sp_a) = pick!(singleton_policy);
+    let singleton_policy_name = sp.unwrap_or_else(|| "majority".to_owned());
+    let singleton_policy = crate::singletons::parse_policy(&singleton_policy_name)
+        .map_err(|reason| err("singleton_policy", sp_a, reason))?;
     Ok(NodeConfig {
+        singletons,
+        singleton_policy,
+        singleton_policy_name,
         name,
         listen,
         seeds,
@@ -520,6 +547,7 @@ mod tests {
             ("resolver = \"coin-flip\"\n", "resolver"),
             ("probe_period_ms = 0\n", "probe_period_ms"),
             ("min_members = 0\n", "min_members"),
+            ("singleton_policy = \"quorum:0\"\n", "singleton_policy"),
             ("admin_listen = \"0.0.0.0:7947\"\n", "admin_token"),
             ("admin_token = \"short\"\n", "admin_token"),
         ];

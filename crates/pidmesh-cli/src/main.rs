@@ -14,6 +14,7 @@ mod metrics;
 mod node;
 mod server;
 mod sidecar;
+mod singletons;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -23,6 +23,8 @@ pub(crate) enum RunError {
     },
     #[error("cannot bind the cluster transport: {0}")]
     Transport(String),
+    #[error("cannot become a singleton candidate: {0}")]
+    Singleton(String),
     #[error("cannot start the node: {0}")]
     Start(#[from] pidmesh::StartError),
 }
@@ -75,6 +77,16 @@ pub(crate) async fn run(
     let stop = CancellationToken::new();
     let sidecar = Sidecar::new(registry.clone(), cfg.max_lease);
     sidecar.spawn_reaper(stop.clone());
+    let table = crate::singletons::Table::default();
+    let _singleton_tasks = crate::singletons::start(
+        &registry,
+        &cfg.singletons,
+        cfg.singleton_policy,
+        &cfg.singleton_policy_name,
+        &table,
+    )
+    .await
+    .map_err(|e| RunError::Singleton(e.to_string()))?;
     let state = AppState {
         registry: registry.clone(),
         sidecar: sidecar.clone(),
@@ -82,6 +94,7 @@ pub(crate) async fn run(
         min_members: cfg.min_members,
         metrics,
         started: t0,
+        singletons: table,
     };
     let app = router(state);
     let server_stop = stop.clone();

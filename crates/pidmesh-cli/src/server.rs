@@ -41,6 +41,7 @@ pub(crate) struct AppState {
     pub(crate) min_members: usize,
     pub(crate) metrics: Option<PrometheusHandle>,
     pub(crate) started: Instant,
+    pub(crate) singletons: crate::singletons::Table,
 }
 
 /// A JSON error answer.
@@ -148,6 +149,7 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/v1/groups/{group}/{member}/renew", post(renew_member))
         .route("/v1/stats", get(stats))
+        .route("/v1/singletons", get(singletons))
         .route("/v1/events", get(events))
         .route("/v1/sessions", post(open_session))
         .route("/v1/sessions/stream", get(stream_session))
@@ -332,6 +334,14 @@ async fn events(
         Some((Ok(sse), sub))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(5))))
+}
+
+async fn singletons(State(st): State<AppState>) -> Json<Vec<crate::singletons::SingletonJson>> {
+    let t = st
+        .singletons
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    Json(t.values().cloned().collect())
 }
 
 async fn metrics_text(State(st): State<AppState>) -> Response {

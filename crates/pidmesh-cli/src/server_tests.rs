@@ -39,6 +39,7 @@ fn app(registry: &Registry, token: Option<&str>, min_members: usize) -> (Router,
         min_members,
         metrics: None,
         started: Instant::now(),
+        singletons: Default::default(),
     };
     (router(st), sidecar)
 }
