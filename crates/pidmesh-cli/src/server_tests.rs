@@ -517,3 +517,92 @@ async fn conflict_reaches_the_losers_session() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// Splits a shell line into words, honouring single quotes (enough for the documented examples).
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    for c in line.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                any = true;
+            }
+            ' ' if !quoted => {
+                if any {
+                    words.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        words.push(cur);
+    }
+    words
+}
+
+/// The curl examples of docs/operations.md run, in order, against an in-process node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documented_curl_examples_work() {
+    let doc = include_str!("../../../docs/operations.md");
+    let block = doc
+        .split("<!-- api-examples -->")
+        .nth(1)
+        .and_then(|rest| rest.split("```sh\n").nth(1))
+        .and_then(|b| b.split("```").next())
+        .expect("the api-examples block");
+    let net = MemNetwork::new(SEED);
+    let r = node(&net, "a", vec![]).await;
+    let sidecar = Sidecar::new(r.clone(), Duration::from_secs(3600));
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let st = AppState {
+        registry: r.clone(),
+        sidecar,
+        token: None,
+        min_members: 1,
+        metrics: Some(recorder.handle()),
+        started: Instant::now(),
+        singletons: Default::default(),
+    };
+    let app = router(st);
+    let mut ran = 0;
+    for line in block.lines().filter(|l| l.starts_with("curl ")) {
+        let words = shell_words(line);
+        let mut method = "GET".to_owned();
+        let mut data = None;
+        let mut url = None;
+        let mut i = 1;
+        while i < words.len() {
+            match words[i].as_str() {
+                "-X" => {
+                    method = words[i + 1].clone();
+                    i += 1;
+                }
+                "-d" => {
+                    data = Some(words[i + 1].clone());
+                    i += 1;
+                }
+                "-H" => i += 1,
+                w if w.starts_with("127.0.0.1:7947") => {
+                    url = Some(w.trim_start_matches("127.0.0.1:7947").to_owned())
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        let url = url.expect("a URL on 127.0.0.1:7947");
+        let (s, v) = call(&app, &method, &url, data.as_deref()).await;
+        assert!(s.is_success(), "{line}\n→ {s} {v}");
+        ran += 1;
+    }
+    assert!(ran >= 15, "only {ran} examples found");
+    println!("{ran} documented curl examples answered 2xx");
+    r.shutdown().await;
+}
