@@ -259,6 +259,16 @@ pub(crate) struct SessionJson {
     pub(crate) groups: Vec<String>,
 }
 
+/// A session as named in answers to PUT and renew: its id, pid and lease, without its entries
+/// (so the answer's size does not grow with the session).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct SessionRef {
+    pub(crate) session: u64,
+    pub(crate) pid: PidJson,
+    /// `None` for a stream-held session.
+    pub(crate) ttl_ms: Option<u64>,
+}
+
 /// An event told to a sidecar session.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) struct SessionEventJson {

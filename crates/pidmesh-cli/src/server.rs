@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 use crate::api::{
     EntryJson, ErrorJson, EventJson, MemberJson, PutBody, SessionBody, SessionEventJson,
-    SessionJson, StatsJson,
+    SessionJson, SessionRef, StatsJson,
 };
 use crate::sidecar::{Sidecar, SidecarError, StreamGuard};
 
@@ -365,11 +365,11 @@ async fn metrics_text(State(st): State<AppState>) -> Response {
 /// The answer to a PUT: the session holding the entry and the entry.
 #[derive(serde::Serialize)]
 struct PutAnswer {
-    session: SessionJson,
+    session: SessionRef,
     entry: EntryJson,
 }
 
-fn put_answer(created: bool, session: SessionJson, entry: EntryJson) -> Response {
+fn put_answer(created: bool, session: SessionRef, entry: EntryJson) -> Response {
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -403,7 +403,7 @@ async fn delete_name(
 async fn renew_name(
     State(st): State<AppState>,
     name: Result<Path<String>, PathRejection>,
-) -> ApiResult<Json<SessionJson>> {
+) -> ApiResult<Json<SessionRef>> {
     let Path(name) = name?;
     let id = st
         .sidecar
@@ -437,7 +437,7 @@ async fn delete_member(
 async fn renew_member(
     State(st): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
-) -> ApiResult<Json<SessionJson>> {
+) -> ApiResult<Json<SessionRef>> {
     let Path((group, member)) = path?;
     let id = st
         .sidecar
@@ -494,7 +494,7 @@ async fn delete_session(
 async fn renew_session(
     State(st): State<AppState>,
     id: Result<Path<u64>, PathRejection>,
-) -> ApiResult<Json<SessionJson>> {
+) -> ApiResult<Json<SessionRef>> {
     let Path(id) = id?;
     Ok(Json(st.sidecar.renew(id)?))
 }

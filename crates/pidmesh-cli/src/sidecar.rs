@@ -17,7 +17,7 @@ use pidmesh::{
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use crate::api::{EntryJson, SessionEventJson, SessionJson, reason_str};
+use crate::api::{EntryJson, SessionEventJson, SessionJson, SessionRef, reason_str};
 
 /// Default lease of a session made without a TTL.
 pub(crate) const DEFAULT_TTL: Duration = Duration::from_secs(10);
@@ -198,7 +198,7 @@ impl Sidecar {
         true
     }
 
-    pub(crate) fn renew(&self, id: u64) -> Result<SessionJson, SidecarError> {
+    pub(crate) fn renew(&self, id: u64) -> Result<SessionRef, SidecarError> {
         let mut inner = lock(&self.inner);
         let s = inner
             .sessions
@@ -207,7 +207,7 @@ impl Sidecar {
         if let Some(l) = s.lease {
             s.deadline = Some(Instant::now() + l);
         }
-        Ok(describe(id, s))
+        Ok(describe_ref(id, s))
     }
 
     pub(crate) fn get(
@@ -272,7 +272,7 @@ impl Sidecar {
         meta: String,
         ttl_ms: Option<u64>,
         session: Option<u64>,
-    ) -> Result<(SessionJson, EntryJson, bool), SidecarError> {
+    ) -> Result<(SessionRef, EntryJson, bool), SidecarError> {
         if let Some(holder) = self.holder_of_name(name)
             && (session == Some(holder) || session.is_none())
         {
@@ -324,7 +324,7 @@ impl Sidecar {
                 _ = cancel.cancelled() => drop(reg),
             }
         });
-        let j = self.get(id)?.0;
+        let j = self.renew(id)?;
         Ok((j, (&entry).into(), true))
     }
 
@@ -393,7 +393,7 @@ impl Sidecar {
         meta: String,
         ttl_ms: Option<u64>,
         session: Option<u64>,
-    ) -> Result<(SessionJson, EntryJson, bool), SidecarError> {
+    ) -> Result<(SessionRef, EntryJson, bool), SidecarError> {
         let key = (group.to_owned(), member.to_owned());
         if let Some(holder) = self.holder_of_member(group, member)
             && (session == Some(holder) || session.is_none())
@@ -431,7 +431,7 @@ impl Sidecar {
             s.groups.insert(key.clone());
             inner.members.insert(key, id);
         }
-        let j = self.get(id)?.0;
+        let j = self.renew(id)?;
         Ok((j, (&entry).into(), true))
     }
 
@@ -469,6 +469,16 @@ impl Sidecar {
         for id in ids {
             self.end(id, "closed");
         }
+    }
+}
+
+fn describe_ref(id: u64, s: &Session) -> SessionRef {
+    SessionRef {
+        session: id,
+        pid: (&s.pid).into(),
+        ttl_ms: s
+            .lease
+            .map(|l| u64::try_from(l.as_millis()).unwrap_or(u64::MAX)),
     }
 }
 
