@@ -199,6 +199,16 @@ async fn sidecar_names_and_groups() {
     )
     .await;
     assert_json_error(s, &v, StatusCode::CONFLICT);
+    // Without the holder's session, even on this node, it is a conflict; nothing changes.
+    let (s, v) = call(
+        &app,
+        "PUT",
+        "/v1/names/billing",
+        Some(r#"{"meta":"hijack"}"#),
+    )
+    .await;
+    assert_json_error(s, &v, StatusCode::CONFLICT);
+    assert_eq!(r.lookup("billing").unwrap().meta.as_ref(), b"10.0.0.1:80");
     // Re-putting from the holder updates the metadata.
     let (s, v) = call(
         &app,

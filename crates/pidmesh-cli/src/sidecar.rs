@@ -274,7 +274,7 @@ impl Sidecar {
         session: Option<u64>,
     ) -> Result<(SessionRef, EntryJson, bool), SidecarError> {
         if let Some(holder) = self.holder_of_name(name)
-            && (session == Some(holder) || session.is_none())
+            && session == Some(holder)
         {
             let pid = lock(&self.inner)
                 .sessions
@@ -396,7 +396,7 @@ impl Sidecar {
     ) -> Result<(SessionRef, EntryJson, bool), SidecarError> {
         let key = (group.to_owned(), member.to_owned());
         if let Some(holder) = self.holder_of_member(group, member)
-            && (session == Some(holder) || session.is_none())
+            && session == Some(holder)
         {
             let pid = lock(&self.inner)
                 .sessions
