@@ -38,6 +38,11 @@ pub struct Config {
     /// Between removing its entries and telling SWIM it leaves, a leaving node waits this long
     /// so its removals arrive first (see `Node::leave_cluster`).
     pub leave_grace: Duration,
+    /// How long the address of a member that is no longer seen is remembered (and announced
+    /// to, while it is not a live member). See `Node::remembered`.
+    pub remember_for: Duration,
+    /// At most this many remembered addresses are kept (the oldest are forgotten first).
+    pub max_remembered: usize,
     /// SWIM parameters (see `foca::Config`); `max_packet_size` must fit the transport's datagrams.
     pub swim: foca::Config,
 }
@@ -89,6 +94,8 @@ impl Config {
             max_released: 4096,
             singleton_lease: None,
             leave_grace: Duration::from_millis(20),
+            remember_for: Duration::from_secs(24 * 3600),
+            max_remembered: 1024,
             swim: swim_base(
                 16,
                 Duration::from_secs(1),

@@ -112,6 +112,10 @@ pub struct Node {
     promises_unknown_until: Instant,
     /// Set once SWIM was told this node leaves.
     swim_left: bool,
+    /// Addresses live members were seen at, with when (wall ms); see discovery.rs.
+    remembered: BTreeMap<SocketAddr, u64>,
+    /// Addresses the configured discovery source reported last.
+    discovered: BTreeSet<SocketAddr>,
 }
 
 impl std::fmt::Debug for Node {
@@ -136,11 +140,13 @@ fn entry_of(key: &Key, slot: &Slot<NodeId, Value>) -> Entry {
     }
 }
 
+mod discovery;
 mod dissemination;
 mod local;
 mod membership;
 mod sync;
 
+pub use discovery::RememberedAddr;
 use sync::SnapshotJob;
 mod conflicts;
 mod election;
@@ -193,6 +199,8 @@ impl Node {
             snapshots: VecDeque::new(),
             promises_unknown_until: now + config.singleton_promise(),
             swim_left: false,
+            remembered: BTreeMap::new(),
+            discovered: BTreeSet::new(),
             me,
             config,
             resolver,
