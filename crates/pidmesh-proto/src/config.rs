@@ -43,6 +43,11 @@ pub struct Config {
     pub remember_for: Duration,
     /// At most this many remembered addresses are kept (the oldest are forgotten first).
     pub max_remembered: usize,
+    /// How many own removals anti-entropy remembers with the dot that made them, so that a
+    /// digest crossing a removal in flight is not mistaken for a lost one. A peer that missed
+    /// more removals than this gets a whole-row resend (which costs the live entries, not the
+    /// history). 16 bytes each.
+    pub removal_log: usize,
     /// SWIM parameters (see `foca::Config`); `max_packet_size` must fit the transport's datagrams.
     pub swim: foca::Config,
 }
@@ -96,6 +101,7 @@ impl Config {
             leave_grace: Duration::from_millis(20),
             remember_for: Duration::from_secs(24 * 3600),
             max_remembered: 1024,
+            removal_log: 65_536,
             swim: swim_base(
                 16,
                 Duration::from_secs(1),

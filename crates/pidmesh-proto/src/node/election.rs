@@ -293,6 +293,7 @@ impl Node {
             return entry;
         };
         let marked = entry_of(&entry.key, &delta.adds[0].1);
+        self.log_removal(marked.dot.seq, [previous.dot.seq]);
         self.queue_delta(now, delta);
         self.events.push_back(Event::MetaUpdated {
             entry: marked.clone(),

@@ -116,6 +116,8 @@ pub struct Node {
     remembered: BTreeMap<SocketAddr, u64>,
     /// Addresses the configured discovery source reported last.
     discovered: BTreeSet<SocketAddr>,
+    /// Own removals as (removing dot, removed dot) sequence numbers, ascending (see sync.rs).
+    removals: VecDeque<(u64, u64)>,
 }
 
 impl std::fmt::Debug for Node {
@@ -201,6 +203,7 @@ impl Node {
             swim_left: false,
             remembered: BTreeMap::new(),
             discovered: BTreeSet::new(),
+            removals: VecDeque::new(),
             me,
             config,
             resolver,
