@@ -114,14 +114,12 @@ fn churn_without_faults_needs_no_whole_row_resend() {
         sim.register(i, &name, &pid).expect("registers");
         names.push((i, Key::name(&name), pid));
     }
-    let mut next = 200u32;
     // 20 s of replacements at 1,000 per second (virtual time).
-    for step in 0..20_000u32 {
+    for (step, next) in (0..20_000u32).zip(200u32..) {
         let k = (step as usize * 7919) % names.len();
         let (i, key, pid) = names.swap_remove(k);
         sim.remove(i, &key, &pid).expect("removes");
         let name = format!("svc-{next}");
-        next += 1;
         sim.register(i, &name, &pid).expect("registers");
         names.push((i, Key::name(&name), pid));
         sim.run_for(Duration::from_millis(1));

@@ -129,8 +129,11 @@ impl Discovery for DnsDiscovery {
 #[derive(Debug)]
 pub struct FileDiscovery {
     path: PathBuf,
-    last: Mutex<Option<(Option<SystemTime>, u64, Vec<SocketAddr>)>>,
+    last: Mutex<Option<FileSnapshot>>,
 }
+
+/// What a [`FileDiscovery`] read last: the file's modification time and size, and its addresses.
+type FileSnapshot = (Option<SystemTime>, u64, Vec<SocketAddr>);
 
 impl FileDiscovery {
     /// Reads addresses from `path`.
