@@ -546,3 +546,27 @@ fn remembered_addresses_age_out() {
     sim.run_for(Duration::from_secs(30));
     assert_eq!(remembered(&sim), vec![sim.hosts[1].addr], "n2 aged out");
 }
+
+/// No memory across restarts, every seed dead: the survivor remembers the address where the
+/// crashed member lived and keeps announcing there while it sees fewer members than it knew,
+/// so the member's next life (which knows only the dead seeds) is found.
+#[test]
+fn a_survivor_keeps_announcing_to_remembered_addresses() {
+    println!("seed = {SEED:#x}");
+    let mut config = SimConfig::new(4, SEED + 22);
+    config.persist_peers = false;
+    let mut sim = Sim::new(config);
+    let formed = sim.run_until(
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        check::membership_agrees_ok,
+    );
+    assert!(formed.is_some(), "cluster of 4 did not form");
+    sim.crash(3);
+    sim.crash(0);
+    sim.crash(1);
+    sim.run_for(Duration::from_secs(20));
+    sim.restart(3);
+    register_everywhere(&mut sim, "a");
+    rejoins(&mut sim, &[2, 3]);
+}
