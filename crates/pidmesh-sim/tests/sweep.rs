@@ -6,7 +6,7 @@
 //!
 //! - `PIDMESH_SIM_FIRST=S PIDMESH_SIM_SEEDS=N`: run exactly seeds S..S+N (replay; no fixed set,
 //!   no window). `PIDMESH_SIM_SINGLETON_SEEDS=N` sets the singleton sweep's count then.
-//! - `PIDMESH_SIM_WINDOW=N`: the size of the changing window (default 60; singleton sweep 20);
+//! - `PIDMESH_SIM_WINDOW=N`: the size of the changing window (default 40; singleton sweep 12);
 //!   `0` turns it off. `PIDMESH_SIM_WINDOW_FIRST=S` pins where it starts.
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -58,7 +58,7 @@ fn seeds_of(ranges: &[(u64, u64)]) -> impl Iterator<Item = u64> + '_ {
 
 #[test]
 fn seed_sweep() {
-    let ranges = plan(300, "PIDMESH_SIM_SEEDS", 60);
+    let ranges = plan(300, "PIDMESH_SIM_SEEDS", 40);
     let started = Instant::now();
     let mut failures = Vec::new();
     for seed in seeds_of(&ranges) {
@@ -88,7 +88,7 @@ fn seed_sweep() {
 /// (docs/singletons.md): any violation fails.
 #[test]
 fn singleton_seed_sweep() {
-    let ranges = plan(100, "PIDMESH_SIM_SINGLETON_SEEDS", 20);
+    let ranges = plan(100, "PIDMESH_SIM_SINGLETON_SEEDS", 12);
     let started = Instant::now();
     let mut failures = Vec::new();
     let mut instants = 0u64;
