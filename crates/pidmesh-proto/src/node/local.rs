@@ -227,7 +227,6 @@ impl Node {
             .map(|(_, s)| s.dot.seq)
             .collect();
         self.log_removal(by, own);
-        self.queue_delta(now, delta);
         let mut out = Vec::with_capacity(removed.len());
         for (key, slot) in removed {
             let entry = entry_of(&key, &slot);
@@ -251,6 +250,8 @@ impl Node {
             });
             out.push(entry);
         }
+        // Queued last: the batch may go out at once, and it must carry the releases above.
+        self.queue_delta(now, delta);
         out
     }
 }

@@ -77,6 +77,9 @@ pub struct Node {
     announce_gen: u64,
     pending: Option<Delta<NodeId, Key, Value>>,
     flush_scheduled: bool,
+    /// When the last delta batch went out: a change made a batch window or more after it is
+    /// pushed at once (an idle link), later ones wait for the window's timer.
+    last_flush: Option<Instant>,
     /// Peers we asked for a sync, with the time after which we may ask again.
     sync_inflight: HashMap<NodeId, Instant>,
     /// What each live peer last reported holding of this node's dots (from its digests).
@@ -118,6 +121,10 @@ pub struct Node {
     discovered: BTreeSet<SocketAddr>,
     /// Own removals as (removing dot, removed dot) sequence numbers, ascending (see sync.rs).
     removals: VecDeque<(u64, u64)>,
+    /// Liveness evidence and doubted "down" verdicts (see `liveness.rs`).
+    liveness: liveness::Liveness,
+    /// Lifeguard's local health and suspicions (see `health.rs`).
+    health: health::Health,
 }
 
 impl std::fmt::Debug for Node {
@@ -152,6 +159,8 @@ pub use discovery::RememberedAddr;
 use sync::SnapshotJob;
 mod conflicts;
 mod election;
+mod health;
+mod liveness;
 
 impl Node {
     /// Starts a node at time `now`. It begins announcing to its seeds at once.
@@ -182,6 +191,7 @@ impl Node {
             announce_gen: 0,
             pending: None,
             flush_scheduled: false,
+            last_flush: None,
             sync_inflight: HashMap::new(),
             sync_cursor: None,
             peer_has: HashMap::new(),
@@ -204,6 +214,8 @@ impl Node {
             remembered: BTreeMap::new(),
             discovered: BTreeSet::new(),
             removals: VecDeque::new(),
+            liveness: liveness::Liveness::default(),
+            health: health::Health::default(),
             me,
             config,
             resolver,
@@ -337,8 +349,9 @@ impl Node {
         class: TrafficClass,
         bytes: &[u8],
     ) {
+        self.liveness.heard_from(from, now);
         let result = match class {
-            TrafficClass::Membership => self.on_datagram(bytes),
+            TrafficClass::Membership => self.on_datagram(now, bytes),
             TrafficClass::Delta => self.on_delta(now, peer_name, bytes),
             TrafficClass::Sync => self.on_sync(now, from, peer_name, bytes),
             TrafficClass::Mail => Err("mail is for the runtime, not the node"),
@@ -358,6 +371,10 @@ impl Node {
         while let Some(kind) = self.timers.pop_due(now) {
             match kind {
                 TimerKind::Swim(t) => {
+                    if !self.suspicion_stands(&t) {
+                        self.stats.refuted_suspicions += 1;
+                        continue;
+                    }
                     if let Err(e) = self.swim.handle_timer(t, &mut self.swim_rt) {
                         tracing::debug!(error = %e, "swim timer failed");
                     }
@@ -365,6 +382,7 @@ impl Node {
                 }
                 TimerKind::Flush => {
                     self.flush_scheduled = false;
+                    self.last_flush = Some(now);
                     self.flush();
                 }
                 TimerKind::Sync => {
@@ -381,6 +399,8 @@ impl Node {
                 TimerKind::Singleton => {}
                 TimerKind::Leave => self.leave_swim(now),
                 TimerKind::SnapshotWindow => self.send_snapshot_window(now),
+                TimerKind::DoubtedDown => self.doubted_down_due(now),
+                TimerKind::Suspicion => self.suspicions_due(now),
             }
         }
         self.settle(now);
