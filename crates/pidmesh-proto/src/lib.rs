@@ -28,7 +28,7 @@ pub use config::{Config, Lifeguard};
 pub use entry::{Entry, Event, Reason};
 pub use error::{JoinError, RegisterError, RemoveError};
 pub use member::Member;
-pub use node::{Node, NodeOptions, Registry, Transmit};
+pub use node::{Node, NodeOptions, Registry, RememberedAddr, Transmit};
 pub use pidmesh_crdt::Dot;
 pub use pidmesh_wire::{Hlc, Key, KeyKind, NodeId, Pid, TrafficClass};
 pub use reader::RegistryReader;

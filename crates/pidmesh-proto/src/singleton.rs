@@ -38,7 +38,10 @@ pub enum SingletonPolicy {
     /// quorum above half the cluster, two sides of a partition never both run it.
     StaticQuorum(usize),
     /// Run only while this node sees a strict majority of every node it knows of (live or
-    /// down, itself included).
+    /// down, itself included; unmet seed, discovered and remembered addresses count). Safe
+    /// across restarts only when a restarted node gets back what it remembered
+    /// ([`crate::Node::remember`], the facade's peer cache); without that, restarted nodes that
+    /// meet only each other may count a majority of a smaller cluster (docs/singletons.md).
     MajorityOfKnown,
 }
 

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pidmesh_proto::{
-    Config, Dot, Entry, Event, Key, Node, NodeId, NodeOptions, Pid, Reason, Resolver,
-    SingletonPolicy, TrafficClass,
+    Config, Dot, Entry, Event, Key, Node, NodeId, NodeOptions, Pid, Reason, RememberedAddr,
+    Resolver, SingletonPolicy, TrafficClass,
 };
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -46,6 +46,10 @@ pub struct SimConfig {
     pub resolver: Resolver,
     /// Singletons every node is a candidate for (from its start).
     pub singletons: Vec<(String, SingletonPolicy)>,
+    /// Whether a host keeps the addresses its node remembered ([`Node::remembered`]) across a
+    /// crash and hands them to its next life ([`Node::remember`]), as the facade does with a
+    /// peer cache file. Default true.
+    pub persist_peers: bool,
 }
 
 impl SimConfig {
@@ -59,6 +63,7 @@ impl SimConfig {
             node: Config::local().for_cluster_size(u32::try_from(nodes).unwrap_or(u32::MAX)),
             resolver: Resolver::keep_oldest(),
             singletons: Vec::new(),
+            persist_peers: true,
         }
     }
 }
@@ -97,6 +102,8 @@ pub struct Host {
     pub incarnation: u64,
     /// Bookkeeping of the current life.
     pub life: Life,
+    /// What the host's disk holds across lives: the addresses its last life remembered.
+    pub disk: Vec<RememberedAddr>,
 }
 
 /// A simulated cluster.
@@ -187,6 +194,7 @@ impl Sim {
                 node: None,
                 incarnation: 0,
                 life: Life::default(),
+                disk: Vec::new(),
             });
             sim.start(i);
         }
@@ -238,6 +246,9 @@ impl Sim {
             self.config.resolver.clone(),
             self.now,
         );
+        if self.config.persist_peers {
+            node.remember(self.now, &host.disk);
+        }
         let mut life = Life::default();
         for (name, policy) in &self.config.singletons {
             if let Ok(pid) = node.add_singleton(self.now, name, *policy) {
@@ -251,7 +262,9 @@ impl Sim {
 
     /// Kills node `i` without a goodbye: its state is lost, in-flight messages to it are dropped.
     pub fn crash(&mut self, i: usize) {
-        self.hosts[i].node = None;
+        if let Some(n) = self.hosts[i].node.take() {
+            self.hosts[i].disk = n.remembered();
+        }
     }
 
     /// Starts node `i` again as a new life (a higher incarnation, an empty registry).
@@ -477,7 +490,7 @@ impl Sim {
         }
         self.check_singleton_safety();
         if self.hosts[i].node.as_ref().is_some_and(Node::has_left_swim) {
-            self.hosts[i].node = None;
+            self.crash(i);
         }
     }
 

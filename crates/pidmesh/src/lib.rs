@@ -31,6 +31,7 @@
 #![forbid(unsafe_code)]
 
 mod builder;
+mod discovery;
 mod driver;
 mod error;
 mod mailbox;
@@ -40,6 +41,9 @@ mod registry;
 mod singleton;
 
 pub use builder::RegistryBuilder;
+pub use discovery::{
+    Discovery, DiscoveryError, DiscoveryFuture, DnsDiscovery, FileDiscovery, StaticDiscovery,
+};
 pub use error::{JoinError, RegisterError, RemoveError, SendError, StartError, Stopped};
 pub use mailbox::{Envelope, Mailbox};
 pub use pidmesh_proto::{

@@ -87,8 +87,9 @@ impl Node {
     }
 
     /// Nodes this one knows of, live or down, itself included (for `MajorityOfKnown`): every
-    /// name in the SWIM membership, plus each configured seed address no known member is at
-    /// (a node that has not met its seeds yet does not take itself for the whole cluster).
+    /// name in the SWIM membership, plus each seed, discovered or remembered address no known
+    /// member is at (a node that has not met its seeds yet, or that restarted with its memory
+    /// restored by [`Node::remember`], does not take itself for the whole cluster).
     pub fn known_nodes(&self) -> usize {
         let mut names: BTreeSet<&str> = BTreeSet::new();
         let mut addrs: BTreeSet<SocketAddr> = BTreeSet::new();
@@ -101,7 +102,7 @@ impl Node {
         }
         names.insert(&self.me.node.name);
         addrs.insert(self.me.addr);
-        let unmet = self.seeds.iter().filter(|a| !addrs.contains(a)).count();
+        let unmet = self.unmet_addrs(&addrs);
         names.len() + unmet
     }
 
@@ -319,6 +320,7 @@ impl Node {
             return entry;
         };
         let marked = entry_of(&entry.key, &delta.adds[0].1);
+        self.log_removal(marked.dot.seq, [previous.dot.seq]);
         self.queue_delta(now, delta);
         self.events.push_back(Event::MetaUpdated {
             entry: marked.clone(),
