@@ -175,7 +175,8 @@ pub fn losers_notified(sim: &Sim) -> Result<(), String> {
         let life = &sim.hosts[i].life;
         for (dot, key) in &life.created {
             // Singleton names are claimed and released by the node itself.
-            let managed = sim.singletons().iter().any(|(n, _)| **n == *key.name);
+            let managed = sim.singletons().iter().any(|(n, _)| **n == *key.name)
+                || sim.strict_names().iter().any(|(n, _)| **n == *key.name);
             if managed || node.registry().get_dot(dot).is_some() {
                 continue;
             }

@@ -46,6 +46,9 @@ pub struct SimConfig {
     pub resolver: Resolver,
     /// Singletons every node is a candidate for (from its start).
     pub singletons: Vec<(String, SingletonPolicy)>,
+    /// Names every node registers strictly (from its start), with the quorum: each life keeps
+    /// one process contending for each, registering again whenever its registration ended.
+    pub strict: Vec<(String, usize)>,
 }
 
 impl SimConfig {
@@ -59,6 +62,7 @@ impl SimConfig {
             node: Config::local().for_cluster_size(u32::try_from(nodes).unwrap_or(u32::MAX)),
             resolver: Resolver::keep_oldest(),
             singletons: Vec::new(),
+            strict: Vec::new(),
         }
     }
 }
@@ -82,6 +86,8 @@ pub struct Life {
     pub running: BTreeSet<String>,
     /// How many times this life started a singleton.
     pub starts: u64,
+    /// The process each strict name is registered with.
+    pub strict_pids: BTreeMap<String, Pid>,
 }
 
 /// One simulated machine: an address, a name, and the current life (if running).
@@ -238,6 +244,16 @@ impl Sim {
                 life.singleton_pids.push(pid);
             }
         }
+        for (name, quorum) in &self.config.strict {
+            let pid = node.spawn_pid();
+            if node
+                .register_strict(self.now, name, &pid, *quorum, Bytes::new())
+                .is_ok()
+            {
+                life.singleton_pids.push(pid.clone());
+                life.strict_pids.insert(name.clone(), pid);
+            }
+        }
         host.node = Some(node);
         host.life = life;
         self.pump(i);
@@ -385,6 +401,23 @@ impl Sim {
             return;
         };
         let me = node.id().clone();
+        // A strict registration that ended contends again (same process).
+        let strict_pids = &self.hosts[i].life.strict_pids;
+        let again: Vec<(String, usize, Pid)> = self
+            .config
+            .strict
+            .iter()
+            .filter_map(|(n, q)| Some((n.clone(), *q, strict_pids.get(n)?.clone())))
+            .collect();
+        let Some(node) = self.hosts[i].node.as_mut() else {
+            return;
+        };
+        for (name, quorum, pid) in &again {
+            if node.strict_ended(name) {
+                node.remove_strict(now, name);
+                let _ = node.register_strict(now, name, pid, *quorum, Bytes::new());
+            }
+        }
         let mut sends: Vec<(usize, TrafficClass, Bytes)> = Vec::new();
         while let Some(t) = node.poll_transmit() {
             if let Some(&to) = self.by_addr.get(&t.to) {
@@ -437,7 +470,19 @@ impl Sim {
     /// The safety invariant of quorum singletons, checked after every step of every node: no
     /// two running nodes run the same one.
     fn check_singleton_safety(&mut self) {
-        for (name, policy) in &self.config.singletons {
+        let strict = self
+            .config
+            .strict
+            .iter()
+            .map(|(n, q)| (n.clone(), SingletonPolicy::StaticQuorum(*q)));
+        let all: Vec<(String, SingletonPolicy)> = self
+            .config
+            .singletons
+            .iter()
+            .cloned()
+            .chain(strict)
+            .collect();
+        for (name, policy) in &all {
             if !policy.needs_quorum() {
                 continue;
             }
@@ -459,6 +504,11 @@ impl Sim {
     /// The singletons every node is a candidate for.
     pub fn singletons(&self) -> &[(String, SingletonPolicy)] {
         &self.config.singletons
+    }
+
+    /// The names every node registers strictly, with their quorum.
+    pub fn strict_names(&self) -> &[(String, usize)] {
+        &self.config.strict
     }
 
     /// The live nodes running singleton `name`.

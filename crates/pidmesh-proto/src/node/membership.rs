@@ -30,6 +30,7 @@ impl Node {
                     name: name.clone(),
                     reason: StopReason::Shutdown,
                 });
+                slot.done |= slot.strict;
             }
             slot.phase = Phase::Idle;
         }
