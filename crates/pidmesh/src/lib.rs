@@ -37,7 +37,9 @@ mod mailbox;
 mod placement;
 mod registration;
 mod registry;
+mod scope;
 mod singleton;
+mod strict;
 
 pub use builder::RegistryBuilder;
 pub use error::{JoinError, RegisterError, RemoveError, SendError, StartError, Stopped};
@@ -52,5 +54,7 @@ pub use placement::{
 };
 pub use registration::{Registration, Subscription};
 pub use registry::{Lost, NodeInfo, Registry};
+pub use scope::{Scope, ScopeError};
 pub use singleton::{Singleton, SingletonContext, SingletonError, SingletonStatus};
+pub use strict::{StrictError, StrictLost, StrictRegistration};
 pub use tokio_util::sync::CancellationToken;
