@@ -49,8 +49,8 @@ pub use pidmesh_proto::{
     StopReason, Verdict,
 };
 pub use placement::{
-    GetOrStartError, LostSignal, PLACEMENT_GROUP_PREFIX, Placement, PlacementError, StartContext,
-    rendezvous_score,
+    GetOrStartError, LostSignal, PLACEMENT_GROUP_PREFIX, Placement, PlacementError,
+    PlacementOptions, StartArgs, StartContext, rendezvous_score,
 };
 pub use registration::{Registration, Subscription};
 pub use registry::{Lost, NodeInfo, Registry};
