@@ -919,4 +919,69 @@ mod tests {
         assert!(check_kind(&"k".repeat(255 - PLACEMENT_GROUP_PREFIX.len())).is_ok());
         assert!(check_kind(&"k".repeat(256 - PLACEMENT_GROUP_PREFIX.len())).is_err());
     }
+
+    /// A request for a name another node still holds is kept, and served the moment that
+    /// entry goes (here: unregistered by hand; after a host death: its node declared down).
+    #[tokio::test]
+    async fn request_for_a_held_name_is_served_once_it_is_free() {
+        use pidmesh_transport::MemNetwork;
+        let seed = 0x9e4d_0001;
+        println!("seed = {seed:#x}");
+        let net = MemNetwork::new(seed);
+        let t0 = net.bind_named("node-0");
+        let t1 = net.bind_named("node-1");
+        let seeds = vec![pidmesh_transport::Transport::local_addr(&t0)];
+        let mut regs = Vec::new();
+        for (name, t) in [("node-0", t0), ("node-1", t1)] {
+            regs.push(
+                Registry::builder()
+                    .node_name(name)
+                    .config(crate::Config::local())
+                    .seeds(seeds.clone())
+                    .transport(t)
+                    .start()
+                    .await
+                    .expect("starts"),
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while regs.iter().any(|r| r.members().len() < 2) {
+            assert!(Instant::now() < deadline, "cluster did not form");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let placement = regs[1]
+            .placement("room", move |ctx| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send((ctx.pid.clone(), ctx.args.clone()));
+                    let _ = ctx.lost.wait().await;
+                }
+            })
+            .await
+            .expect("serves");
+        // node-0 holds room/x by hand.
+        let (pid, _mailbox) = regs[0].spawn_mailbox().expect("running");
+        let held = regs[0].register("room/x", &pid, "").await.expect("free");
+        while regs[1].lookup("room/x").is_none() {
+            assert!(Instant::now() < deadline, "entry did not arrive");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let request = encode_request("room", "x", &StartArgs::default().args("hi"));
+        regs[0]
+            .send(placement.pid(), request)
+            .await
+            .expect("request sent");
+        // Not started while held elsewhere.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(rx.try_recv().is_err(), "started while the name was held");
+        assert_eq!(regs[1].lookup("room/x").map(|e| e.pid), Some(pid));
+        held.unregister().await.expect("unregistered");
+        let (started, args) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("started once free")
+            .expect("channel open");
+        assert_eq!(args, Bytes::from_static(b"hi"));
+        assert_eq!(started.node, *regs[1].node_id());
+    }
 }
