@@ -270,3 +270,77 @@ impl Resolver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use pidmesh_crdt::Dot;
+    use pidmesh_wire::{Hlc, Key, NodeId, Pid};
+
+    use super::*;
+
+    fn entry(node: &str, at: u64, meta: &[u8]) -> Entry {
+        let id = NodeId::new(node, 1);
+        Entry {
+            key: Key::name("x"),
+            pid: Pid {
+                node: id.clone(),
+                local: 1,
+            },
+            meta: Bytes::copy_from_slice(meta),
+            registered_at: Hlc {
+                wall_ms: at,
+                logical: 0,
+            },
+            dot: Dot::new(id, 1),
+        }
+    }
+
+    #[test]
+    fn routes_pick_the_longest_prefix_of_the_scope() {
+        let r = Resolver::keep_oldest()
+            .with_prefix(None, "a/", Resolver::keep_newest())
+            .with_prefix(None, "a/b/", Resolver::kill_both())
+            .with_scope("s", Resolver::keep_newest())
+            .with_prefix(Some("s"), "old/", Resolver::keep_oldest());
+        let c = [entry("n1", 1, b""), entry("n2", 2, b"")];
+        let verdict = |name: &str| r.resolve(name, &c).verdict;
+        let scoped = |s: &str, n: &str| pidmesh_wire::scoped_name(s, n).expect("valid");
+        assert_eq!(verdict("x"), Verdict::Keep(0));
+        assert_eq!(verdict("a/x"), Verdict::Keep(1));
+        assert_eq!(verdict("a/b/x"), Verdict::DropAll);
+        // The default scope's routes do not apply to a scope, and the other way round.
+        assert_eq!(verdict(&scoped("s", "a/b/x")), Verdict::Keep(1));
+        assert_eq!(verdict(&scoped("s", "old/x")), Verdict::Keep(0));
+        assert_eq!(verdict(&scoped("t", "a/x")), Verdict::Keep(0));
+        assert_eq!(verdict("old/x"), Verdict::Keep(0));
+        // Routing the same prefix again replaces it.
+        let r2 = r.with_prefix(None, "a/", Resolver::kill_both());
+        assert_eq!(r2.resolve("a/x", &c).verdict, Verdict::DropAll);
+    }
+
+    #[test]
+    fn custom_resolvers_get_the_name_within_the_scope_and_app_meta() {
+        let r = Resolver::keep_oldest().with_scope(
+            "s",
+            Resolver::custom(|name, c| {
+                assert_eq!(name, "job");
+                c.iter()
+                    .position(|e| e.app_meta() == b"pick")
+                    .map_or(Verdict::DropAll, Verdict::Keep)
+            }),
+        );
+        let mut running = SINGLETON_RUNNING_META.to_vec();
+        running.extend_from_slice(b"pick");
+        let c = [entry("n1", 1, &running), entry("n2", 2, &running)];
+        let name = pidmesh_wire::scoped_name("s", "job").expect("valid");
+        let res = r.resolve(&name, &c);
+        assert_eq!(res.verdict, Verdict::Keep(0));
+        assert_eq!(res.failure, None);
+        // A running claim beats a claim that never ran, whatever the user's rule.
+        let c = [entry("n1", 1, b"pick"), entry("n2", 2, &running)];
+        assert_eq!(r.resolve(&name, &c).verdict, Verdict::Keep(1));
+        assert!(c[1].is_running_claim() && !c[0].is_running_claim());
+        assert_eq!(c[1].app_meta(), b"pick");
+    }
+}
