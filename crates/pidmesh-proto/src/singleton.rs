@@ -125,8 +125,8 @@ pub(crate) struct SingletonSlot {
     /// A strict registration (see `Node::register_strict`) rather than a singleton candidacy:
     /// `pid` is the application's, and once a run has ended the slot never claims again.
     pub(crate) strict: bool,
-    /// Set when a strict registration's run ended: it stays idle until removed.
-    pub(crate) done: bool,
+    /// Set, with the reason, when a strict registration's run ended: it stays idle until removed.
+    pub(crate) ended: Option<StopReason>,
 }
 
 /// A peer's answer to one of our claim checks (`SyncV1::ClaimAck`).

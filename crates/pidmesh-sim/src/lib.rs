@@ -413,7 +413,7 @@ impl Sim {
             return;
         };
         for (name, quorum, pid) in &again {
-            if node.strict_ended(name) {
+            if node.strict_ended(name).is_some() {
                 node.remove_strict(now, name);
                 let _ = node.register_strict(now, name, pid, *quorum, Bytes::new());
             }

@@ -17,7 +17,7 @@ use pidmesh_proto::{Entry, Event, Pid, StopReason};
 use tokio::sync::broadcast;
 
 use crate::registry::Registry;
-use crate::{Stopped, scope};
+use crate::{RegisterError, Stopped, scope};
 
 /// Why [`Registry::register_strict`] failed. Nothing is left claimed.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -105,8 +105,10 @@ impl StrictRegistration {
             return l;
         }
         loop {
-            if self.registry.read_node(|n| n.strict_ended(&self.name)) {
-                return self.end(StopReason::LostQuorum);
+            // The node records why the registration ended, so a stop event missed (lagged, or
+            // sent before this guard existed) still gives the right reason.
+            if let Some(reason) = self.registry.read_node(|n| n.strict_ended(&self.name)) {
+                return self.end(reason);
             }
             match self.events.recv().await {
                 Ok(Event::SingletonStopped { name, reason }) if name == self.name => {
@@ -236,15 +238,12 @@ pub(crate) async fn register_strict_stored(
     let mut events = registry.subscribe_raw();
     registry
         .mutate_node(|n, now| n.register_strict(now, name, pid, quorum, meta))?
-        .map_err(|e| {
-            use pidmesh_proto::RegisterError as P;
-            match e {
-                P::InvalidName(m) => StrictError::InvalidName(m),
-                P::MetaTooLarge(n) => StrictError::MetaTooLarge(n),
-                P::NotLocal(p) => StrictError::NotLocal(p),
-                P::AlreadyRegistered(e) => StrictError::AlreadyRegistered(e),
-                P::Stopped => StrictError::Stopped(Stopped),
-            }
+        .map_err(|e| match RegisterError::from(e) {
+            RegisterError::InvalidName(m) => StrictError::InvalidName(m),
+            RegisterError::MetaTooLarge(n) => StrictError::MetaTooLarge(n),
+            RegisterError::NotLocal(p) => StrictError::NotLocal(p),
+            RegisterError::AlreadyRegistered(e) => StrictError::AlreadyRegistered(e),
+            RegisterError::Stopped(s) => StrictError::Stopped(s),
         })?;
     let mut attempt = Attempt {
         registry,

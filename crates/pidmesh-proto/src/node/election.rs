@@ -78,7 +78,7 @@ impl Node {
                 phase: Phase::Idle,
                 meta,
                 strict: false,
-                done: false,
+                ended: None,
             },
         );
         self.settle(now);
@@ -142,7 +142,7 @@ impl Node {
                 phase: Phase::Idle,
                 meta,
                 strict: true,
-                done: false,
+                ended: None,
             },
         );
         self.settle(now);
@@ -186,11 +186,13 @@ impl Node {
         self.lookup(name).filter(|e| e.pid == slot.pid)
     }
 
-    /// True once the strict registration of `name` ended (it was held, then lost).
-    pub fn strict_ended(&self, name: &str) -> bool {
+    /// Why the strict registration of `name` ended, once it was held and then lost (the
+    /// reason of the [`Event::SingletonStopped`] it emitted).
+    pub fn strict_ended(&self, name: &str) -> Option<StopReason> {
         self.singletons
             .get(name)
-            .is_some_and(|s| s.strict && s.done)
+            .filter(|s| s.strict)
+            .and_then(|s| s.ended)
     }
 
     /// Withdraws this node's candidacy for `name`: stops it if running (reason `Withdrawn`)
@@ -296,7 +298,7 @@ impl Node {
             // Claim the name when it is free (a name held by anyone, even contested with no
             // winner under kill-both, is not free) and the live view has a quorum.
             if slot.phase == Phase::Idle
-                && !slot.done
+                && slot.ended.is_none()
                 && quorum
                 && self.map.get(&Key::name(name.as_str())).is_empty()
                 && self.live_pids.contains(&slot.pid.local)
@@ -312,7 +314,21 @@ impl Node {
             let was_running = matches!(slot.phase, Phase::Held { running: true, .. });
             slot.phase = self.advance_held(now, &name, &slot, quorum);
             if let Some(s) = self.singletons.get_mut(&name) {
-                s.done |= s.strict && was_running && slot.phase == Phase::Idle;
+                if s.strict && was_running && slot.phase == Phase::Idle && s.ended.is_none() {
+                    // The reason is that of the stop event advance_held just emitted.
+                    s.ended = Some(
+                        self.events
+                            .iter()
+                            .rev()
+                            .find_map(|e| match e {
+                                Event::SingletonStopped { name: n, reason } if *n == name => {
+                                    Some(*reason)
+                                }
+                                _ => None,
+                            })
+                            .unwrap_or(StopReason::LostName),
+                    );
+                }
                 s.phase = slot.phase;
             }
         }

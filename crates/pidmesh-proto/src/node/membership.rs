@@ -30,7 +30,9 @@ impl Node {
                     name: name.clone(),
                     reason: StopReason::Shutdown,
                 });
-                slot.done |= slot.strict;
+                if slot.strict {
+                    slot.ended = Some(StopReason::Shutdown);
+                }
             }
             slot.phase = Phase::Idle;
         }
