@@ -61,6 +61,8 @@ const REQUEST_V2: u8 = 2;
 const MAX_PENDING: usize = 1024;
 /// How long such a request is kept.
 const PENDING_FOR: Duration = Duration::from_secs(30);
+/// How often a process that ignores its handover signal is reported in the logs.
+const SLOW_STOP_WARNING: Duration = Duration::from_secs(1);
 
 type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 type Factory = Arc<dyn Fn(StartContext) -> BoxFuture + Send + Sync + 'static>;
@@ -779,19 +781,44 @@ impl Server {
             let Some(p) = self.running.remove(&name) else {
                 continue;
             };
-            tracing::debug!(%name, to = %owner.pid.node, "placement: handing over");
-            let _ = p.lost_tx.send(LostState::Moved(owner.pid.node.clone()));
-            // The stop handshake: the process has returned and its name is removed before the
-            // new owner is asked to start it.
-            let _ = p.task.await;
-            if self.registry.lookup(&name).is_some_and(|e| e.pid == p.pid) {
-                let _ = self.registry.unregister(&name, &p.pid).await;
-            }
-            let request = encode_request(&self.kind, &p.key, &p.start);
-            if let Err(e) = self.registry.send(&owner.pid, request).await {
-                tracing::warn!(%name, error = %e, "placement: handover request not sent");
-            }
+            // Each handover waits for its process on its own, so a slow stop does not hold up
+            // the control process; until the process has returned its name is held here, so
+            // requests for it are not served twice.
+            tokio::spawn(hand_over(
+                self.registry.clone(),
+                self.kind.clone(),
+                name,
+                owner,
+                p,
+            ));
         }
+    }
+}
+
+/// Moves one process to `owner`: tell it, wait until its future has returned (warning while it
+/// ignores the signal) and its name is removed, then ask the owner to start it.
+async fn hand_over(
+    registry: Registry,
+    kind: Arc<str>,
+    name: String,
+    owner: Entry,
+    p: RunningProcess,
+) {
+    tracing::debug!(%name, to = %owner.pid.node, "placement: handing over");
+    let _ = p.lost_tx.send(LostState::Moved(owner.pid.node.clone()));
+    let mut task = p.task;
+    while tokio::time::timeout(SLOW_STOP_WARNING, &mut task)
+        .await
+        .is_err()
+    {
+        tracing::warn!(%name, "placement: process ignores its handover signal");
+    }
+    if registry.lookup(&name).is_some_and(|e| e.pid == p.pid) {
+        let _ = registry.unregister(&name, &p.pid).await;
+    }
+    let request = encode_request(&kind, &p.key, &p.start);
+    if let Err(e) = registry.send(&owner.pid, request).await {
+        tracing::warn!(%name, error = %e, "placement: handover request not sent");
     }
 }
 
