@@ -935,6 +935,27 @@ mod tests {
         );
     }
 
+    /// Every truncation and every single-byte change of a valid request decodes or is
+    /// rejected, never panics (the request is network input).
+    #[test]
+    fn mangled_requests_never_panic() {
+        let body = encode_request(
+            "room",
+            "a/b",
+            &StartArgs::default().args("xyz").meta(vec![1u8, 2]),
+        );
+        for len in 0..=body.len() {
+            let _ = decode_request(&body.slice(..len), "room");
+        }
+        for i in 0..body.len() {
+            for b in 0..=u8::MAX {
+                let mut v = body.to_vec();
+                v[i] = b;
+                let _ = decode_request(&Bytes::from(v), "room");
+            }
+        }
+    }
+
     #[test]
     fn names_are_validated() {
         assert_eq!(name_of("room", "1").as_deref(), Ok("room/1"));
