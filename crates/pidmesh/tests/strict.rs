@@ -47,7 +47,12 @@ async fn strict_registration_needs_a_quorum_and_excludes_others() {
     println!("strict registration latency (3 nodes, quorum 2, in-memory): {latencies:?}");
     let (name, reg) = held.expect("held");
 
-    // Another node cannot take it while it is held.
+    // Another node cannot take it while it is held (once the claim reached it).
+    assert!(
+        eventually(LIMIT, || regs[1].lookup(&name).is_some())
+            .await
+            .is_some()
+    );
     let (p1, _m1) = regs[1].spawn_mailbox().expect("running");
     let refused = regs[1]
         .register_strict(&name, &p1, 2, Duration::from_millis(500))
