@@ -44,7 +44,18 @@ pub enum ScopeError {
 }
 
 /// A handle to one scope of the registry: an independent namespace of names and groups over
-/// the same node. Cheap to clone. See the [module docs](self).
+/// the same node. Cheap to clone.
+///
+/// A name in scope `a` never collides with the same name in scope `b` or in the default scope
+/// (the plain [`Registry`] methods); lookups, groups and subscriptions are per scope. A key of
+/// scope `s` is stored and sent as the name `\x1f s \x1f name`
+/// ([`pidmesh_wire::scoped_name`]): user names cannot contain control characters, so nothing
+/// else encodes to it, and the default scope's keys and wire bytes are unchanged. Nodes built
+/// before scopes reject messages carrying scoped keys, so use scopes once every node knows
+/// them. Entries carry the stored key ([`pidmesh_proto::Key::scope`] and
+/// [`pidmesh_proto::Key::local_name`] split it). A scope's resolver, and a resolver per name
+/// prefix, come from [`pidmesh_proto::Resolver::with_scope`] and
+/// [`pidmesh_proto::Resolver::with_prefix`], configured identically on every node.
 #[derive(Clone, Debug)]
 pub struct Scope {
     registry: Registry,
