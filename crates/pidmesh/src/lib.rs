@@ -45,8 +45,8 @@ pub use builder::RegistryBuilder;
 pub use error::{JoinError, RegisterError, RemoveError, SendError, StartError, Stopped};
 pub use mailbox::{Envelope, Mailbox};
 pub use pidmesh_proto::{
-    Config, Entry, Event, Hlc, Key, KeyKind, NodeId, Pid, Reason, Resolver, SingletonPolicy, Stats,
-    StopReason, Verdict,
+    Config, Entry, Event, Hlc, Key, KeyKind, Lifeguard, NodeId, Pid, Reason, Resolver,
+    SingletonPolicy, Stats, StopReason, Verdict,
 };
 pub use placement::{
     GetOrStartError, LostSignal, PLACEMENT_GROUP_PREFIX, Placement, PlacementError,
