@@ -32,6 +32,6 @@ pub use node::{Node, NodeOptions, Registry, RememberedAddr, Transmit};
 pub use pidmesh_crdt::Dot;
 pub use pidmesh_wire::{Hlc, Key, KeyKind, NodeId, Pid, TrafficClass};
 pub use reader::RegistryReader;
-pub use resolver::{Resolution, Resolver, SINGLETON_RUNNING_META, Verdict};
+pub use resolver::{Resolution, Resolver, SINGLETON_RUNNING_META, Verdict, is_running_claim};
 pub use singleton::{SingletonPolicy, StopReason};
 pub use stats::Stats;

@@ -123,6 +123,13 @@ pub(crate) struct SingletonSlot {
     /// The process identity that holds the name when this node is the holder.
     pub(crate) pid: Pid,
     pub(crate) phase: Phase,
+    /// Application metadata carried by the claim (after the running marker once it runs).
+    pub(crate) meta: bytes::Bytes,
+    /// A strict registration (see `Node::register_strict`) rather than a singleton candidacy:
+    /// `pid` is the application's, and once a run has ended the slot never claims again.
+    pub(crate) strict: bool,
+    /// Set, with the reason, when a strict registration's run ended: it stays idle until removed.
+    pub(crate) ended: Option<StopReason>,
 }
 
 /// A peer's answer to one of our claim checks (`SyncV1::ClaimAck`).

@@ -38,7 +38,9 @@ mod mailbox;
 mod placement;
 mod registration;
 mod registry;
+mod scope;
 mod singleton;
+mod strict;
 
 pub use builder::RegistryBuilder;
 pub use discovery::{
@@ -51,10 +53,12 @@ pub use pidmesh_proto::{
     SingletonPolicy, Stats, StopReason, Verdict,
 };
 pub use placement::{
-    GetOrStartError, LostSignal, PLACEMENT_GROUP_PREFIX, Placement, PlacementError, StartContext,
-    rendezvous_score,
+    GetOrStartError, LostSignal, PLACEMENT_GROUP_PREFIX, Placement, PlacementError,
+    PlacementOptions, StartArgs, StartContext, rendezvous_score,
 };
 pub use registration::{Registration, Subscription};
 pub use registry::{Lost, NodeInfo, Registry};
+pub use scope::{Scope, ScopeError};
 pub use singleton::{Singleton, SingletonContext, SingletonError, SingletonStatus};
+pub use strict::{StrictError, StrictLost, StrictRegistration};
 pub use tokio_util::sync::CancellationToken;

@@ -30,6 +30,9 @@ impl Node {
                     name: name.clone(),
                     reason: StopReason::Shutdown,
                 });
+                if slot.strict {
+                    slot.ended = Some(StopReason::Shutdown);
+                }
             }
             slot.phase = Phase::Idle;
         }
