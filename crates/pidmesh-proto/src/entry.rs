@@ -97,4 +97,10 @@ pub enum Event {
     NodeUp(NodeId),
     /// A node was declared down, left, or was replaced by a newer life of itself.
     NodeDown(NodeId),
+    /// This subscriber fell behind and `missed` events were skipped (the node never emits this;
+    /// subscriptions yield it in place of the events they lost).
+    Lagged {
+        /// How many events were skipped.
+        missed: u64,
+    },
 }

@@ -80,6 +80,73 @@ pub enum SendError {
     /// The message is larger than the mail limit.
     #[error("message of {0} bytes is too large")]
     TooLarge(usize),
+    /// The sending pid given to a `send_from` is not a live process of this node.
+    #[error("{0} is not a live process of this node")]
+    NotLocal(Pid),
+    /// The node has stopped.
+    #[error(transparent)]
+    Stopped(#[from] Stopped),
+}
+
+/// Why [`crate::Registry::call`] failed. The caller got no reply; the request may or may not
+/// have been processed (it was, at most once, for `Timeout` and `NodeDown`).
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallError {
+    /// No live process has that pid (it ended, or its node has no such process).
+    #[error("no such process: {0}")]
+    NoSuchProcess(Pid),
+    /// The pid's node is not a live member, or was declared down or left before it replied.
+    #[error("node of {0} is down or unreachable")]
+    NodeDown(Pid),
+    /// No reply arrived within the timeout. A reply arriving later is dropped and counted.
+    #[error("no reply within the timeout")]
+    Timeout,
+    /// The callee's reply was larger than the mail limit, so it was not sent.
+    #[error("the reply is larger than the mail limit")]
+    ReplyTooLarge,
+    /// The request is larger than the mail limit.
+    #[error("request of {0} bytes is too large")]
+    TooLarge(usize),
+    /// The callee's mailbox, the callee node's waiting room or this node's outgoing queue is full.
+    #[error("mailbox or queue is full")]
+    Full,
+    /// The calling pid given to a `call_from` is not a live process of this node.
+    #[error("{0} is not a live process of this node")]
+    NotLocal(Pid),
+    /// A typed call's reply did not decode as the expected type.
+    #[error("reply did not decode: {0}")]
+    BadReply(String),
+    /// A typed call's request could not be encoded.
+    #[error("request did not encode: {0}")]
+    Encode(String),
+    /// The node has stopped.
+    #[error(transparent)]
+    Stopped(#[from] Stopped),
+}
+
+/// Why [`crate::Envelope::reply`] failed.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReplyError {
+    /// The message was not a request (it was sent with `send`, not `call`).
+    #[error("the message is not a request")]
+    NotARequest,
+    /// This request was already answered (only the first reply is sent).
+    #[error("the request was already answered")]
+    AlreadyReplied,
+    /// The reply is larger than the mail limit; the caller is told (`CallError::ReplyTooLarge`).
+    #[error("reply of {0} bytes is too large")]
+    TooLarge(usize),
+    /// The typed reply could not be encoded; the caller is told as for a too-large reply.
+    #[error("reply did not encode: {0}")]
+    Encode(String),
+    /// The caller's node is no longer a live member.
+    #[error("the caller's node is unreachable")]
+    Unreachable,
+    /// This node's outgoing queue is full; the reply was not sent.
+    #[error("outgoing queue is full")]
+    Full,
     /// The node has stopped.
     #[error(transparent)]
     Stopped(#[from] Stopped),

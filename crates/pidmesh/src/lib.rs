@@ -34,14 +34,22 @@ mod builder;
 mod driver;
 mod error;
 mod mailbox;
+mod messaging;
+mod monitor;
 mod placement;
 mod registration;
 mod registry;
+mod query;
 mod singleton;
+mod typed;
 
 pub use builder::RegistryBuilder;
-pub use error::{JoinError, RegisterError, RemoveError, SendError, StartError, Stopped};
+pub use error::{
+    CallError, JoinError, RegisterError, RemoveError, ReplyError, SendError, StartError, Stopped,
+};
 pub use mailbox::{Envelope, Mailbox};
+pub use messaging::MailStats;
+pub use monitor::{DownReason, Monitor};
 pub use pidmesh_proto::{
     Config, Entry, Event, Hlc, Key, KeyKind, NodeId, Pid, Reason, Resolver, SingletonPolicy, Stats,
     StopReason, Verdict,
@@ -54,3 +62,4 @@ pub use registration::{Registration, Subscription};
 pub use registry::{Lost, NodeInfo, Registry};
 pub use singleton::{Singleton, SingletonContext, SingletonError, SingletonStatus};
 pub use tokio_util::sync::CancellationToken;
+pub use typed::{TypedEnvelope, TypedHandle, TypedMailbox, TypedName, TypedPid, Undecodable};
