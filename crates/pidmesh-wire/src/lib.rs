@@ -500,8 +500,7 @@ impl Validate for SyncMsg {
 impl Validate for MailMsg {
     fn validate(&self) -> Result<(), DecodeError> {
         match self {
-            MailMsg::V1 { from, to, body }
-            | MailMsg::V2(MailV2::Mail { from, to, body, .. }) => {
+            MailMsg::V1 { from, to, body } | MailMsg::V2(MailV2::Mail { from, to, body, .. }) => {
                 check_node(from)?;
                 check_node(&to.node)?;
                 if body.len() > MAX_MAIL_BODY_LEN {

@@ -37,9 +37,9 @@ mod mailbox;
 mod messaging;
 mod monitor;
 mod placement;
+mod query;
 mod registration;
 mod registry;
-mod query;
 mod singleton;
 mod typed;
 

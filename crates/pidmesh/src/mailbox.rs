@@ -76,7 +76,10 @@ impl Envelope {
         if r.replied.swap(true, Ordering::AcqRel) {
             return Err(ReplyError::AlreadyReplied);
         }
-        let shared = r.shared.upgrade().ok_or(ReplyError::Stopped(crate::Stopped))?;
+        let shared = r
+            .shared
+            .upgrade()
+            .ok_or(ReplyError::Stopped(crate::Stopped))?;
         crate::messaging::send_reply(&shared, r, body.into())
     }
 }

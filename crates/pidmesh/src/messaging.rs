@@ -214,7 +214,10 @@ impl Shared {
                     .increment(1);
             }
             None => {
-                self.msg.counters.late_replies.fetch_add(1, Ordering::Relaxed);
+                self.msg
+                    .counters
+                    .late_replies
+                    .fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("pidmesh.call.late_replies").increment(1);
             }
         }
@@ -354,7 +357,11 @@ pub(crate) fn send_reply(shared: &Shared, r: &ReplyTo, body: Bytes) -> Result<()
         } else {
             MailKind::Reply { id: r.id }
         };
-        let sent_body = if too_large { Bytes::new() } else { body.clone() };
+        let sent_body = if too_large {
+            Bytes::new()
+        } else {
+            body.clone()
+        };
         let msg = shared.mail(Some(r.callee), r.caller.clone(), kind, sent_body);
         shared.post(addr, &msg).map_err(|e| match e {
             PostError::Full => ReplyError::Full,
@@ -373,7 +380,12 @@ pub(crate) fn reject_reply(shared: &Shared, r: &ReplyTo) {
     if r.caller.node == shared.id {
         shared.complete_call(&shared.id, r.id, Err(CallError::ReplyTooLarge));
     } else {
-        shared.reject(r.caller.clone(), r.callee, r.id, RejectReason::ReplyTooLarge);
+        shared.reject(
+            r.caller.clone(),
+            r.callee,
+            r.id,
+            RejectReason::ReplyTooLarge,
+        );
     }
 }
 
@@ -500,8 +512,7 @@ fn on_mail_v2(
                 }
                 Err(mpsc::error::TrySendError::Full(env)) => {
                     // Wait for room off the driver; the sender waits for the acknowledgement.
-                    if shared.msg.waiting.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING_DELIVERIES
-                    {
+                    if shared.msg.waiting.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING_DELIVERIES {
                         shared.msg.waiting.fetch_sub(1, Ordering::AcqRel);
                         return shared.reject(caller, to.local, id, RejectReason::Busy);
                     }

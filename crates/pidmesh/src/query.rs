@@ -19,10 +19,7 @@ impl Registry {
 
     /// How many members `group` has, on every node, as this node knows them.
     pub fn member_count(&self, group: &str) -> usize {
-        self.shared
-            .reader
-            .members_of(group)
-            .len()
+        self.shared.reader.members_of(group).len()
     }
 
     /// Whether `pid` is a member of `group`.

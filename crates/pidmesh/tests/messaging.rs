@@ -49,7 +49,10 @@ async fn call_and_sender_identity_local_and_remote() {
     let r = regs[1].call(&server, "a", T).await.expect("reply");
     assert_eq!(&r[..], b"re:a:none");
     // On behalf of a process: the callee sees it.
-    let r = regs[1].call_from(&me, &server, "b", T).await.expect("reply");
+    let r = regs[1]
+        .call_from(&me, &server, "b", T)
+        .await
+        .expect("reply");
     assert_eq!(r, Bytes::from(format!("re:b:{me:?}")));
     // Local call.
     let (local_me, _keep) = regs[0].spawn_mailbox().expect("running");
@@ -63,12 +66,18 @@ async fn call_and_sender_identity_local_and_remote() {
     let (sink, mut sink_inbox) = regs[2].spawn_mailbox().expect("running");
     regs[1].send_from(&me, &sink, "x").expect("sent");
     regs[1].send(&sink, "y").await.expect("sent");
-    let m = tokio::time::timeout(T, sink_inbox.recv()).await.expect("in time").expect("open");
+    let m = tokio::time::timeout(T, sink_inbox.recv())
+        .await
+        .expect("in time")
+        .expect("open");
     assert_eq!(m.sender.as_ref(), Some(&me));
     assert_eq!(m.from, *regs[1].node_id());
     assert!(!m.is_request());
     assert_eq!(m.reply("no"), Err(ReplyError::NotARequest));
-    let m = tokio::time::timeout(T, sink_inbox.recv()).await.expect("in time").expect("open");
+    let m = tokio::time::timeout(T, sink_inbox.recv())
+        .await
+        .expect("in time")
+        .expect("open");
     assert_eq!(m.sender, None);
 
     // A process of another node cannot be named as the sender.
@@ -132,26 +141,41 @@ async fn call_errors_are_distinct() {
     });
     for r in [&regs[0], &regs[1]] {
         let started = Instant::now();
-        assert_eq!(r.call(&server, "big", T).await, Err(CallError::ReplyTooLarge));
+        assert_eq!(
+            r.call(&server, "big", T).await,
+            Err(CallError::ReplyTooLarge)
+        );
         assert!(started.elapsed() < T);
     }
     // Only the first reply counts.
-    assert_eq!(&regs[1].call(&server, "twice", T).await.expect("reply")[..], b"one");
+    assert_eq!(
+        &regs[1].call(&server, "twice", T).await.expect("reply")[..],
+        b"one"
+    );
 
     // Timeout, then the late reply is dropped and counted, never given to the next call.
     assert_eq!(
-        regs[1].call(&server, "late", Duration::from_millis(50)).await,
+        regs[1]
+            .call(&server, "late", Duration::from_millis(50))
+            .await,
         Err(CallError::Timeout)
     );
-    assert_eq!(&regs[1].call(&server, "twice", T).await.expect("reply")[..], b"one");
+    assert_eq!(
+        &regs[1].call(&server, "twice", T).await.expect("reply")[..],
+        b"one"
+    );
     assert!(
-        eventually(LIMIT, || regs[1].mail_stats().late_replies == 1).await.is_some(),
+        eventually(LIMIT, || regs[1].mail_stats().late_replies == 1)
+            .await
+            .is_some(),
         "late reply counted: {:?}",
         regs[1].mail_stats()
     );
     // Silence: a plain timeout.
     assert_eq!(
-        regs[1].call(&server, "ignored", Duration::from_millis(50)).await,
+        regs[1]
+            .call(&server, "ignored", Duration::from_millis(50))
+            .await,
         Err(CallError::Timeout)
     );
     regs[0].send(&server, "stop").await.expect("sent");
@@ -183,15 +207,24 @@ async fn call_to_a_node_that_dies_fails_promptly() {
         let started = Instant::now();
         (caller.call(&target, "q", long).await, started.elapsed())
     });
-    let got = tokio::time::timeout(T, inbox.recv()).await.expect("request arrived");
+    let got = tokio::time::timeout(T, inbox.recv())
+        .await
+        .expect("request arrived");
     assert!(got.is_some_and(|m| m.is_request()));
     regs[2].abort();
     let (result, took) = call.await.expect("call task");
     println!("call failed {took:?} after the request (node aborted right after it arrived)");
     assert_eq!(result, Err(CallError::NodeDown(server.clone())));
-    assert!(took < long / 2, "failed at failure detection, not at the timeout");
+    assert!(
+        took < long / 2,
+        "failed at failure detection, not at the timeout"
+    );
     // Now the node is not a member: immediate.
-    assert!(eventually(LIMIT, || regs[0].members().len() == 2).await.is_some());
+    assert!(
+        eventually(LIMIT, || regs[0].members().len() == 2)
+            .await
+            .is_some()
+    );
     assert_eq!(
         regs[0].call(&server, "q", long).await,
         Err(CallError::NodeDown(server))
@@ -232,15 +265,24 @@ async fn monitors_fire_once_with_the_reason() {
     let started = Instant::now();
     regs[2].shutdown().await;
     assert_eq!(tokio::time::timeout(T, mon).await, Ok(DownReason::NodeLeft));
-    println!("graceful leave: monitor fired {:?} after shutdown began", started.elapsed());
+    println!(
+        "graceful leave: monitor fired {:?} after shutdown began",
+        started.elapsed()
+    );
 
     // Crash: NodeDown at failure detection.
     let (u, _keep_u) = regs[3].spawn_mailbox().expect("running");
     let mon = regs[0].monitor(&u);
     let started = Instant::now();
     regs[3].abort();
-    assert_eq!(tokio::time::timeout(LIMIT, mon).await, Ok(DownReason::NodeDown));
-    println!("abort: monitor fired {:?} after the crash", started.elapsed());
+    assert_eq!(
+        tokio::time::timeout(LIMIT, mon).await,
+        Ok(DownReason::NodeDown)
+    );
+    println!(
+        "abort: monitor fired {:?} after the crash",
+        started.elapsed()
+    );
     // The node is gone now: immediate.
     assert_eq!(regs[0].monitor(&u).await, DownReason::NodeDown);
 
@@ -296,11 +338,17 @@ async fn typed_names_send_call_and_report_undecodable() {
     h.send_wait(&Counter::Add(3)).await.expect("delivered");
     assert_eq!(h.call(&Counter::Get, T).await, Ok(5));
     // A peer with another idea of the type: reported to the receiver, counted, no panic.
-    regs[1].send(pid.pid(), vec![0xff, 0xff, 0xff]).await.expect("sent");
+    regs[1]
+        .send(pid.pid(), vec![0xff, 0xff, 0xff])
+        .await
+        .expect("sent");
     let wrong: pidmesh::TypedHandle<u8, String> =
         regs[1].typed_handle(pidmesh::TypedPid::new_unchecked(pid.pid().clone()));
     wrong.send(&7).expect("sent");
-    let (total, bad) = tokio::time::timeout(T, server).await.expect("in time").expect("ran");
+    let (total, bad) = tokio::time::timeout(T, server)
+        .await
+        .expect("in time")
+        .expect("ran");
     assert_eq!((total, bad), (5, 2));
     assert_eq!(regs[0].mail_stats().undecodable, 2);
 }
@@ -330,14 +378,19 @@ async fn awaiting_send_waits_for_room_local_and_remote() {
     let p = pid.clone();
     let sender = tokio::spawn(async move {
         for i in 0..n {
-            r1.send_wait(&p, i.to_be_bytes().to_vec()).await.expect("delivered");
+            r1.send_wait(&p, i.to_be_bytes().to_vec())
+                .await
+                .expect("delivered");
         }
     });
     for i in 0..n {
         if i % 10 == 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let m = tokio::time::timeout(T, inbox.recv()).await.expect("in time").expect("open");
+        let m = tokio::time::timeout(T, inbox.recv())
+            .await
+            .expect("in time")
+            .expect("open");
         assert_eq!(&m.body[..], &i.to_be_bytes());
     }
     sender.await.expect("sender");
@@ -366,11 +419,20 @@ async fn a_lagging_subscriber_is_told_how_many_it_missed() {
     let mut sub = r.subscribe();
     let (pid, _inbox) = r.spawn_mailbox().expect("running");
     for i in 0..10 {
-        r.join(&format!("g{i}"), &pid, Vec::new()).await.expect("joins");
+        r.join(&format!("g{i}"), &pid, Vec::new())
+            .await
+            .expect("joins");
     }
-    assert!(eventually(LIMIT, || r.member_count("g9") == 1).await.is_some());
+    assert!(
+        eventually(LIMIT, || r.member_count("g9") == 1)
+            .await
+            .is_some()
+    );
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let first = tokio::time::timeout(T, sub.recv()).await.expect("in time").expect("open");
+    let first = tokio::time::timeout(T, sub.recv())
+        .await
+        .expect("in time")
+        .expect("open");
     let Event::Lagged { missed } = first else {
         panic!("expected Lagged, got {first:?}");
     };
@@ -388,7 +450,10 @@ async fn a_lagging_subscriber_is_told_how_many_it_missed() {
 async fn queries() {
     let (_net, regs) = net_cluster(3).await;
     assert_eq!(regs[0].wait_for_members(3, T).await, 3);
-    assert_eq!(regs[0].wait_for_members(4, Duration::from_millis(50)).await, 3);
+    assert_eq!(
+        regs[0].wait_for_members(4, Duration::from_millis(50)).await,
+        3
+    );
     let (a, inbox_a) = regs[0].spawn_mailbox().expect("running");
     let (b, _inbox_b) = regs[1].spawn_mailbox().expect("running");
     for g in ["room/1", "room/2"] {
@@ -399,18 +464,29 @@ async fn queries() {
     assert!(!reg.is_lost());
     assert_eq!(regs[2].wait_for_group_members("room/1", 2, LIMIT).await, 2);
     assert!(regs[2].lookup_timeout("alice", LIMIT).await.is_some());
-    assert!(eventually(LIMIT, || regs[2].member_count("room/2") == 1).await.is_some());
+    assert!(
+        eventually(LIMIT, || regs[2].member_count("room/2") == 1)
+            .await
+            .is_some()
+    );
     let r = &regs[2];
     assert_eq!(r.entry_count(), 4);
     assert_eq!(r.member_count("room/1"), 2);
     assert!(r.is_member("room/1", &b));
     assert!(!r.is_member("room/2", &b));
-    assert_eq!(r.which_groups(&a), vec!["room/1".to_string(), "room/2".to_string()]);
+    assert_eq!(
+        r.which_groups(&a),
+        vec!["room/1".to_string(), "room/2".to_string()]
+    );
     assert_eq!(r.which_names(&a), vec!["alice".to_string()]);
     assert_eq!(r.local_members_of("room/1"), Vec::new());
     assert_eq!(regs[1].local_members_of("room/1").len(), 1);
     assert_eq!(r.list_prefix_resolved("").len(), r.list_prefix("").len());
     drop(inbox_a);
     assert!(reg.is_lost(), "its process exited");
-    assert!(eventually(LIMIT, || regs[2].entry_count() == 1).await.is_some());
+    assert!(
+        eventually(LIMIT, || regs[2].entry_count() == 1)
+            .await
+            .is_some()
+    );
 }
