@@ -196,6 +196,17 @@ pub struct TypedMailbox<M, R = ()> {
     _types: PhantomData<fn(M) -> R>,
 }
 
+impl<M, R> TypedMailbox<M, R> {
+    /// Treats an untyped mailbox (a placed process's, say) as receiving `M`. Not checked:
+    /// messages that do not decode are yielded as [`Undecodable`].
+    pub fn new_unchecked(mailbox: Mailbox) -> Self {
+        Self {
+            inner: mailbox,
+            _types: PhantomData,
+        }
+    }
+}
+
 impl<M: DeserializeOwned, R> TypedMailbox<M, R> {
     /// The typed pid of this mailbox.
     pub fn pid(&self) -> TypedPid<M, R> {
@@ -244,10 +255,18 @@ impl<M: DeserializeOwned, R> TypedMailbox<M, R> {
 }
 
 /// A handle to a typed process: sends `M`, calls for `R`.
-#[derive(Clone)]
 pub struct TypedHandle<M, R = ()> {
     registry: Registry,
     pid: TypedPid<M, R>,
+}
+
+impl<M, R> Clone for TypedHandle<M, R> {
+    fn clone(&self) -> Self {
+        Self {
+            registry: self.registry.clone(),
+            pid: self.pid.clone(),
+        }
+    }
 }
 
 impl<M, R> fmt::Debug for TypedHandle<M, R> {
