@@ -5,7 +5,7 @@ use pidmesh_crdt::Dot;
 use pidmesh_wire::{Hlc, Key, NodeId, Pid};
 
 /// One registration: a pid under a name or in a group.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Entry {
     /// The name or group.
     pub key: Key,
@@ -32,7 +32,8 @@ impl Entry {
 }
 
 /// Why an entry went away.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub enum Reason {
     /// Unregistered or left on purpose (also how a remote removal without a known cause is reported).
     Normal,
@@ -45,7 +46,8 @@ pub enum Reason {
 }
 
 /// Something subscribers are told about. Every node emits events for what it observes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub enum Event {
     /// An entry became visible on this node.
     Registered(Entry),

@@ -134,6 +134,7 @@ fn event_kind(e: &Event) -> &'static str {
         Event::NodeUp(_) => "node_up",
         Event::NodeDown(_) => "node_down",
         Event::Lagged { .. } => "lagged",
+        _ => "other",
     }
 }
 

@@ -12,6 +12,7 @@ pub struct Stopped;
 
 /// Why [`crate::Registry::register`] failed. Nothing changed.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RegisterError {
     /// The name is empty, longer than 255 bytes, or has control characters.
     #[error("invalid name: {0}")]
@@ -32,6 +33,7 @@ pub enum RegisterError {
 
 /// Why [`crate::Registry::join`] failed. Nothing changed.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum JoinError {
     /// The group name is empty, longer than 255 bytes, or has control characters.
     #[error("invalid group name: {0}")]
@@ -52,6 +54,7 @@ pub enum JoinError {
 
 /// Why an unregister, leave or metadata update failed. Nothing changed.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RemoveError {
     /// This node holds no such entry for that pid.
     #[error("no such registration")]
@@ -67,6 +70,7 @@ pub enum RemoveError {
 /// Why [`crate::Registry::send`] failed. The message was not delivered (delivery is at most once:
 /// `Ok` means handed to the local mailbox or to the transport, not processed).
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SendError {
     /// The pid is local but its mailbox is gone.
     #[error("no such process: {0}")]
@@ -154,6 +158,7 @@ pub enum ReplyError {
 
 /// Why [`crate::RegistryBuilder::start`] failed.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StartError {
     /// No node name was given.
     #[error("a node name is required")]
@@ -201,4 +206,44 @@ impl From<pidmesh_proto::RemoveError> for RemoveError {
             P::Stopped => Self::Stopped(Stopped),
         }
     }
+}
+
+/// Any error of this crate, for callers that only propagate (`?`): every per-operation error
+/// converts into it with `From`. Match on the per-operation enums to handle a case.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// See [`RegisterError`].
+    #[error(transparent)]
+    Register(#[from] RegisterError),
+    /// See [`JoinError`].
+    #[error(transparent)]
+    Join(#[from] JoinError),
+    /// See [`RemoveError`].
+    #[error(transparent)]
+    Remove(#[from] RemoveError),
+    /// See [`SendError`].
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// See [`CallError`].
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// See [`ReplyError`].
+    #[error(transparent)]
+    Reply(#[from] ReplyError),
+    /// See [`StartError`].
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// See [`crate::PlacementError`].
+    #[error(transparent)]
+    Placement(#[from] crate::PlacementError),
+    /// See [`crate::GetOrStartError`].
+    #[error(transparent)]
+    GetOrStart(#[from] crate::GetOrStartError),
+    /// See [`crate::SingletonError`].
+    #[error(transparent)]
+    Singleton(#[from] crate::SingletonError),
+    /// The node has stopped.
+    #[error(transparent)]
+    Stopped(#[from] Stopped),
 }

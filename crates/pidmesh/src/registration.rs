@@ -129,7 +129,8 @@ impl Subscription {
             Event::SingletonStarted { name, .. } | Event::SingletonStopped { name, .. } => {
                 return name.starts_with(p.as_str());
             }
-            Event::NodeUp(_) | Event::NodeDown(_) | Event::Lagged { .. } => return true,
+            // Node events, lag reports and kinds added later pass.
+            _ => return true,
         };
         key.name.starts_with(p.as_str())
     }

@@ -23,6 +23,7 @@ const MAILBOX_CAPACITY: usize = 1024;
 
 /// How a registration ended, as reported to its guard.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Lost {
     /// Why the entry went away (`Conflict` when another claim won the name).
     pub reason: Reason,
@@ -32,6 +33,7 @@ pub struct Lost {
 
 /// A node as seen by this one.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NodeInfo {
     /// Its identity.
     pub id: NodeId,

@@ -490,3 +490,39 @@ async fn queries() {
             .is_some()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_error_type_and_serializable_events() {
+    use pidmesh::prelude::*;
+    let (_net, regs) = net_cluster(1).await;
+    let r = &regs[0];
+    // Every operation's error converts into pidmesh::Error with `?`.
+    async fn ops(r: &Registry) -> Result<(), Error> {
+        let (pid, _inbox) = r.spawn_mailbox()?;
+        let _reg = r.register("svc", &pid, "").await?;
+        r.join("g", &pid, Vec::new()).await?;
+        r.register("svc", &pid, "").await?;
+        Ok(())
+    }
+    let mut sub = r.subscribe();
+    let err = ops(r).await.expect_err("second register fails");
+    assert!(
+        matches!(err, Error::Register(RegisterError::AlreadyRegistered(_))),
+        "{err:?}"
+    );
+    let ev = tokio::time::timeout(T, sub.recv())
+        .await
+        .expect("in time")
+        .expect("open");
+    let bytes = postcard::to_stdvec(&ev).expect("events serialize");
+    let back: Event = postcard::from_bytes(&bytes).expect("and deserialize");
+    assert_eq!(back, ev);
+    let Event::Registered(entry) = ev else {
+        panic!("first event is the registration: {ev:?}");
+    };
+    let bytes = postcard::to_stdvec(&entry).expect("entries serialize");
+    assert_eq!(
+        postcard::from_bytes::<Entry>(&bytes).expect("decode"),
+        entry
+    );
+}
