@@ -183,7 +183,7 @@ impl<M, R: Serialize> TypedEnvelope<M, R> {
 #[derive(Debug, Clone)]
 pub struct Undecodable {
     /// The message as received.
-    pub envelope: Envelope,
+    pub envelope: Box<Envelope>,
     /// The decoder's complaint.
     pub error: String,
 }
@@ -246,7 +246,7 @@ impl<M: DeserializeOwned, R> TypedMailbox<M, R> {
                 }
                 tracing::debug!(error = %e, "typed message did not decode");
                 Err(Undecodable {
-                    envelope,
+                    envelope: Box::new(envelope),
                     error: e.to_string(),
                 })
             }
@@ -357,6 +357,8 @@ impl Registry {
     ///
     /// # Errors
     /// [`Stopped`] if the node has stopped.
+    // The pair mirrors `spawn_mailbox`'s (pid, inbox); an alias would only hide it.
+    #[allow(clippy::type_complexity)]
     pub fn spawn_typed<M, R>(&self) -> Result<(TypedPid<M, R>, TypedMailbox<M, R>), Stopped> {
         let (pid, inner) = self.spawn_mailbox()?;
         Ok((
