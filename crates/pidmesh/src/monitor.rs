@@ -2,7 +2,8 @@
 //!
 //! A monitor costs no network traffic of its own. It is armed in this node's memory and fired by
 //! what the node learns anyway:
-//! * a local process ends when its [`crate::Mailbox`] is dropped;
+//! * a local process ends when its [`crate::Mailbox`] is dropped (a singleton's pid, when its
+//!   run stops);
 //! * a node announces the exits of its processes once per exit to every peer, batched per driver
 //!   turn ([`pidmesh_wire::MailV2::Exited`]), whether or not anyone monitors them;
 //! * a node that leaves gracefully announces it ([`pidmesh_wire::MailV2::Leaving`]) before it

@@ -404,5 +404,7 @@ impl Registry {
 
     pub(crate) fn detach_mailbox(&self, pid: &Pid) {
         lock(&self.shared.mailboxes).remove(&pid.local);
+        // To monitors, a singleton's process ends with its run.
+        self.shared.local_exit(pid);
     }
 }

@@ -526,3 +526,30 @@ async fn one_error_type_and_serializable_events() {
         entry
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_singleton_pid_ends_with_its_run() {
+    let (_net, regs) = net_cluster(2).await;
+    let s = regs[0]
+        .singleton(
+            "sched",
+            pidmesh::SingletonPolicy::Available,
+            |cx: pidmesh::SingletonContext| async move { cx.cancel.cancelled().await },
+        )
+        .await
+        .expect("candidacy");
+    assert!(eventually(LIMIT, || s.is_running()).await.is_some());
+    let pid = s.pid().clone();
+    let local = regs[0].monitor(&pid);
+    assert!(
+        regs[1].lookup_timeout("sched", LIMIT).await.is_some(),
+        "visible remotely"
+    );
+    let remote = regs[1].monitor(&pid);
+    s.withdraw().await;
+    assert_eq!(tokio::time::timeout(T, local).await, Ok(DownReason::Exited));
+    assert_eq!(
+        tokio::time::timeout(T, remote).await,
+        Ok(DownReason::Exited)
+    );
+}
