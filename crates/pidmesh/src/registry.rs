@@ -19,7 +19,7 @@ use crate::mailbox::Mailbox;
 use crate::registration::{Registration, Subscription};
 
 /// Capacity of each local mailbox.
-const MAILBOX_CAPACITY: usize = 1024;
+pub(crate) const MAILBOX_CAPACITY: usize = 1024;
 
 /// How a registration ended, as reported to its guard.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -360,7 +360,20 @@ impl Registry {
     // The pair mirrors `spawn_mailbox`'s (pid, inbox); an alias would only hide it.
     #[allow(clippy::type_complexity)]
     pub fn spawn_typed<M, R>(&self) -> Result<(TypedPid<M, R>, TypedMailbox<M, R>), Stopped> {
-        let (pid, inner) = self.spawn_mailbox()?;
+        self.spawn_typed_with_capacity(crate::registry::MAILBOX_CAPACITY)
+    }
+
+    /// [`Registry::spawn_typed`] with room for `capacity` waiting messages (see
+    /// [`Registry::spawn_mailbox_with_capacity`]).
+    ///
+    /// # Errors
+    /// [`Stopped`] if the node has stopped.
+    #[allow(clippy::type_complexity)]
+    pub fn spawn_typed_with_capacity<M, R>(
+        &self,
+        capacity: usize,
+    ) -> Result<(TypedPid<M, R>, TypedMailbox<M, R>), Stopped> {
+        let (pid, inner) = self.spawn_mailbox_with_capacity(capacity)?;
         Ok((
             TypedPid::new_unchecked(pid),
             TypedMailbox {

@@ -304,7 +304,9 @@ const COUNTER: TypedName<Counter, u64> = TypedName::new("counter");
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typed_names_send_call_and_report_undecodable() {
     let (_net, regs) = net_cluster(2).await;
-    let (pid, mut inbox) = regs[0].spawn_typed::<Counter, u64>().expect("running");
+    let (pid, mut inbox) = regs[0]
+        .spawn_typed_with_capacity::<Counter, u64>(16)
+        .expect("running");
     let _reg = regs[0]
         .register_typed(&COUNTER, &pid, "")
         .await
