@@ -346,6 +346,7 @@ async fn run(scenario: &str, s: Settings, command: String) -> anyhow::Result<()>
         }
     }
     results.total_secs = t.elapsed().as_secs_f64();
+    results.machine.loadavg_end = report::loadavg();
     let written = report::write(&results, &s.out, scenario == "all")?;
     println!("{}", report::summary_table(&results));
     for p in written {

@@ -34,6 +34,19 @@ pub struct Machine {
     pub date: String,
     /// `release` or `debug`.
     pub profile: String,
+    /// Load averages (1, 5, 15 min) from /proc/loadavg when the run started.
+    #[serde(default)]
+    pub loadavg_start: Option<[f64; 3]>,
+    /// Load averages when the run ended.
+    #[serde(default)]
+    pub loadavg_end: Option<[f64; 3]>,
+}
+
+/// The 1, 5 and 15 minute load averages of this machine, from /proc/loadavg.
+pub fn loadavg() -> Option<[f64; 3]> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let mut it = s.split_whitespace().map(|v| v.parse::<f64>().ok());
+    Some([it.next()??, it.next()??, it.next()??])
 }
 
 fn command_line(cmd: &str, args: &[&str]) -> Option<String> {
@@ -70,6 +83,8 @@ impl Machine {
                 "release"
             }
             .to_string(),
+            loadavg_start: loadavg(),
+            loadavg_end: None,
         }
     }
 }
@@ -294,9 +309,12 @@ pub fn summary_table(r: &Results) -> String {
             }),
         ]);
         rows.push([
-"members_of a 3-member group on a replica (pg: a 1-member group among N, on the members' node)".into(),
+            format!(
+                "members_of a 1-member group among {} such groups, scattered order, on the members' node",
+                count(n)
+            ),
             "—".into(),
-            p(&|b| ns(b.members_of_ns)),
+            p(&|b| b.members_of_random_ns.map_or_else(na, ns)),
             erl.map_or_else(na, |e| {
                 match e.pg_get_members_ns_node2 {
                     Some(n2) => format!(
@@ -307,6 +325,12 @@ pub fn summary_table(r: &Results) -> String {
                     None => format!("{} (pg:get_members)", ns(e.pg_get_members_ns)),
                 }
             }),
+        ]);
+        rows.push([
+            "members_of one warm 3-member group on a replica (cache-resident; no pg figure of this shape)".into(),
+            "—".into(),
+            p(&|b| ns(b.members_of_ns)),
+            na(),
         ]);
     }
     if let Some(c) = &r.call {
@@ -542,6 +566,18 @@ pub fn benchmarks_md(r: &Results) -> String {
     let _ = writeln!(s, "| logical CPUs (nproc) | {} |", m.nproc);
     let _ = writeln!(s, "| kernel | Linux {} |", m.kernel);
     let _ = writeln!(s, "| rustc | {} |", m.rustc);
+    let load = |l: Option<[f64; 3]>| {
+        l.map_or_else(
+            || "unknown".to_string(),
+            |[a, b, c]| format!("{a:.2} {b:.2} {c:.2}"),
+        )
+    };
+    let _ = writeln!(
+        s,
+        "| load average (1/5/15 min) at start → end | {} → {} |",
+        load(m.loadavg_start),
+        load(m.loadavg_end)
+    );
     let _ = writeln!(s, "| build | {} |", m.profile);
     let _ = writeln!(s, "| date | {} |", m.date);
     let _ = writeln!(s, "| command | `{}` |", r.command);
@@ -662,12 +698,16 @@ pub fn benchmarks_md(r: &Results) -> String {
     if let Some(o) = &r.erlang {
         match &o.result {
             Some(e) => {
+                let load =
+                    |l: Option<f64>| l.map_or_else(|| "unknown".into(), |v| format!("{v:.2}"));
                 let _ = writeln!(
                     s,
-                    "- Erlang/OTP {}: script `{}` ran in {:.0} s.",
+                    "- Erlang/OTP {}: script `{}` ran in {:.0} s (1-minute load average {} at its start, {} at its end).",
                     release(e),
                     short_path(&o.script),
-                    o.wall_secs
+                    o.wall_secs,
+                    load(e.loadavg_1m_start),
+                    load(e.loadavg_1m_end)
                 );
             }
             None => {

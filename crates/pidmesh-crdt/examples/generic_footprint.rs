@@ -7,11 +7,16 @@
 //! global allocator; the allocator's own per-block overhead is not included: the RSS line shows
 //! it). Wire bytes are the postcard encoding of the whole state as one delta (`to_delta()`).
 //! For pidmesh's real key, value and node types see `pidmesh-wire`'s `footprint` example.
+//!
+//! The same entries then go into the `crdts` crate's `Map<String, Orswot<u64, u32>, u32>` (the
+//! general-purpose alternative this store was built instead of), in the same process, for the
+//! heap per entry, the build time and the cost of merging a one-key state into the full map.
 
 use std::alloc::System;
 use std::time::Instant;
 
 use cap::Cap;
+use crdts::{CmRDT, CvRDT, Orswot};
 use pidmesh_crdt::OrMap;
 
 #[global_allocator]
@@ -106,6 +111,67 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "  peak heap of the run           {:>8} MiB",
         ALLOC.max_allocated() >> 20
+    );
+
+    // Keys from another replica merged into the full map one at a time: what a single change
+    // costs (averaged over 1,000 one-key deltas).
+    let mut other: OrMap<u32, String, u64> = OrMap::new();
+    let deltas: Vec<_> = (0..1_000u64)
+        .map(|i| other.add(&(ACTORS + 1), format!("svc/another-{i:06}"), i))
+        .collect();
+    let t = Instant::now();
+    for d in &deltas {
+        map.join(d);
+    }
+    println!(
+        "  join of a one-key delta        {:>8.2} µs",
+        t.elapsed().as_nanos() as f64 / 1e3 / deltas.len() as f64
+    );
+    drop((map, state, encoded, decoded, fresh));
+
+    crdts_baseline(n, per)
+}
+
+type CrdtsMap = crdts::Map<String, Orswot<u64, u32>, u32>;
+
+fn crdts_add(m: &mut CrdtsMap, actor: u32, key: String, value: u64) {
+    let ctx = m.read_ctx().derive_add_ctx(actor);
+    let op = m.update(key, ctx, |set, c| set.add(value, c));
+    m.apply(op);
+}
+
+fn crdts_baseline(n: u64, per: impl Fn(usize) -> f64) -> Result<(), Box<dyn std::error::Error>> {
+    let heap0 = ALLOC.allocated();
+    let t = Instant::now();
+    let mut map = CrdtsMap::new();
+    for i in 0..n {
+        crdts_add(
+            &mut map,
+            (i % u64::from(ACTORS)) as u32 + 1,
+            format!("svc/name-{i:08}"),
+            i,
+        );
+    }
+    let build = t.elapsed();
+    let heap = ALLOC.allocated() - heap0;
+    let mut one = CrdtsMap::new();
+    crdts_add(&mut one, ACTORS + 1, "svc/another-name".to_string(), 0);
+    let t = Instant::now();
+    map.merge(one);
+    let merge_one = t.elapsed();
+    println!("crdts::Map<String, Orswot<u64, u32>, u32>: the same {n} entries and actors");
+    println!(
+        "  heap (live, requested)         {:>8.1} B/entry  ({} MiB)",
+        per(heap),
+        heap >> 20
+    );
+    println!(
+        "  build by update(add) + apply   {:>8.1} ns/entry",
+        build.as_nanos() as f64 / n as f64
+    );
+    println!(
+        "  merge of a one-key map         {:>8.1} µs",
+        merge_one.as_nanos() as f64 / 1e3
     );
     Ok(())
 }

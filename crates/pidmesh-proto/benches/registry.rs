@@ -7,7 +7,9 @@
 //! warm-up; the whole run takes a few minutes, most of it building the 1M-entry registries.
 //!
 //! * `lookup_unique`: `RegistryReader::lookup` (what `pidmesh::Registry::lookup` calls) of a
-//!   name picked pseudo-randomly among all registered ones, so most probes miss the CPU caches;
+//!   name picked pseudo-randomly among all registered ones, so most probes miss the CPU caches,
+//!   beside a std `HashMap<String, Entry>` holding the same entries, probed with the same names
+//!   in the same order (`std_hashmap_borrowed`: a reference; `std_hashmap_cloned`: an owned copy);
 //!   `lookup_unique_hot` looks up the same name again and again (cache-resident: the CPU cost).
 //! * `members_of`: a 10-member group in a registry of N unique names.
 //! * `lookup_under_writes`: 1M entries while another thread keeps registering and unregistering
@@ -23,6 +25,7 @@
 //!
 //! Benchmarks report numbers; they assert nothing about timings.
 
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,7 +35,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use pidmesh_crdt::OrMap;
-use pidmesh_proto::{Config, Key, Node, NodeId, NodeOptions, Registry, Resolver};
+use pidmesh_proto::{Config, Entry, Key, Node, NodeId, NodeOptions, Registry, Resolver};
 use pidmesh_wire::{Hlc, OriginDelta, SyncMsg, SyncV1, Value, WireEntry, decode, encode};
 
 const SIZES: [usize; 3] = [10_000, 100_000, 1_000_000];
@@ -95,7 +98,7 @@ fn lookups(c: &mut Criterion) {
         let (node, _) = node_with(n);
         let reader = node.reader();
         let names: Vec<String> = (0..n).map(name).collect();
-        g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
+        g.bench_with_input(BenchmarkId::new("pidmesh", n), &n, |b, &n| {
             let mut i = 0usize;
             b.iter(|| {
                 // A stride coprime with n visits every name in a cache-unfriendly order.
@@ -103,6 +106,29 @@ fn lookups(c: &mut Criterion) {
                 black_box(reader.lookup(&names[i]))
             })
         });
+        // The naive baseline: the same entries in a std map keyed by name, probed with the same
+        // names in the same order. `borrowed` returns a reference (no copy), `cloned` hands out
+        // an owned `Entry` as `lookup` does.
+        let std_map: HashMap<String, Entry> = names
+            .iter()
+            .filter_map(|nm| node.lookup(nm).map(|e| (nm.clone(), e)))
+            .collect();
+        assert_eq!(std_map.len(), n, "every name is registered");
+        g.bench_with_input(BenchmarkId::new("std_hashmap_borrowed", n), &n, |b, &n| {
+            let mut i = 0usize;
+            b.iter(|| {
+                i = (i + 7_919) % n;
+                black_box(std_map.get(names[i].as_str()))
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("std_hashmap_cloned", n), &n, |b, &n| {
+            let mut i = 0usize;
+            b.iter(|| {
+                i = (i + 7_919) % n;
+                black_box(std_map.get(names[i].as_str()).cloned())
+            })
+        });
+        drop(std_map);
         hot.push((n, node, names));
     }
     g.finish();

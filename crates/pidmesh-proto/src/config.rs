@@ -9,7 +9,9 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
-    /// How long local changes are collected before being pushed as one delta batch.
+    /// How long local changes are collected before being pushed as one delta batch. A change
+    /// made when no batch went out for a whole window is pushed at once (an idle link adds no
+    /// delay); the changes that follow it within the window are collected and pushed together.
     pub delta_batch_window: Duration,
     /// How often the node runs an anti-entropy round with the next live peer (round-robin in
     /// node-id order).
@@ -42,6 +44,40 @@ pub struct Config {
     pub leave_grace: Duration,
     /// SWIM parameters (see `foca::Config`); `max_packet_size` must fit the transport's datagrams.
     pub swim: foca::Config,
+    /// Lifeguard's local health awareness and dynamic suspicion around SWIM (see
+    /// [`Lifeguard`]); `None` runs plain SWIM. On in [`Config::lan`] and [`Config::wan`].
+    pub lifeguard: Option<Lifeguard>,
+}
+
+/// Lifeguard-style extensions of SWIM that keep a slow node from flapping the cluster.
+///
+/// * **Local health**: a node whose own probes fail, or that hears itself suspected, raises a
+///   health score (up to `max_health`; each probe that succeeds lowers it by one). Its probe
+///   interval, probe timeout and suspicion timeouts are multiplied by `1 + score`: a node that
+///   is itself slow probes less and waits longer before declaring anyone down.
+/// * **Dynamic suspicion**: a suspicion this node starts waits `suspicion_max_factor` times
+///   `swim.suspect_to_down_after` at first, and falls towards `suspect_to_down_after` as other
+///   members are heard suspecting the same member (logarithmically, reaching it at
+///   `confirmations` of them). A member only this node suspects has time to refute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifeguard {
+    /// Highest health score (Lifeguard's local health multiplier is `1 + score`).
+    pub max_health: u32,
+    /// How many times the minimum suspicion timeout an unconfirmed suspicion waits.
+    pub suspicion_max_factor: u32,
+    /// Members heard suspecting the same member that bring the timeout to its minimum.
+    pub confirmations: u32,
+}
+
+impl Default for Lifeguard {
+    /// Score up to 8, unconfirmed suspicions wait twice the minimum, 3 confirmations.
+    fn default() -> Self {
+        Self {
+            max_health: 8,
+            suspicion_max_factor: 2,
+            confirmations: 3,
+        }
+    }
 }
 
 fn swim_base(
@@ -91,6 +127,7 @@ impl Config {
             max_released: 4096,
             singleton_lease: None,
             leave_grace: Duration::from_millis(20),
+            lifeguard: Some(Lifeguard::default()),
             swim: swim_base(
                 16,
                 Duration::from_secs(1),
@@ -134,6 +171,7 @@ impl Config {
                 Duration::from_millis(80),
                 Duration::from_millis(600),
             ),
+            lifeguard: None,
             ..Self::lan()
         }
     }

@@ -46,4 +46,9 @@ pub struct Stats {
     pub encode_errors: u64,
     /// Times SWIM renewed this node's identity after a false "down".
     pub rejoins: u64,
+    /// "Down" verdicts about a peer heard from moments earlier, held back until the peer could
+    /// renew its identity (stale verdicts a healed partition brings back; see `Node::peers`).
+    pub doubted_downs: u64,
+    /// Suspicion timeouts dropped because the suspicion no longer stood (refuted in time).
+    pub refuted_suspicions: u64,
 }

@@ -24,6 +24,11 @@ pub(crate) enum TimerKind {
     Leave,
     /// Send the next window of a large reply to a digest.
     SnapshotWindow,
+    /// A "down" verdict about a peer we heard from moments ago waited long enough for the
+    /// peer to renew its identity (see `node/liveness.rs`).
+    DoubtedDown,
+    /// A suspicion held by Lifeguard may have reached its deadline (see `node/health.rs`).
+    Suspicion,
 }
 
 #[derive(Debug)]

@@ -128,6 +128,10 @@ pub struct Sim {
     seeds: Vec<SocketAddr>,
     by_addr: BTreeMap<SocketAddr, usize>,
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Nodes whose processing is stalled, until when (see [`Sim::stall`]).
+    stalls: BTreeMap<usize, Instant>,
+    /// Extra loss on single directed links (see [`Sim::set_link_loss`]).
+    link_loss: BTreeMap<(usize, usize), f64>,
 }
 
 impl std::fmt::Debug for Sim {
@@ -170,6 +174,8 @@ impl Sim {
             seeds,
             by_addr: BTreeMap::new(),
             timers: BinaryHeap::new(),
+            stalls: BTreeMap::new(),
+            link_loss: BTreeMap::new(),
             config,
         };
         for i in 0..sim.config.nodes {
@@ -281,6 +287,30 @@ impl Sim {
         }
     }
 
+    /// Stalls node `i`'s processing for `d` (a "slow node": a GC pause, CPU starvation): it
+    /// handles no message and no timer until then. Messages keep arriving and wait; at the end
+    /// the waiting messages are handled in arrival order, then its overdue timers.
+    pub fn stall(&mut self, i: usize, d: Duration) {
+        let until = self.now + d;
+        let end = self.stalls.entry(i).or_insert(until);
+        *end = (*end).max(until);
+    }
+
+    /// True while node `i` is stalled.
+    pub fn is_stalled(&self, i: usize) -> bool {
+        self.stalls.get(&i).is_some_and(|&u| u > self.now)
+    }
+
+    /// Drops messages sent from `from` to `to` with probability `loss` (on top of the link
+    /// behaviour); 0 removes it.
+    pub fn set_link_loss(&mut self, from: usize, to: usize, loss: f64) {
+        if loss > 0.0 {
+            self.link_loss.insert((from, to), loss.clamp(0.0, 1.0));
+        } else {
+            self.link_loss.remove(&(from, to));
+        }
+    }
+
     /// Restores every link.
     pub fn heal(&mut self) {
         self.net.cut.clear();
@@ -322,6 +352,13 @@ impl Sim {
                 }
             } else if let Some(Reverse((_, i))) = self.timers.pop() {
                 let now = self.now;
+                if let Some(&until) = self.stalls.get(&i) {
+                    if until > now {
+                        self.timers.push(Reverse((until, i)));
+                        continue;
+                    }
+                    self.stalls.remove(&i);
+                }
                 if let Some(n) = self.hosts[i].node.as_mut() {
                     n.handle_timeout(now);
                     self.pump(i);
@@ -352,7 +389,10 @@ impl Sim {
     /// The earliest valid node deadline (stale heap entries are skipped).
     fn next_timer(&mut self) -> Option<Instant> {
         while let Some(Reverse((at, i))) = self.timers.peek().copied() {
-            let valid = self.hosts[i].node.as_ref().and_then(Node::poll_timeout) == Some(at);
+            let due = self.hosts[i].node.as_ref().and_then(Node::poll_timeout);
+            // A stalled node's overdue timers wait for the end of the stall.
+            let valid = due == Some(at)
+                || (self.stalls.get(&i) == Some(&at) && due.is_some_and(|d| d <= at));
             if valid {
                 return Some(at);
             }
@@ -364,6 +404,13 @@ impl Sim {
     fn deliver(&mut self, m: net::InFlight) {
         if self.net.blocked(m.from, m.to) {
             self.dropped += 1;
+            return;
+        }
+        if let Some(&until) = self.stalls.get(&m.to)
+            && until > self.now
+        {
+            // Waits for the stall to end, after the node's overdue timers.
+            self.net.push(until, m.from, m.to, m.class, m.payload);
             return;
         }
         let from_addr = self.hosts[m.from].addr;
@@ -477,6 +524,12 @@ impl Sim {
         self.bytes_sent[slot] += payload.len() as u64;
         let link = &self.link;
         if link.loss > 0.0 && self.rng.random_bool(link.loss.clamp(0.0, 1.0)) {
+            self.dropped += 1;
+            return;
+        }
+        if let Some(&p) = self.link_loss.get(&(from, to))
+            && self.rng.random_bool(p)
+        {
             self.dropped += 1;
             return;
         }

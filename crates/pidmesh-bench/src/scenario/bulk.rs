@@ -47,8 +47,13 @@ pub struct BulkResult {
     pub delta_bytes_per_registration_per_peer: f64,
     /// Nanoseconds per `lookup` on a replica holding the N entries.
     pub lookup_ns: f64,
-    /// Nanoseconds per `members_of` of a 3-member group on the same replica.
+    /// Nanoseconds per `members_of` of a 3-member group on the same replica (one warm group).
     pub members_of_ns: f64,
+    /// Nanoseconds per `members_of` of a 1-member group picked in a scattered order among N
+    /// such groups, on the members' node: the access pattern of the Erlang module's
+    /// `pg:get_members` figure.
+    #[serde(default)]
+    pub members_of_random_ns: Option<f64>,
 }
 
 /// Times `f` over `iters` calls and returns nanoseconds per call.
@@ -125,6 +130,7 @@ pub async fn run(s: &Settings, n: usize) -> anyhow::Result<BulkResult> {
     let replica = &cluster.nodes[1];
     let mut lookup_ns = f64::NAN;
     let mut members_of_ns = f64::NAN;
+    let mut members_of_random_ns = None;
     let mut group_mailboxes = Vec::new();
     if converged.is_some() {
         let iters = s.lookup_iters;
@@ -154,6 +160,25 @@ pub async fn run(s: &Settings, n: usize) -> anyhow::Result<BulkResult> {
         members_of_ns = ns_per_call(iters / 4, |_| {
             black_box(replica.members_of(black_box("bench/group")));
         });
+
+        // Like for like with pg: N groups of one member each, joined on node 0 and read there
+        // in the same scattered order as the lookups.
+        let origin = &cluster.nodes[0];
+        let (member, mb) = origin.spawn_mailbox()?;
+        group_mailboxes.push(mb);
+        let groups: Vec<String> = (0..n).map(|i| bulk_name("bench/g/", i)).collect();
+        for g in &groups {
+            origin.join(g, &member, bytes_empty()).await?;
+        }
+        let mut empty = 0usize;
+        members_of_random_ns = Some(ns_per_call(iters, |i| {
+            if black_box(origin.members_of(black_box(&groups[(i * stride) % n]))).is_empty() {
+                empty += 1;
+            }
+        }));
+        if empty > 0 {
+            bail!("{empty} members_of calls on the members' node found no member");
+        }
     }
 
     let result = BulkResult {
@@ -173,6 +198,7 @@ pub async fn run(s: &Settings, n: usize) -> anyhow::Result<BulkResult> {
         bytes_by_node,
         lookup_ns,
         members_of_ns,
+        members_of_random_ns,
     };
     // Stop the nodes first: the guards then drop without unregistering 200k names one by one.
     cluster.shutdown().await;

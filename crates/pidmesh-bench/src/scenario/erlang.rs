@@ -35,6 +35,12 @@ pub struct ErlangResult {
     /// First `global:register_name` issued → all names visible on all 3 nodes (s), if reported.
     #[serde(default)]
     pub global_visible_secs: Option<f64>,
+    /// The Erlang side's 1-minute load average when its run started, if reported.
+    #[serde(default)]
+    pub loadavg_1m_start: Option<f64>,
+    /// The Erlang side's 1-minute load average when its run ended, if reported.
+    #[serde(default)]
+    pub loadavg_1m_end: Option<f64>,
     /// Optional convergence curve: `[ms, visible on node 2, visible on node 3]`.
     #[serde(default)]
     pub pg_curve: Option<Vec<Vec<f64>>>,

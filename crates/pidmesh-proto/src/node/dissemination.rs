@@ -168,10 +168,21 @@ impl Node {
             Some(p) => p.merge(delta),
             None => self.pending = Some(delta),
         }
-        if !self.flush_scheduled {
+        if self.flush_scheduled {
+            return;
+        }
+        let window = self.config.delta_batch_window;
+        let idle = self
+            .last_flush
+            .is_none_or(|last| now.saturating_duration_since(last) >= window);
+        if idle {
+            // Nothing went out for a whole window: send now rather than add the window to the
+            // latency of a lone change. Changes that follow within the window are batched.
+            self.last_flush = Some(now);
+            self.flush();
+        } else {
             self.flush_scheduled = true;
-            self.timers
-                .push(now + self.config.delta_batch_window, TimerKind::Flush);
+            self.timers.push(now + window, TimerKind::Flush);
         }
     }
 

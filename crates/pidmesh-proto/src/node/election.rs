@@ -329,10 +329,18 @@ impl Node {
         }
     }
 
-    /// Answers a claim check for `claim` on `name`: every claim this node holds under the name,
-    /// plus the claim it promised not to betray if that one is gone here but the promise still
-    /// runs. When the answer is "only yours", this node vouches: it promises the claimant not to
-    /// vouch for another claim for [`Config::singleton_promise`].
+    /// Answers a claim check for `claim` on `name`. This node **vouches** (promises the
+    /// claimant not to vouch for another node's claim for [`Config::singleton_promise`]) when
+    /// nothing binds it elsewhere: no running promise to another node's claim, no claim of its
+    /// own under the name, and the claimant's claim is the one that holds the name here. It
+    /// then answers with the claimant's own entries only ("only yours"). Otherwise it answers
+    /// with every claim it holds under the name, plus the claim it promised not to betray if
+    /// that one is gone here but the promise still runs.
+    ///
+    /// Other nodes' claims that lose to the claimant's here (a claim the cut-off side made and
+    /// brings back at a heal) do not stop the vouch: safety rests on promises alone (two
+    /// quorums share a node, and that node never holds two running promises to different
+    /// nodes), and a holder whose vouchers briefly saw such a claim must not lose its lease.
     pub(super) fn vouch(
         &mut self,
         now: Instant,
@@ -344,8 +352,10 @@ impl Node {
             .into_iter()
             .map(|e| (e.dot.actor, e.dot.seq))
             .collect();
+        let mut bound = false;
         match self.promises.get(name) {
             Some((promised, until)) if *until > now && promised.actor != claim.actor => {
+                bound = true;
                 let p = (promised.actor.clone(), promised.seq);
                 if !holders.contains(&p) {
                     holders.push(p);
@@ -356,13 +366,46 @@ impl Node {
             }
             _ => {}
         }
-        // Every claim here is the claimant's own (its claim and, while a metadata update
-        // travels, the entry it replaces): that is "only yours".
-        if holders.iter().all(|(actor, _)| *actor == claim.actor) {
+        let own_claim =
+            claim.actor != self.me.node && holders.iter().any(|(actor, _)| *actor == self.me.node);
+        let wins_here = self
+            .lookup(name)
+            .is_some_and(|e| e.dot.actor == claim.actor);
+        if !bound && !own_claim && wins_here {
             let until = now + self.config.singleton_promise();
-            self.promises.insert(name.to_string(), (claim, until));
+            self.promises
+                .insert(name.to_string(), (claim.clone(), until));
+            // The claimant's claim and, while a metadata update travels, the entry it replaces.
+            holders.retain(|(actor, _)| *actor == claim.actor);
         }
         holders
+    }
+
+    /// A leaving node takes back its vouches: every claimant it promised is told at once (an
+    /// empty [`SyncV1::ClaimAck`]), so a holder left without a quorum stops within a round
+    /// trip instead of running until the vouch runs out. The promises themselves are dropped:
+    /// a node that left vouches for nothing.
+    pub(super) fn withdraw_vouches(&mut self, now: Instant) {
+        let promises = std::mem::take(&mut self.promises);
+        let known = u32::try_from(self.known_nodes()).unwrap_or(u32::MAX);
+        for (name, (claim, until)) in promises {
+            if until <= now || claim.actor == self.me.node {
+                continue;
+            }
+            let Some(addr) = self.peers.get(&claim.actor).map(|m| m.addr) else {
+                continue;
+            };
+            let msg = SyncMsg::V1(SyncV1::ClaimAck {
+                from: self.me.node.clone(),
+                to: claim.actor,
+                name: name.as_str().into(),
+                claim_seq: claim.seq,
+                round: 0,
+                known,
+                holders: Vec::new(),
+            });
+            self.send(addr, TrafficClass::Sync, &msg);
+        }
     }
 
     /// Records a peer's answer to our claim: a vouch counts until a lease after the round it
@@ -384,6 +427,14 @@ impl Node {
         let soon = now + self.config.sync_interval / 20;
         // The answer counts for the claim that sent the round (rounds are numbered per node and
         // remembered per claim).
+        // An empty answer withdraws the peer's vouch whatever round it names (a voucher that
+        // leaves gracefully says so; see `withdraw_vouches`). Dropping a vouch is always safe.
+        if ack.holders.is_empty()
+            && let Some(slot) = self.singletons.get_mut(name)
+            && let Phase::Held { lease, .. } = &mut slot.phase
+        {
+            lease.votes.remove(&ack.from);
+        }
         if let Some(slot) = self.singletons.get_mut(name)
             && let Phase::Held { lease, .. } = &mut slot.phase
             && let Some(sent) = lease.sent_at(ack.round)

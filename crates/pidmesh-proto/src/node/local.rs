@@ -218,7 +218,6 @@ impl Node {
         reason: Reason,
     ) -> Vec<Entry> {
         let (delta, removed) = self.map.remove(&self.me.node, dots);
-        self.queue_delta(now, delta);
         let mut out = Vec::with_capacity(removed.len());
         for (key, slot) in removed {
             let entry = entry_of(&key, &slot);
@@ -242,6 +241,8 @@ impl Node {
             });
             out.push(entry);
         }
+        // Queued last: the batch may go out at once, and it must carry the releases above.
+        self.queue_delta(now, delta);
         out
     }
 }

@@ -42,6 +42,7 @@ impl Node {
             self.remove_own(now, &dots, Reason::Normal);
         }
         self.flush();
+        self.withdraw_vouches(now);
         self.left = true;
         self.live_pids.clear();
         // Tell SWIM a moment later, so the removals pushed above reach the peers before the
@@ -68,12 +69,16 @@ impl Node {
         self.swim_left = true;
     }
 
-    pub(super) fn on_datagram(&mut self, bytes: &[u8]) -> Result<(), &'static str> {
+    pub(super) fn on_datagram(&mut self, now: Instant, bytes: &[u8]) -> Result<(), &'static str> {
         let Datagram::V1 { swim } =
             wire::decode::<Datagram>(bytes).map_err(|_| "undecodable datagram")?;
-        self.swim
+        self.peek_swim(now, &swim);
+        let handled = self
+            .swim
             .handle_data(&swim, &mut self.swim_rt)
-            .map_err(|_| "swim rejected packet")
+            .map_err(|_| "swim rejected packet");
+        self.answer_accusers(now);
+        handled
     }
 
     /// Announces to seeds that are not live members; returns the delay until the next attempt.
@@ -121,11 +126,12 @@ impl Node {
     /// Moves foca's outputs into the node's queues and reacts to its notifications.
     pub(super) fn drain_swim(&mut self, now: Instant) {
         while let Some((dst, data)) = self.swim_rt.to_send() {
+            self.note_sent(&data);
             let msg = Datagram::V1 { swim: data };
             self.send(dst.addr, TrafficClass::Membership, &msg);
         }
         while let Some((after, timer)) = self.swim_rt.to_schedule() {
-            self.timers.push(now + after, TimerKind::Swim(timer));
+            self.schedule_swim(now, after, timer);
         }
         while let Some(n) = self.swim_rt.to_notify() {
             self.on_notification(now, n);
@@ -140,6 +146,7 @@ impl Node {
                     .peers
                     .get(&m.node)
                     .is_some_and(|cur| cur.bump == m.bump)
+                    && !self.doubt_down(now, &m)
                 {
                     self.node_down(&m.node);
                 }
@@ -159,6 +166,7 @@ impl Node {
                     }
                 } else if was_live {
                     // Same life, renewed SWIM identity: keep its entries, track the new identity.
+                    self.liveness.renewed(&new.node);
                     self.peers.insert(new.node.clone(), new);
                 }
             }
@@ -206,6 +214,7 @@ impl Node {
             self.node_down(&n);
         }
         let fresh = !self.peers.contains_key(&m.node);
+        self.liveness.renewed(&m.node);
         self.peers.insert(m.node.clone(), m.clone());
         if fresh {
             self.events.push_back(Event::NodeUp(m.node.clone()));
@@ -215,6 +224,7 @@ impl Node {
     }
 
     pub(super) fn node_down(&mut self, node: &NodeId) {
+        self.liveness.renewed(node);
         if self.peers.remove(node).is_none() {
             return;
         }

@@ -77,6 +77,9 @@ pub struct Node {
     announce_gen: u64,
     pending: Option<Delta<NodeId, Key, Value>>,
     flush_scheduled: bool,
+    /// When the last delta batch went out: a change made a batch window or more after it is
+    /// pushed at once (an idle link), later ones wait for the window's timer.
+    last_flush: Option<Instant>,
     /// Peers we asked for a sync, with the time after which we may ask again.
     sync_inflight: HashMap<NodeId, Instant>,
     /// What each live peer last reported holding of this node's dots (from its digests).
@@ -112,6 +115,10 @@ pub struct Node {
     promises_unknown_until: Instant,
     /// Set once SWIM was told this node leaves.
     swim_left: bool,
+    /// Liveness evidence and doubted "down" verdicts (see `liveness.rs`).
+    liveness: liveness::Liveness,
+    /// Lifeguard's local health and suspicions (see `health.rs`).
+    health: health::Health,
 }
 
 impl std::fmt::Debug for Node {
@@ -144,6 +151,8 @@ mod sync;
 use sync::SnapshotJob;
 mod conflicts;
 mod election;
+mod health;
+mod liveness;
 
 impl Node {
     /// Starts a node at time `now`. It begins announcing to its seeds at once.
@@ -174,6 +183,7 @@ impl Node {
             announce_gen: 0,
             pending: None,
             flush_scheduled: false,
+            last_flush: None,
             sync_inflight: HashMap::new(),
             sync_cursor: None,
             peer_has: HashMap::new(),
@@ -193,6 +203,8 @@ impl Node {
             snapshots: VecDeque::new(),
             promises_unknown_until: now + config.singleton_promise(),
             swim_left: false,
+            liveness: liveness::Liveness::default(),
+            health: health::Health::default(),
             me,
             config,
             resolver,
@@ -326,8 +338,9 @@ impl Node {
         class: TrafficClass,
         bytes: &[u8],
     ) {
+        self.liveness.heard_from(from, now);
         let result = match class {
-            TrafficClass::Membership => self.on_datagram(bytes),
+            TrafficClass::Membership => self.on_datagram(now, bytes),
             TrafficClass::Delta => self.on_delta(now, peer_name, bytes),
             TrafficClass::Sync => self.on_sync(now, from, peer_name, bytes),
             TrafficClass::Mail => Err("mail is for the runtime, not the node"),
@@ -347,6 +360,10 @@ impl Node {
         while let Some(kind) = self.timers.pop_due(now) {
             match kind {
                 TimerKind::Swim(t) => {
+                    if !self.suspicion_stands(&t) {
+                        self.stats.refuted_suspicions += 1;
+                        continue;
+                    }
                     if let Err(e) = self.swim.handle_timer(t, &mut self.swim_rt) {
                         tracing::debug!(error = %e, "swim timer failed");
                     }
@@ -354,6 +371,7 @@ impl Node {
                 }
                 TimerKind::Flush => {
                     self.flush_scheduled = false;
+                    self.last_flush = Some(now);
                     self.flush();
                 }
                 TimerKind::Sync => {
@@ -370,6 +388,8 @@ impl Node {
                 TimerKind::Singleton => {}
                 TimerKind::Leave => self.leave_swim(now),
                 TimerKind::SnapshotWindow => self.send_snapshot_window(now),
+                TimerKind::DoubtedDown => self.doubted_down_due(now),
+                TimerKind::Suspicion => self.suspicions_due(now),
             }
         }
         self.settle(now);

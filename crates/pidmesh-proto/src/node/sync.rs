@@ -94,8 +94,9 @@ impl Node {
                 self.authorize(&from, peer_name)?;
                 let claim_seq = claim.adds.first().map_or(0, |e| e.seq);
                 self.apply_origin_delta(now, &from, claim);
-                if now < self.promises_unknown_until {
-                    // Too young to vouch (see `promises_unknown_until`): no answer, no vouch.
+                if now < self.promises_unknown_until || self.left {
+                    // Too young to vouch (see `promises_unknown_until`), or leaving: no answer,
+                    // no vouch.
                     return Ok(());
                 }
                 let holders = self.vouch(now, &name, Dot::new(from.clone(), claim_seq));
