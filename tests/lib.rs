@@ -10,7 +10,7 @@ use pidmesh_transport::tls::dev_ca::DevCa;
 use pidmesh_transport::tls::ring_provider;
 use pidmesh_transport::{Faults, Transport};
 use pidmesh_transport_quic::{QuicConfig, QuicTransport};
-use pidmesh_transport_tcp::{TcpConfig, TcpTransport};
+use pidmesh_transport_tcp::{ClusterKey, TcpConfig, TcpTransport};
 
 /// Which transport a cluster runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,8 +19,13 @@ pub enum Kind {
     Quic,
     /// TCP with mutual TLS.
     TcpTls,
-    /// Plain TCP.
+    /// Plain TCP authenticated by the cluster key ([`cluster_key`]).
     Tcp,
+}
+
+/// The shared key of `Kind::Tcp` clusters (a fixed test value; real clusters use a random one).
+pub fn cluster_key() -> ClusterKey {
+    ClusterKey::from_bytes([0x42; 32])
 }
 
 /// Errors of the helpers (tests unwrap them).
@@ -89,7 +94,7 @@ async fn start_node(spec: &Spec<'_>, i: usize, addr: SocketAddr) -> Result<Regis
             builder.transport(faults.wrap(t)).start().await?
         }
         Kind::Tcp => {
-            let t = TcpTransport::bind(addr, TcpConfig::plain()).await?;
+            let t = TcpTransport::bind(addr, TcpConfig::with_cluster_key(cluster_key())).await?;
             builder.transport(faults.wrap(t)).start().await?
         }
     };
@@ -154,6 +159,12 @@ impl Cluster {
             return Err("cluster did not form".into());
         }
         Ok(c)
+    }
+
+    /// The development CA every node's certificate comes from (to issue more, e.g. for an
+    /// impostor in a test).
+    pub fn ca(&self) -> &DevCa {
+        &self.ca
     }
 
     /// Node `i` (panics if it was killed: tests only ask for running nodes).

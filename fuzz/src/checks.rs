@@ -25,6 +25,10 @@ pub(crate) const TARGETS: [&str; 4] = [
     "delta_join",
 ];
 
+/// The targets that drive a whole node (`src/node_checks.rs`), replayed by
+/// `crates/pidmesh-proto/tests/fuzz_seeds.rs`.
+pub(crate) const NODE_TARGETS: [&str; 2] = ["swim_datagram", "node_messages"];
+
 /// Runs the check of the fuzz target `target` on `data`; `None` for an unknown target.
 pub(crate) fn check(target: &str, data: &[u8]) -> Option<bool> {
     Some(match target {

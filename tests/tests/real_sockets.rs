@@ -94,7 +94,7 @@ async fn tcp_tls_join_register_send_kill_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tcp_plain_join_register_send_kill_restart() {
+async fn tcp_cluster_key_join_register_send_kill_restart() {
     basic_cycle(Kind::Tcp).await;
 }
 

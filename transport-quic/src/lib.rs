@@ -35,6 +35,27 @@
 //! A keep-alive ([`QuicConfig::keep_alive_interval`]) below the idle timeout keeps idle
 //! connections open; failure detection is left to SWIM.
 //!
+//! # Resource bounds
+//!
+//! Every quinn transport parameter that bounds what a peer can make this node hold is set
+//! explicitly (`transport_config`), not left to quinn's defaults:
+//!
+//! | parameter | value | why |
+//! |---|---|---|
+//! | handshake timeout ([`QuicConfig::connect_timeout`]), both ways | 5 s | an unfinished handshake holds a slot no longer |
+//! | idle timeout ([`QuicConfig::idle_timeout`]) / keep-alive | 10 s / 3 s | dead connections go, live idle ones stay |
+//! | bidirectional streams | 0 | the protocol never uses them |
+//! | concurrent unidirectional streams per connection | [`MAX_CONCURRENT_UNI_STREAMS`] = 4 | one Delta and one Sync stream, plus replacements |
+//! | stream receive window | [`STREAM_RECEIVE_WINDOW`] = 4 MiB + 64 KiB | one largest frame (a Sync chunk) in flight |
+//! | connection receive window | [`CONNECTION_RECEIVE_WINDOW`] = 8 MiB + 128 KiB | both streams at full window |
+//! | datagram receive buffer | [`DATAGRAM_RECEIVE_BUFFER`] = 1 MiB | ~900 SWIM packets; older ones dropped beyond |
+//! | frame size | the class's limit from `pidmesh-wire` (Delta 1 MiB, Sync 4 MiB, Mail 1 MiB), capped by [`QuicConfig::max_frame_length`] | refused from the length prefix; the connection is closed |
+//!
+//! Only peers with a certificate from the cluster CA complete a handshake, so flow-control
+//! windows bound what an authenticated peer can pin (about 8 MiB per connection); an
+//! unauthenticated sender costs a failed handshake (the 10,000 random datagrams of the
+//! issue-10 review left RSS unchanged).
+//!
 //! # TLS
 //!
 //! [`ClusterTls`] (re-exported from `pidmesh_transport::tls`): TLS 1.3 only, ALPN [`ALPN`]
@@ -329,6 +350,22 @@ impl std::fmt::Debug for QuicTransport {
     }
 }
 
+/// Per-stream receive window: one of the largest frames (a 4 MiB Sync chunk) plus room for
+/// the next one's start, so a snapshot streams without stalling on window updates.
+pub const STREAM_RECEIVE_WINDOW: u32 = (4 << 20) + (64 << 10);
+/// Per-connection receive window: both reliable streams at full window. This is what one
+/// authenticated peer can make this node buffer in flight, whatever it announces.
+pub const CONNECTION_RECEIVE_WINDOW: u32 = 2 * STREAM_RECEIVE_WINDOW;
+/// Unidirectional streams a peer may have open at once: one Delta and one Sync stream per
+/// connection, with room for a replacement while an old one is being torn down.
+pub const MAX_CONCURRENT_UNI_STREAMS: u32 = 4;
+/// Bytes of received datagrams (SWIM packets) buffered before the oldest are dropped: about
+/// 900 packets of 1,150 bytes.
+pub const DATAGRAM_RECEIVE_BUFFER: usize = 1 << 20;
+/// Bytes of datagrams queued for sending.
+pub const DATAGRAM_SEND_BUFFER: usize = 1 << 20;
+
+/// quinn's transport parameters, every resource bound set explicitly (see the crate docs).
 fn transport_config(config: &QuicConfig) -> Result<quinn::TransportConfig, BindError> {
     let mut t = quinn::TransportConfig::default();
     let idle = quinn::IdleTimeout::try_from(config.idle_timeout)
@@ -336,9 +373,12 @@ fn transport_config(config: &QuicConfig) -> Result<quinn::TransportConfig, BindE
     t.max_idle_timeout(Some(idle));
     t.keep_alive_interval(Some(config.keep_alive_interval));
     t.max_concurrent_bidi_streams(VarInt::from_u32(0));
-    t.max_concurrent_uni_streams(VarInt::from_u32(16));
-    t.datagram_receive_buffer_size(Some(1024 * 1024));
-    t.datagram_send_buffer_size(1024 * 1024);
+    t.max_concurrent_uni_streams(VarInt::from_u32(MAX_CONCURRENT_UNI_STREAMS));
+    t.stream_receive_window(VarInt::from_u32(STREAM_RECEIVE_WINDOW));
+    t.receive_window(VarInt::from_u32(CONNECTION_RECEIVE_WINDOW));
+    t.send_window(u64::from(CONNECTION_RECEIVE_WINDOW));
+    t.datagram_receive_buffer_size(Some(DATAGRAM_RECEIVE_BUFFER));
+    t.datagram_send_buffer_size(DATAGRAM_SEND_BUFFER);
     Ok(t)
 }
 
@@ -767,8 +807,9 @@ async fn inbound_stream(
             return;
         }
     };
+    // A frame is refused from its length prefix when it exceeds its class's limit.
     let codec = LengthDelimitedCodec::builder()
-        .max_frame_length(s.config.max_frame_length)
+        .max_frame_length(class.max_len().min(s.config.max_frame_length))
         .new_codec();
     let mut frames = FramedRead::new(st, codec);
     loop {

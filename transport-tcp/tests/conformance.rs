@@ -1,4 +1,5 @@
-//! The shared conformance suite over plain TCP and over TCP + mutual TLS.
+//! The shared conformance suite over insecure plain TCP (loopback), plain TCP with a cluster
+//! key, and TCP + mutual TLS.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::net::SocketAddr;
@@ -7,18 +8,20 @@ use std::time::Duration;
 use pidmesh_transport::conformance::{self, BoxError, TransportFactory};
 use pidmesh_transport::tls::dev_ca::DevCa;
 use pidmesh_transport::tls::ring_provider;
-use pidmesh_transport_tcp::{BindError, TcpConfig, TcpTransport};
+use pidmesh_transport_tcp::{BindError, ClusterKey, TcpConfig, TcpTransport};
 
-/// Plain TCP, or TLS with certificates from one dev CA.
+/// Insecure plain TCP, a cluster key, or TLS with certificates from one dev CA.
 struct TcpFactory {
     ca: Option<DevCa>,
+    key: Option<ClusterKey>,
 }
 
 impl TcpFactory {
     fn config(&self, name: &str) -> TcpConfig {
-        match &self.ca {
-            None => TcpConfig::plain(),
-            Some(ca) => TcpConfig::with_tls(ca.cluster_tls(name, ring_provider()).unwrap()),
+        match (&self.ca, &self.key) {
+            (Some(ca), _) => TcpConfig::with_tls(ca.cluster_tls(name, ring_provider()).unwrap()),
+            (None, Some(key)) => TcpConfig::with_cluster_key(key.clone()),
+            (None, None) => TcpConfig::insecure_plaintext(),
         }
     }
 }
@@ -50,12 +53,23 @@ impl TransportFactory for TcpFactory {
 }
 
 fn plain() -> TcpFactory {
-    TcpFactory { ca: None }
+    TcpFactory {
+        ca: None,
+        key: None,
+    }
+}
+
+fn keyed() -> TcpFactory {
+    TcpFactory {
+        ca: None,
+        key: Some(ClusterKey::from_bytes([0x5a; 32])),
+    }
 }
 
 fn tls() -> TcpFactory {
     TcpFactory {
         ca: Some(DevCa::new("pidmesh test ca").unwrap()),
+        key: None,
     }
 }
 
@@ -103,4 +117,5 @@ macro_rules! suite {
 }
 
 suite!(plain_tcp, plain());
+suite!(keyed_tcp, keyed());
 suite!(tls_tcp, tls());

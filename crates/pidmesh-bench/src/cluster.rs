@@ -17,7 +17,7 @@ use pidmesh_transport::tls::dev_ca::DevCa;
 use pidmesh_transport::tls::ring_provider;
 use pidmesh_transport::{Faults, Incoming, Outgoing, SendError, TrafficClass, Transport};
 use pidmesh_transport_quic::{QuicConfig, QuicTransport};
-use pidmesh_transport_tcp::{TcpConfig, TcpTransport};
+use pidmesh_transport_tcp::{ClusterKey, TcpConfig, TcpTransport};
 use serde::{Deserialize, Serialize};
 
 /// Which transport the nodes talk over.
@@ -270,7 +270,14 @@ impl Cluster {
                     .context("node certificate")?;
                 AnyTransport::Quic(QuicTransport::bind(any, QuicConfig::new(tls)).await?)
             }
-            Kind::Tcp => AnyTransport::Tcp(TcpTransport::bind(any, TcpConfig::plain()).await?),
+            // Plain TCP as deployed without TLS: authenticated by a shared cluster key.
+            Kind::Tcp => AnyTransport::Tcp(
+                TcpTransport::bind(
+                    any,
+                    TcpConfig::with_cluster_key(ClusterKey::from_bytes([7; 32])),
+                )
+                .await?,
+            ),
         };
         let addr = transport.local_addr();
         let seed = self.addrs.first().copied().unwrap_or(addr);

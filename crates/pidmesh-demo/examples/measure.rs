@@ -90,8 +90,15 @@ async fn pidmesh_transport_tcp_bind(
     addr: SocketAddr,
 ) -> Result<pidmesh_transport_tcp::TcpTransport, BoxError> {
     Ok(
-        pidmesh_transport_tcp::TcpTransport::bind(addr, pidmesh_transport_tcp::TcpConfig::plain())
-            .await?,
+        // A fixed demo key: plain TCP always runs with TLS, a cluster key, or a loopback-only
+        // insecure opt-in.
+        pidmesh_transport_tcp::TcpTransport::bind(
+            addr,
+            pidmesh_transport_tcp::TcpConfig::with_cluster_key(
+                pidmesh_transport_tcp::ClusterKey::from_bytes([7; 32]),
+            ),
+        )
+        .await?,
     )
 }
 

@@ -17,6 +17,7 @@ mod error;
 mod member;
 mod node;
 mod reader;
+pub mod reject;
 mod resolver;
 mod singleton;
 mod stats;

@@ -9,9 +9,12 @@
 //! | `pidmesh.transport.malformed` | `transport`, `kind` |
 //! | `pidmesh.transport.connect_failures` | `transport` |
 //! | `pidmesh.transport.handshake_failures` | `transport` |
+//! | `pidmesh.transport.refused` | `transport`, `reason` |
 //!
 //! All labels are low-cardinality constants: never peer addresses or names.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::TrafficClass;
@@ -32,6 +35,10 @@ pub struct TransportStats {
     pub connect_failures: u64,
     /// Failed TLS or QUIC handshakes, inbound or outbound (wrong CA, ALPN mismatch, no certificate...).
     pub handshake_failures: u64,
+    /// Inbound connections or frames refused or cut off by a resource bound or an
+    /// authentication check (connection caps, timeouts, frame limits, buffer budget, bad cluster
+    /// key); per reason in [`StatsCounters::refused_by`].
+    pub refused: u64,
 }
 
 /// Shared atomic counters behind [`TransportStats`]; every increment is mirrored to `metrics`.
@@ -44,6 +51,8 @@ pub struct StatsCounters {
     malformed: AtomicU64,
     connect_failures: AtomicU64,
     handshake_failures: AtomicU64,
+    refused: AtomicU64,
+    refused_by: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl StatsCounters {
@@ -57,7 +66,31 @@ impl StatsCounters {
             malformed: AtomicU64::new(0),
             connect_failures: AtomicU64::new(0),
             handshake_failures: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            refused_by: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Counts a connection or frame refused or cut off by a bound or an authentication check;
+    /// `reason` must be a constant such as `"connection_cap"`.
+    pub fn refused(&self, reason: &'static str) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        *self
+            .refused_by
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(reason)
+            .or_default() += 1;
+        metrics::counter!("pidmesh.transport.refused", "transport" => self.transport, "reason" => reason)
+            .increment(1);
+    }
+
+    /// Refusals so far, per reason (see [`StatsCounters::refused`]).
+    pub fn refused_by(&self) -> BTreeMap<&'static str, u64> {
+        self.refused_by
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Counts a message handed to the network.
@@ -143,6 +176,7 @@ impl StatsCounters {
             malformed: self.malformed.load(Ordering::Relaxed),
             connect_failures: self.connect_failures.load(Ordering::Relaxed),
             handshake_failures: self.handshake_failures.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
         }
     }
 }

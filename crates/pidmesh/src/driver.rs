@@ -231,13 +231,18 @@ fn on_incoming(shared: &Arc<Shared>, msg: Incoming) {
         crate::messaging::on_mail(shared, msg);
         return;
     }
-    shared.write().handle_message(
+    let rejected = shared.write().handle_message(
         Instant::now(),
         msg.from,
         msg.peer_name.as_deref(),
         msg.class,
         &msg.payload,
     );
+    if let Some(reason) = rejected {
+        // Reasons are static strings from the core (see `pidmesh_proto::reject`).
+        metrics::counter!("pidmesh.messages.rejected", "class" => msg.class.as_str(), "reason" => reason)
+            .increment(1);
+    }
 }
 
 /// Sends everything the node produced and dispatches its events.

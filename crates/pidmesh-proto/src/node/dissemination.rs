@@ -76,7 +76,7 @@ impl Node {
         peer_name: Option<&str>,
     ) -> Result<(), &'static str> {
         if peer_name.is_some_and(|n| n != &*origin.name) {
-            return Err("origin does not match authenticated peer");
+            return Err(crate::reject::FOREIGN_ORIGIN);
         }
         if *origin == self.me.node {
             return Err("peer claims our identity");

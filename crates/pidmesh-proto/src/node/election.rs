@@ -184,7 +184,12 @@ impl Node {
         slot: &SingletonSlot,
         quorum: bool,
     ) -> Phase {
-        let Phase::Held { running, lease, .. } = &slot.phase else {
+        let Phase::Held {
+            running,
+            lease,
+            dot: held_dot,
+        } = &slot.phase
+        else {
             return Phase::Idle;
         };
         let (mut running, mut lease) = (*running, lease.clone());
@@ -202,6 +207,7 @@ impl Node {
                     name: name.to_string(),
                     reason,
                 });
+                self.promise_own_stop(now, name, held_dot.clone());
             }
             let ours: Vec<Dot<NodeId>> = self
                 .entries(&Key::name(name))
@@ -226,6 +232,7 @@ impl Node {
                     name: name.to_string(),
                     reason,
                 });
+                self.promise_own_stop(now, name, held_dot.clone());
             }
             // Release the name so a side that has a quorum can take over.
             self.remove_own(now, std::slice::from_ref(&entry.dot), Reason::Normal);
@@ -278,6 +285,26 @@ impl Node {
             running,
             lease,
         }
+    }
+
+    /// A run this node stopped on its own decision (lost quorum or name) may take up to
+    /// `lease / 8` to return (the prompt-stop allowance, docs/singletons.md). This node counted
+    /// itself for that run, so it must not vouch for another node's claim meanwhile: it binds
+    /// itself with a promise to its own claim for `lease / 8`. (A withdrawal or a graceful
+    /// shutdown waits for the run to return before releasing the name, and needs none.)
+    pub(super) fn promise_own_stop(&mut self, now: Instant, name: &str, own: Dot<NodeId>) {
+        if self.left {
+            return;
+        }
+        let until = now + self.config.singleton_lease() / 8;
+        if self
+            .promises
+            .get(name)
+            .is_some_and(|(p, u)| p.actor != self.me.node && *u >= until)
+        {
+            return;
+        }
+        self.promises.insert(name.to_string(), (own, until));
     }
 
     /// Marks our claim as running ([`SINGLETON_RUNNING_META`]; same registration time, new

@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use foca::OwnedNotification;
+use foca::{Codec, Header, OwnedNotification, PostcardCodec};
 use pidmesh_crdt::Dot;
 use pidmesh_wire::{self as wire, Datagram, NodeId, TrafficClass};
 
@@ -12,6 +12,8 @@ use crate::entry::{Event, Reason};
 use crate::member::Member;
 use crate::singleton::{Phase, StopReason};
 use crate::timers::TimerKind;
+
+use crate::reject;
 
 use super::{Node, entry_of};
 
@@ -69,9 +71,26 @@ impl Node {
         self.swim_left = true;
     }
 
-    pub(super) fn on_datagram(&mut self, now: Instant, bytes: &[u8]) -> Result<(), &'static str> {
+    /// Feeds a SWIM packet to foca, after checking that the sender it names is the peer the
+    /// transport authenticated (`peer_name`): a member may speak only for itself. A packet
+    /// that fails the check reaches neither foca nor the health bookkeeping.
+    pub(super) fn on_datagram(
+        &mut self,
+        now: Instant,
+        peer_name: Option<&str>,
+        bytes: &[u8],
+    ) -> Result<(), &'static str> {
         let Datagram::V1 { swim } =
             wire::decode::<Datagram>(bytes).map_err(|_| "undecodable datagram")?;
+        if let Some(name) = peer_name {
+            // Decode the header with the codec foca uses, so the check sees what foca would.
+            let header: Header<Member> = PostcardCodec
+                .decode_header(&swim[..])
+                .map_err(|_| reject::UNDECODABLE_SWIM_HEADER)?;
+            if &*header.src.node.name != name {
+                return Err(reject::SWIM_SENDER_MISMATCH);
+            }
+        }
         self.peek_swim(now, &swim);
         let handled = self
             .swim

@@ -329,7 +329,8 @@ impl Node {
     /// its name as proven by the transport (its TLS certificate), if the transport authenticates.
     ///
     /// Malformed, oversized, forged or stale messages are dropped and counted in [`Stats`];
-    /// they never change state and never panic.
+    /// they never change state and never panic. Returns why the message was dropped, if it was
+    /// (the same reason as counted in [`Stats::rejected_by`]; see [`crate::reject`]).
     pub fn handle_message(
         &mut self,
         now: Instant,
@@ -337,10 +338,10 @@ impl Node {
         peer_name: Option<&str>,
         class: TrafficClass,
         bytes: &[u8],
-    ) {
+    ) -> Option<&'static str> {
         self.liveness.heard_from(from, now);
         let result = match class {
-            TrafficClass::Membership => self.on_datagram(now, bytes),
+            TrafficClass::Membership => self.on_datagram(now, peer_name, bytes),
             TrafficClass::Delta => self.on_delta(now, peer_name, bytes),
             TrafficClass::Sync => self.on_sync(now, from, peer_name, bytes),
             TrafficClass::Mail => Err("mail is for the runtime, not the node"),
@@ -351,6 +352,7 @@ impl Node {
             tracing::debug!(%from, class = class.as_str(), reason = why, "dropped message");
         }
         self.settle(now);
+        result.err()
     }
 
     // ----- timers ----------------------------------------------------------------------------

@@ -61,7 +61,7 @@ impl Node {
                     return Err("digest for another life of this node");
                 }
                 if peer_name.is_some_and(|n| n != &*from.name) {
-                    return Err("origin does not match authenticated peer");
+                    return Err(crate::reject::FOREIGN_ORIGIN);
                 }
                 let live = LiveDigest {
                     count: live_count,
@@ -124,7 +124,10 @@ impl Node {
                 if to != self.me.node {
                     return Err("claim ack for another life of this node");
                 }
-                if peer_name.is_some_and(|n| n != &*from.name) || !self.peers.contains_key(&from) {
+                if peer_name.is_some_and(|n| n != &*from.name) {
+                    return Err(crate::reject::FOREIGN_ORIGIN);
+                }
+                if !self.peers.contains_key(&from) {
                     return Err("claim ack from a node that is not a live member");
                 }
                 let ack = ClaimAnswer {
