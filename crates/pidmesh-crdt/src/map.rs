@@ -327,9 +327,21 @@ where
         start: u64,
         end: u64,
     ) -> std::vec::IntoIter<(K, Slot<A, V>)> {
+        self.actor_range_limit(actor, start, end, usize::MAX)
+    }
+
+    /// [`OrMap::actor_range`] that stops after `limit` entries (the lowest sequence numbers):
+    /// its cost follows the entries returned, not the width of the range.
+    pub fn actor_range_limit(
+        &self,
+        actor: &A,
+        start: u64,
+        end: u64,
+        limit: usize,
+    ) -> std::vec::IntoIter<(K, Slot<A, V>)> {
         let mut out = Vec::new();
         if let Some(e) = self.entries_of(actor) {
-            for (_, id) in e.index.range(start, end) {
+            for (_, id) in e.index.range(start, end).take(limit) {
                 if let Some(kv) = self.store.with_id(id, |k, s| (k.clone(), s.to_slot())) {
                     out.push(kv);
                 }

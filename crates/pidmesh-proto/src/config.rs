@@ -42,6 +42,16 @@ pub struct Config {
     /// Between removing its entries and telling SWIM it leaves, a leaving node waits this long
     /// so its removals arrive first (see `Node::leave_cluster`).
     pub leave_grace: Duration,
+    /// How long the address of a member that is no longer seen is remembered (and announced
+    /// to, while it is not a live member). See `Node::remembered`.
+    pub remember_for: Duration,
+    /// At most this many remembered addresses are kept (the oldest are forgotten first).
+    pub max_remembered: usize,
+    /// How many own removals anti-entropy remembers with the dot that made them, so that a
+    /// digest crossing a removal in flight is not mistaken for a lost one. A peer that missed
+    /// more removals than this gets a whole-row resend (which costs the live entries, not the
+    /// history). 16 bytes each.
+    pub removal_log: usize,
     /// SWIM parameters (see `foca::Config`); `max_packet_size` must fit the transport's datagrams.
     pub swim: foca::Config,
     /// Lifeguard's local health awareness and dynamic suspicion around SWIM (see
@@ -127,6 +137,9 @@ impl Config {
             max_released: 4096,
             singleton_lease: None,
             leave_grace: Duration::from_millis(20),
+            remember_for: Duration::from_secs(24 * 3600),
+            max_remembered: 1024,
+            removal_log: 65_536,
             lifeguard: Some(Lifeguard::default()),
             swim: swim_base(
                 16,

@@ -29,6 +29,20 @@ impl Entry {
             other.dot.seq,
         ))
     }
+
+    /// The application's metadata: [`Entry::meta`] without the running-claim marker that a
+    /// running singleton or a strict registration carries (see
+    /// [`crate::SINGLETON_RUNNING_META`]). What a custom resolver should read.
+    pub fn app_meta(&self) -> &[u8] {
+        self.meta
+            .strip_prefix(crate::resolver::SINGLETON_RUNNING_META)
+            .unwrap_or(&self.meta)
+    }
+
+    /// True when this entry is the claim of a running singleton or a held strict registration.
+    pub fn is_running_claim(&self) -> bool {
+        crate::resolver::is_running_claim(&self.meta)
+    }
 }
 
 /// Why an entry went away.

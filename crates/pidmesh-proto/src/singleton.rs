@@ -39,7 +39,10 @@ pub enum SingletonPolicy {
     /// quorum above half the cluster, two sides of a partition never both run it.
     StaticQuorum(usize),
     /// Run only while this node sees a strict majority of every node it knows of (live or
-    /// down, itself included).
+    /// down, itself included; unmet seed, discovered and remembered addresses count). Safe
+    /// across restarts only when a restarted node gets back what it remembered
+    /// ([`crate::Node::remember`], the facade's peer cache); without that, restarted nodes that
+    /// meet only each other may count a majority of a smaller cluster (docs/singletons.md).
     MajorityOfKnown,
 }
 
@@ -122,6 +125,13 @@ pub(crate) struct SingletonSlot {
     /// The process identity that holds the name when this node is the holder.
     pub(crate) pid: Pid,
     pub(crate) phase: Phase,
+    /// Application metadata carried by the claim (after the running marker once it runs).
+    pub(crate) meta: bytes::Bytes,
+    /// A strict registration (see `Node::register_strict`) rather than a singleton candidacy:
+    /// `pid` is the application's, and once a run has ended the slot never claims again.
+    pub(crate) strict: bool,
+    /// Set, with the reason, when a strict registration's run ended: it stays idle until removed.
+    pub(crate) ended: Option<StopReason>,
 }
 
 /// A peer's answer to one of our claim checks (`SyncV1::ClaimAck`).

@@ -49,7 +49,16 @@ fn main() {
     let mut unsafe_seeds: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let mut unsettled = Vec::new();
     let mut checks = 0u64;
+    let started = std::time::Instant::now();
     for seed in first..first + count {
+        if seed > first && (seed - first) % 500 == 0 {
+            println!(
+                "  {} seeds in {:.1?}, unsafe so far: {unsafe_seeds:?}",
+                seed - first,
+                started.elapsed()
+            );
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+        }
         let nodes = 3 + (seed % 5) as usize;
         let (sim, _) = chaos_run_singletons(seed, nodes, 4);
         checks += sim.safety_checks;

@@ -175,7 +175,8 @@ pub fn losers_notified(sim: &Sim) -> Result<(), String> {
         let life = &sim.hosts[i].life;
         for (dot, key) in &life.created {
             // Singleton names are claimed and released by the node itself.
-            let managed = sim.singletons().iter().any(|(n, _)| **n == *key.name);
+            let managed = sim.singletons().iter().any(|(n, _)| **n == *key.name)
+                || sim.strict_names().iter().any(|(n, _)| **n == *key.name);
             if managed || node.registry().get_dot(dot).is_some() {
                 continue;
             }
@@ -200,9 +201,10 @@ pub fn losers_notified(sim: &Sim) -> Result<(), String> {
     Ok(())
 }
 
-/// Every singleton has exactly one running holder among the live nodes when a quorum is
-/// possible (none when too few nodes are alive), the holder holds the name on every node, and
-/// no two nodes ever ran a quorum singleton at the same instant.
+/// Every singleton (and every strict name, whose holders the simulator counts as runners) has
+/// exactly one running holder among the live nodes when a quorum is possible (none when too
+/// few nodes are alive), the holder holds the name on every node, and no two nodes ever ran a
+/// quorum singleton or held a strict name at the same instant.
 ///
 /// # Errors
 /// The first singleton with a wrong number of runners, or the first safety violation.
@@ -221,7 +223,13 @@ pub fn singletons_settled(sim: &Sim) -> Result<(), String> {
         .filter_map(|&i| sim.node(i).map(Node::known_nodes))
         .max()
         .unwrap_or(0);
-    for (name, policy) in sim.singletons() {
+    let strict = sim
+        .strict_names()
+        .iter()
+        .map(|(n, q)| (n.clone(), pidmesh_proto::SingletonPolicy::StaticQuorum(*q)));
+    let all: Vec<(String, pidmesh_proto::SingletonPolicy)> =
+        sim.singletons().iter().cloned().chain(strict).collect();
+    for (name, policy) in &all {
         let possible = match *policy {
             pidmesh_proto::SingletonPolicy::Available => !live.is_empty(),
             pidmesh_proto::SingletonPolicy::StaticQuorum(n) => live.len() >= n,

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pidmesh_proto::{
-    Config, Dot, Entry, Event, Key, Node, NodeId, NodeOptions, Pid, Reason, Resolver,
-    SingletonPolicy, TrafficClass,
+    Config, Dot, Entry, Event, Key, Node, NodeId, NodeOptions, Pid, Reason, RememberedAddr,
+    Resolver, SingletonPolicy, TrafficClass,
 };
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -46,6 +46,13 @@ pub struct SimConfig {
     pub resolver: Resolver,
     /// Singletons every node is a candidate for (from its start).
     pub singletons: Vec<(String, SingletonPolicy)>,
+    /// Whether a host keeps the addresses its node remembered ([`Node::remembered`]) across a
+    /// crash and hands them to its next life ([`Node::remember`]), as the facade does with a
+    /// peer cache file. Default true.
+    pub persist_peers: bool,
+    /// Names every node registers strictly (from its start), with the quorum: each life keeps
+    /// one process contending for each, registering again whenever its registration ended.
+    pub strict: Vec<(String, usize)>,
 }
 
 impl SimConfig {
@@ -59,6 +66,8 @@ impl SimConfig {
             node: Config::local().for_cluster_size(u32::try_from(nodes).unwrap_or(u32::MAX)),
             resolver: Resolver::keep_oldest(),
             singletons: Vec::new(),
+            persist_peers: true,
+            strict: Vec::new(),
         }
     }
 }
@@ -82,6 +91,8 @@ pub struct Life {
     pub running: BTreeSet<String>,
     /// How many times this life started a singleton.
     pub starts: u64,
+    /// The process each strict name is registered with.
+    pub strict_pids: BTreeMap<String, Pid>,
 }
 
 /// One simulated machine: an address, a name, and the current life (if running).
@@ -97,6 +108,8 @@ pub struct Host {
     pub incarnation: u64,
     /// Bookkeeping of the current life.
     pub life: Life,
+    /// What the host's disk holds across lives: the addresses its last life remembered.
+    pub disk: Vec<RememberedAddr>,
 }
 
 /// A simulated cluster.
@@ -187,6 +200,7 @@ impl Sim {
                 node: None,
                 incarnation: 0,
                 life: Life::default(),
+                disk: Vec::new(),
             });
             sim.start(i);
         }
@@ -238,10 +252,23 @@ impl Sim {
             self.config.resolver.clone(),
             self.now,
         );
+        if self.config.persist_peers {
+            node.remember(self.now, &host.disk);
+        }
         let mut life = Life::default();
         for (name, policy) in &self.config.singletons {
             if let Ok(pid) = node.add_singleton(self.now, name, *policy) {
                 life.singleton_pids.push(pid);
+            }
+        }
+        for (name, quorum) in &self.config.strict {
+            let pid = node.spawn_pid();
+            if node
+                .register_strict(self.now, name, &pid, *quorum, Bytes::new())
+                .is_ok()
+            {
+                life.singleton_pids.push(pid.clone());
+                life.strict_pids.insert(name.clone(), pid);
             }
         }
         host.node = Some(node);
@@ -251,7 +278,9 @@ impl Sim {
 
     /// Kills node `i` without a goodbye: its state is lost, in-flight messages to it are dropped.
     pub fn crash(&mut self, i: usize) {
-        self.hosts[i].node = None;
+        if let Some(n) = self.hosts[i].node.take() {
+            self.hosts[i].disk = n.remembered();
+        }
     }
 
     /// Starts node `i` again as a new life (a higher incarnation, an empty registry).
@@ -432,6 +461,23 @@ impl Sim {
             return;
         };
         let me = node.id().clone();
+        // A strict registration that ended contends again (same process).
+        let strict_pids = &self.hosts[i].life.strict_pids;
+        let again: Vec<(String, usize, Pid)> = self
+            .config
+            .strict
+            .iter()
+            .filter_map(|(n, q)| Some((n.clone(), *q, strict_pids.get(n)?.clone())))
+            .collect();
+        let Some(node) = self.hosts[i].node.as_mut() else {
+            return;
+        };
+        for (name, quorum, pid) in &again {
+            if node.strict_ended(name).is_some() {
+                node.remove_strict(now, name);
+                let _ = node.register_strict(now, name, pid, *quorum, Bytes::new());
+            }
+        }
         let mut sends: Vec<(usize, TrafficClass, Bytes)> = Vec::new();
         while let Some(t) = node.poll_transmit() {
             if let Some(&to) = self.by_addr.get(&t.to) {
@@ -477,14 +523,26 @@ impl Sim {
         }
         self.check_singleton_safety();
         if self.hosts[i].node.as_ref().is_some_and(Node::has_left_swim) {
-            self.hosts[i].node = None;
+            self.crash(i);
         }
     }
 
     /// The safety invariant of quorum singletons, checked after every step of every node: no
     /// two running nodes run the same one.
     fn check_singleton_safety(&mut self) {
-        for (name, policy) in &self.config.singletons {
+        let strict = self
+            .config
+            .strict
+            .iter()
+            .map(|(n, q)| (n.clone(), SingletonPolicy::StaticQuorum(*q)));
+        let all: Vec<(String, SingletonPolicy)> = self
+            .config
+            .singletons
+            .iter()
+            .cloned()
+            .chain(strict)
+            .collect();
+        for (name, policy) in &all {
             if !policy.needs_quorum() {
                 continue;
             }
@@ -506,6 +564,11 @@ impl Sim {
     /// The singletons every node is a candidate for.
     pub fn singletons(&self) -> &[(String, SingletonPolicy)] {
         &self.config.singletons
+    }
+
+    /// The names every node registers strictly, with their quorum.
+    pub fn strict_names(&self) -> &[(String, usize)] {
+        &self.config.strict
     }
 
     /// The live nodes running singleton `name`.

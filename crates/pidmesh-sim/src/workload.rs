@@ -175,23 +175,31 @@ pub fn chaos_run(seed: u64, nodes: usize, phases: usize) -> Result<Vec<String>, 
 /// [`chaos_run`] that stops at the first phase whose checks fail (or after the last phase) and
 /// returns the simulator for inspection along with the log.
 pub fn chaos_run_keep(seed: u64, nodes: usize, phases: usize) -> (Sim, Vec<String>) {
-    chaos_run_inner(seed, nodes, phases, false, false)
+    chaos_run_inner(seed, nodes, phases, false, false, false)
 }
 
 /// [`chaos_run_keep`] with three singletons (majority-of-known, static quorum, available) every
 /// node is a candidate for; the quorum safety invariant is checked after every step.
 pub fn chaos_run_singletons(seed: u64, nodes: usize, phases: usize) -> (Sim, Vec<String>) {
-    chaos_run_inner(seed, nodes, phases, false, true)
+    chaos_run_inner(seed, nodes, phases, false, true, false)
 }
 
 /// [`chaos_run_singletons`] with every node event recorded in [`crate::Sim::trace_log`].
 pub fn chaos_run_singletons_traced(seed: u64, nodes: usize, phases: usize) -> (Sim, Vec<String>) {
-    chaos_run_inner(seed, nodes, phases, true, true)
+    chaos_run_inner(seed, nodes, phases, true, true, false)
 }
 
 /// [`chaos_run_keep`] with every node event recorded in [`crate::Life::events`].
 pub fn chaos_run_keep_traced(seed: u64, nodes: usize, phases: usize) -> (Sim, Vec<String>) {
-    chaos_run_inner(seed, nodes, phases, true, false)
+    chaos_run_inner(seed, nodes, phases, true, false, false)
+}
+
+/// [`chaos_run_keep`] where every node keeps one process contending for each of two strict
+/// registrations (quorum `n/2+1` and quorum `n`), registering again whenever its registration
+/// ended; the safety invariant (never two holders of a strict name at any instant) is checked
+/// after every step of every node.
+pub fn chaos_run_strict(seed: u64, nodes: usize, phases: usize) -> (Sim, Vec<String>) {
+    chaos_run_inner(seed, nodes, phases, false, false, true)
 }
 
 fn chaos_run_inner(
@@ -200,8 +208,15 @@ fn chaos_run_inner(
     phases: usize,
     trace: bool,
     with_singletons: bool,
+    with_strict: bool,
 ) -> (Sim, Vec<String>) {
     let mut config = crate::SimConfig::new(nodes, seed);
+    if with_strict {
+        config.strict = vec![
+            ("strict-majority".to_string(), nodes / 2 + 1),
+            ("strict-all".to_string(), nodes),
+        ];
+    }
     if with_singletons {
         config.singletons = vec![
             (

@@ -410,3 +410,163 @@ fn an_old_conflict_release_does_not_kill_a_later_claim() {
         );
     }
 }
+
+/// Registers a fresh name on every live node, so the convergence check has state to compare.
+fn register_everywhere(sim: &mut Sim, tag: &str) {
+    for i in sim.live() {
+        let pid = sim.spawn(i).expect("runs");
+        sim.register(i, &format!("{tag}-n{i}"), &pid)
+            .expect("registers");
+    }
+}
+
+/// Asserts the live nodes `expected` see each other and hold the same state within 60 s.
+fn rejoins(sim: &mut Sim, expected: &[usize]) {
+    assert_eq!(sim.live(), expected, "the scenario's live set");
+    let took = settle(sim);
+    println!("live nodes {expected:?} re-formed one cluster after {took:?}");
+}
+
+/// The shape of sweep seed 917921 (`chaos_run(917921, 4, 4)`, failing before remembered
+/// addresses): both seeds (n0, n1) die; n2 restarts while the only other member is a seed and
+/// meets only that seed's next life; the seed dies again; n3, down since early on, restarts.
+/// The two survivors never met in their current lives and every seed is dead: only what n3's
+/// host remembered from its previous life (the addresses of n0..n2) leads it to n2.
+#[test]
+fn rejoin_when_every_seed_is_dead_seed_917921() {
+    let mut sim = cluster(4, 917_921);
+    register_everywhere(&mut sim, "a");
+    settle(&mut sim);
+    sim.crash(1);
+    sim.crash(3);
+    sim.run_for(Duration::from_secs(5));
+    sim.crash(0);
+    sim.restart(2);
+    sim.run_for(Duration::from_secs(10));
+    sim.restart(0);
+    register_everywhere(&mut sim, "b");
+    rejoins(&mut sim, &[0, 2]);
+    sim.crash(0);
+    sim.run_for(Duration::from_secs(10));
+    sim.restart(3);
+    register_everywhere(&mut sim, "c");
+    rejoins(&mut sim, &[2, 3]);
+}
+
+/// The shape of sweep seed 920252 (`chaos_run(920252, 5, 4)`, failing before remembered
+/// addresses): n2 restarts inside a partition while n3 crashes, the cluster heals without n3;
+/// then both seeds (n0, n1) crash, n4 restarts, and n3 restarts last. n2 and n4 never saw n3's
+/// current or previous life, n3's seeds are dead: n3 finds them through the addresses its
+/// previous life remembered.
+#[test]
+fn rejoin_when_every_seed_is_dead_seed_920252() {
+    let mut sim = cluster(5, 920_252);
+    register_everywhere(&mut sim, "a");
+    settle(&mut sim);
+    sim.partition(&[0, 1, 4], &[2, 3]);
+    sim.crash(3);
+    sim.restart(2);
+    sim.run_for(Duration::from_secs(12));
+    sim.heal();
+    register_everywhere(&mut sim, "b");
+    rejoins(&mut sim, &[0, 1, 2, 4]);
+    sim.crash(0);
+    sim.crash(1);
+    sim.restart(4);
+    sim.run_for(Duration::from_secs(7));
+    sim.restart(3);
+    register_everywhere(&mut sim, "c");
+    rejoins(&mut sim, &[2, 3, 4]);
+}
+
+/// Discovery beyond seeds without any memory: hosts keep nothing across a crash, every seed is
+/// dead, and a restarted node learns the others' addresses only from its discovery source
+/// (`Node::set_discovered`, what the facade feeds from DNS or a file).
+#[test]
+fn discovery_source_leads_a_restarted_node_back_when_seeds_are_dead() {
+    println!("seed = {SEED:#x}");
+    let mut config = SimConfig::new(4, SEED + 20);
+    config.persist_peers = false;
+    let mut sim = Sim::new(config);
+    let formed = sim.run_until(
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        check::membership_agrees_ok,
+    );
+    assert!(formed.is_some(), "cluster of 4 did not form");
+    register_everywhere(&mut sim, "a");
+    settle(&mut sim);
+    sim.crash(3);
+    sim.crash(0);
+    sim.crash(1);
+    // n2's next life starts with no memory either: neither survivor knows where the other is.
+    sim.restart(2);
+    sim.run_for(Duration::from_secs(5));
+    sim.restart(3);
+    sim.run_for(Duration::from_secs(10));
+    assert!(
+        check::membership_agrees(&sim).is_err(),
+        "without memory or discovery, n2 and n3 (seeds dead) cannot know where the other is"
+    );
+    let everyone: Vec<_> = sim.hosts.iter().map(|h| h.addr).collect();
+    sim.with_node(3, |n, now| n.set_discovered(now, &everyone));
+    register_everywhere(&mut sim, "b");
+    rejoins(&mut sim, &[2, 3]);
+}
+
+/// The memory is bounded and ages out: a node remembers the addresses of members it saw, and
+/// forgets them `remember_for` after it last saw them live.
+#[test]
+fn remembered_addresses_age_out() {
+    println!("seed = {SEED:#x}");
+    let mut config = SimConfig::new(3, SEED + 21);
+    config.node.remember_for = Duration::from_secs(20);
+    let mut sim = Sim::new(config);
+    let formed = sim.run_until(
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        check::membership_agrees_ok,
+    );
+    assert!(formed.is_some(), "cluster of 3 did not form");
+    let remembered = |sim: &Sim| -> Vec<std::net::SocketAddr> {
+        let mut v: Vec<_> = sim
+            .node(0)
+            .map(|n| n.remembered().into_iter().map(|r| r.addr).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    assert_eq!(remembered(&sim), vec![sim.hosts[1].addr, sim.hosts[2].addr]);
+    sim.crash(2);
+    sim.run_for(Duration::from_secs(10));
+    assert!(
+        remembered(&sim).contains(&sim.hosts[2].addr),
+        "a dead member's address is still remembered (and announced to) for a while"
+    );
+    sim.run_for(Duration::from_secs(30));
+    assert_eq!(remembered(&sim), vec![sim.hosts[1].addr], "n2 aged out");
+}
+
+/// No memory across restarts, every seed dead: the survivor remembers the address where the
+/// crashed member lived and keeps announcing there while it sees fewer members than it knew,
+/// so the member's next life (which knows only the dead seeds) is found.
+#[test]
+fn a_survivor_keeps_announcing_to_remembered_addresses() {
+    println!("seed = {SEED:#x}");
+    let mut config = SimConfig::new(4, SEED + 22);
+    config.persist_peers = false;
+    let mut sim = Sim::new(config);
+    let formed = sim.run_until(
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        check::membership_agrees_ok,
+    );
+    assert!(formed.is_some(), "cluster of 4 did not form");
+    sim.crash(3);
+    sim.crash(0);
+    sim.crash(1);
+    sim.run_for(Duration::from_secs(20));
+    sim.restart(3);
+    register_everywhere(&mut sim, "a");
+    rejoins(&mut sim, &[2, 3]);
+}

@@ -29,6 +29,9 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, S
 
 #[cfg(feature = "dev-ca")]
 pub mod dev_ca;
+mod pem;
+
+pub use pem::{PemLoadError, PemPart};
 
 /// The wire major version carried in ALPN.
 pub const WIRE_MAJOR: u8 = 1;

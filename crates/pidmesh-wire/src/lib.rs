@@ -95,6 +95,11 @@ pub const ALPN: &[u8] = b"pidmesh/1";
 pub const MAX_NAME_LEN: usize = 255;
 /// Longest node name, in bytes of UTF-8.
 pub const MAX_NODE_NAME_LEN: usize = 255;
+/// Longest scope name, in bytes of UTF-8 (see [`scoped_name`]).
+pub const MAX_SCOPE_LEN: usize = 64;
+/// The control character that starts and ends the scope part of a scoped key name (see
+/// [`scoped_name`]); user names never contain it.
+pub const SCOPE_MARK: char = '\u{1f}';
 /// Largest metadata blob per entry.
 pub const MAX_META_LEN: usize = 4096;
 /// Largest membership datagram.
@@ -376,7 +381,7 @@ pub trait Validate {
 }
 
 fn check_node(n: &NodeId) -> Result<(), DecodeError> {
-    check_key_name(&n.name).map_err(|_| DecodeError::Invalid("node name"))
+    check_user_name(&n.name).map_err(|_| DecodeError::Invalid("node name"))
 }
 
 fn check_ranges(r: &[(u64, u64)]) -> Result<(), DecodeError> {
@@ -386,11 +391,13 @@ fn check_ranges(r: &[(u64, u64)]) -> Result<(), DecodeError> {
     Ok(())
 }
 
-/// Checks a key name: non-empty UTF-8 of at most [`MAX_NAME_LEN`] bytes with no control characters.
+/// Checks a name as an application gives it (a name or group in the default scope, a scope's
+/// own name part, a node name): non-empty UTF-8 of at most [`MAX_NAME_LEN`] bytes with no
+/// control characters.
 ///
 /// # Errors
 /// A static description of the broken rule.
-pub fn check_key_name(name: &str) -> Result<(), &'static str> {
+pub fn check_user_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() {
         return Err("name is empty");
     }
@@ -401,6 +408,70 @@ pub fn check_key_name(name: &str) -> Result<(), &'static str> {
         return Err("name contains a control character");
     }
     Ok(())
+}
+
+/// Checks a scope's name: non-empty UTF-8 of at most [`MAX_SCOPE_LEN`] bytes with no control
+/// characters.
+///
+/// # Errors
+/// A static description of the broken rule.
+pub fn check_scope_name(scope: &str) -> Result<(), &'static str> {
+    if scope.is_empty() {
+        return Err("scope is empty");
+    }
+    if scope.len() > MAX_SCOPE_LEN {
+        return Err("scope is too long");
+    }
+    if scope.chars().any(char::is_control) {
+        return Err("scope contains a control character");
+    }
+    Ok(())
+}
+
+/// Checks a key name as it travels: either a user name ([`check_user_name`]) in the default
+/// scope, or a scoped name as [`scoped_name`] builds it (a valid scope and a valid user name).
+///
+/// # Errors
+/// A static description of the broken rule.
+pub fn check_key_name(name: &str) -> Result<(), &'static str> {
+    match name.strip_prefix(SCOPE_MARK) {
+        None => check_user_name(name),
+        Some(rest) => {
+            let (scope, inner) = rest
+                .split_once(SCOPE_MARK)
+                .ok_or("scoped name without its separator")?;
+            check_scope_name(scope)?;
+            check_user_name(inner)
+        }
+    }
+}
+
+/// The key name of `name` in `scope`: `SCOPE_MARK scope SCOPE_MARK name`.
+///
+/// User names cannot contain control characters ([`check_user_name`]), so no name of the
+/// default scope, and no name of another scope, encodes to the same key: scopes never collide.
+/// The default scope is the plain name, so its bytes on the wire are unchanged.
+///
+/// # Errors
+/// A static description of the broken rule (of the scope or of the name).
+pub fn scoped_name(scope: &str, name: &str) -> Result<CompactString, &'static str> {
+    check_scope_name(scope)?;
+    check_user_name(name)?;
+    let mut s = CompactString::with_capacity(scope.len() + name.len() + 2);
+    s.push(SCOPE_MARK);
+    s.push_str(scope);
+    s.push(SCOPE_MARK);
+    s.push_str(name);
+    Ok(s)
+}
+
+/// Splits a key name into its scope (`None` for the default scope) and the name within it.
+/// A name that starts with [`SCOPE_MARK`] but is not well formed (never the case after
+/// [`check_key_name`]) is returned whole, in the default scope.
+pub fn split_scoped(name: &str) -> (Option<&str>, &str) {
+    name.strip_prefix(SCOPE_MARK)
+        .and_then(|rest| rest.split_once(SCOPE_MARK))
+        .map_or((None, name), |(scope, inner)| (Some(scope), inner))
 }
 
 impl Validate for OriginDelta {

@@ -91,8 +91,9 @@ pub enum KeyKind {
 pub struct Key {
     /// Name or group.
     pub kind: KeyKind,
-    /// The UTF-8 name (see [`crate::MAX_NAME_LEN`]). Names of up to 24 bytes are stored inline
-    /// (no heap allocation); it encodes on the wire as a plain string.
+    /// The UTF-8 name (see [`crate::MAX_NAME_LEN`]); for a key of a named scope, the encoding
+    /// of [`crate::scoped_name`]. Names of up to 24 bytes are stored inline (no heap
+    /// allocation); it encodes on the wire as a plain string.
     pub name: CompactString,
 }
 
@@ -111,13 +112,25 @@ impl Key {
             name: CompactString::new(name),
         }
     }
+    /// The key's scope: `None` for the default scope.
+    pub fn scope(&self) -> Option<&str> {
+        crate::split_scoped(&self.name).0
+    }
+    /// The name within the key's scope (the whole name in the default scope).
+    pub fn local_name(&self) -> &str {
+        crate::split_scoped(&self.name).1
+    }
 }
 
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.kind {
-            KeyKind::Name => write!(f, "name:{}", self.name),
-            KeyKind::Group => write!(f, "group:{}", self.name),
+        let kind = match self.kind {
+            KeyKind::Name => "name",
+            KeyKind::Group => "group",
+        };
+        match crate::split_scoped(&self.name) {
+            (Some(scope), name) => write!(f, "{kind}:{scope}:{name}"),
+            (None, name) => write!(f, "{kind}:{name}"),
         }
     }
 }

@@ -327,3 +327,89 @@ fn bulk_registration_costs_few_bytes_on_the_wire() {
     println!("bulk delta: {len} bytes for 1000 registrations = {per:.1} B/registration");
     assert!(per < 40.0, "{per} bytes per registration");
 }
+
+/// A key of a named scope travels as a plain string (`\x1f scope \x1f name`): no new field, so
+/// the default scope's bytes above are unchanged. Worked out by hand from postcard's rules.
+#[test]
+fn delta_v1_scoped_key() {
+    let key = Key {
+        kind: KeyKind::Name,
+        name: scoped_name("jobs", "x").expect("valid"),
+    };
+    assert_eq!(key.scope(), Some("jobs"));
+    assert_eq!(key.local_name(), "x");
+    let golden = [
+        "00",             // DeltaMsg::V1
+        "016101",         // origin "a"#1
+        "010101",         // seen [(1, 1)]
+        "01",             // one add
+        "01",             // seq 1
+        "00",             // KeyKind::Name
+        "07",             // name length 7
+        "1f6a6f62731f78", // \x1f j o b s \x1f x
+        "02",             // pid 2
+        "00",             // empty metadata
+        "0100",           // at 1 ms, logical 0
+        "00",             // no releases
+    ]
+    .concat();
+    check(
+        DeltaMsg::V1(DeltaBatch {
+            origin: node("a", 1),
+            delta: OriginDelta {
+                seen: vec![(1, 1)],
+                adds: vec![WireEntry {
+                    seq: 1,
+                    key,
+                    value: Value {
+                        pid: 2,
+                        meta: Bytes::new(),
+                        at: Hlc {
+                            wall_ms: 1,
+                            logical: 0,
+                        },
+                    },
+                }],
+                released: Vec::new(),
+            },
+        }),
+        &golden,
+    );
+}
+
+/// Malformed scoped names are rejected by the decoder like any invalid name.
+#[test]
+fn malformed_scoped_names_are_rejected() {
+    let bad = [
+        "\u{1f}jobs",               // no separator
+        "\u{1f}\u{1f}x",            // empty scope
+        "\u{1f}jobs\u{1f}",         // empty name
+        "\u{1f}jo\nbs\u{1f}x",      // control character in the scope
+        "\u{1f}jobs\u{1f}a\u{1f}b", // control character in the name
+    ];
+    for name in bad {
+        assert!(check_key_name(name).is_err(), "{name:?} accepted");
+        let msg = DeltaMsg::V1(DeltaBatch {
+            origin: node("a", 1),
+            delta: OriginDelta {
+                seen: vec![(1, 1)],
+                adds: vec![WireEntry {
+                    seq: 1,
+                    key: Key::name(name),
+                    value: Value {
+                        pid: 2,
+                        meta: Bytes::new(),
+                        at: Hlc::default(),
+                    },
+                }],
+                released: Vec::new(),
+            },
+        });
+        let bytes = encode(&msg).expect("encodes");
+        assert!(decode::<DeltaMsg>(&bytes).is_err(), "{name:?} decoded");
+    }
+    assert!(check_key_name("\u{1f}jobs\u{1f}x").is_ok());
+    assert!(check_user_name("\u{1f}jobs\u{1f}x").is_err());
+    assert!(scoped_name(&"s".repeat(MAX_SCOPE_LEN + 1), "x").is_err());
+    assert!(scoped_name("jobs", &"n".repeat(MAX_NAME_LEN)).is_ok());
+}

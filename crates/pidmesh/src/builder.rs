@@ -5,13 +5,15 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pidmesh_proto::{Config, Node, NodeId, NodeOptions, Resolver};
 use pidmesh_transport::Transport;
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use tracing::Instrument;
 
+use crate::discovery::{Discovery, keep_peer_cache, poll_discovery, read_peer_cache};
 use crate::driver::{Shared, drive, lock};
 use crate::error::StartError;
 use crate::registry::Registry;
@@ -27,8 +29,25 @@ pub struct RegistryBuilder<T = ()> {
     resolver: Resolver,
     config: Config,
     event_capacity: usize,
+    discovery: Option<DiscoverySource>,
+    discovery_interval: Duration,
+    peer_cache: Option<PathBuf>,
     transport: T,
 }
+
+/// A configured discovery source (`Debug` without requiring it of the source).
+#[derive(Clone)]
+struct DiscoverySource(Arc<dyn Discovery>);
+
+impl std::fmt::Debug for DiscoverySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DiscoverySource")
+    }
+}
+
+/// How often the peer cache is checked for changes, and how often it is rewritten anyway.
+const PEER_CACHE_CHECK: Duration = Duration::from_secs(5);
+const PEER_CACHE_REFRESH: Duration = Duration::from_secs(60);
 
 impl RegistryBuilder<()> {
     pub(crate) fn new() -> Self {
@@ -38,6 +57,9 @@ impl RegistryBuilder<()> {
             resolver: Resolver::keep_oldest(),
             config: Config::lan(),
             event_capacity: 4096,
+            discovery: None,
+            discovery_interval: Duration::from_secs(30),
+            peer_cache: None,
             transport: (),
         }
     }
@@ -74,6 +96,32 @@ impl<T> RegistryBuilder<T> {
         self
     }
 
+    /// A source of member addresses besides the seeds ([`crate::DnsDiscovery`],
+    /// [`crate::FileDiscovery`], [`crate::StaticDiscovery`] or your own), asked at start and
+    /// every [`RegistryBuilder::discovery_interval`]. The node announces to every address it
+    /// reports that no live member holds.
+    pub fn discovery(mut self, source: impl Discovery) -> Self {
+        self.discovery = Some(DiscoverySource(Arc::new(source)));
+        self
+    }
+
+    /// How often the discovery source is asked again (default 30 s).
+    pub fn discovery_interval(mut self, every: Duration) -> Self {
+        self.discovery_interval = every.max(Duration::from_millis(10));
+        self
+    }
+
+    /// A file in which the node keeps the addresses of the members it has seen (checked every
+    /// 5 s, rewritten when they change and every minute, and when the node stops). The next
+    /// start reads it back: the new life announces to those addresses, so it rejoins even when
+    /// every seed is gone, and `SingletonPolicy::MajorityOfKnown` counts the members it knew
+    /// (without it, a restarted node knows only its seeds). A missing or unreadable file is
+    /// an empty memory.
+    pub fn peer_cache(mut self, path: impl Into<PathBuf>) -> Self {
+        self.peer_cache = Some(path.into());
+        self
+    }
+
     /// The transport to talk over.
     pub fn transport<U: Transport>(self, transport: U) -> RegistryBuilder<U> {
         RegistryBuilder {
@@ -82,6 +130,9 @@ impl<T> RegistryBuilder<T> {
             resolver: self.resolver,
             config: self.config,
             event_capacity: self.event_capacity,
+            discovery: self.discovery,
+            discovery_interval: self.discovery_interval,
+            peer_cache: self.peer_cache,
             transport,
         }
     }
@@ -120,7 +171,10 @@ impl<T: Transport> RegistryBuilder<T> {
             rng_seed,
             wall_ms_at_start: u64::try_from(wall.as_millis()).unwrap_or(u64::MAX),
         };
-        let node = Node::new(opts, self.config, self.resolver, now);
+        let mut node = Node::new(opts, self.config, self.resolver, now);
+        if let Some(path) = &self.peer_cache {
+            node.remember(now, &read_peer_cache(path));
+        }
         let (events, _) = broadcast::channel(self.event_capacity);
         let (mail_tx, mail_rx) = mpsc::channel(MAIL_QUEUE);
         let (stop_tx, stop_rx) = oneshot::channel();
@@ -144,6 +198,19 @@ impl<T: Transport> RegistryBuilder<T> {
         let handle =
             runtime.spawn(drive(shared.clone(), self.transport, mail_rx, stop_rx).instrument(span));
         *lock(&shared.driver) = Some(handle);
+        if let Some(DiscoverySource(source)) = self.discovery {
+            let task = poll_discovery(Arc::downgrade(&shared), source, self.discovery_interval);
+            runtime.spawn(task.instrument(tracing::info_span!("pidmesh-discovery", node = %id)));
+        }
+        if let Some(path) = self.peer_cache {
+            let task = keep_peer_cache(
+                Arc::downgrade(&shared),
+                path,
+                PEER_CACHE_CHECK,
+                PEER_CACHE_REFRESH,
+            );
+            runtime.spawn(task.instrument(tracing::info_span!("pidmesh-peer-cache", node = %id)));
+        }
         tracing::info!(node = %id, %addr, "pidmesh node started");
         Ok(Registry { shared })
     }

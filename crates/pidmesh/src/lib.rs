@@ -52,6 +52,7 @@
 #![forbid(unsafe_code)]
 
 mod builder;
+mod discovery;
 mod driver;
 mod error;
 mod mailbox;
@@ -61,10 +62,15 @@ mod placement;
 mod query;
 mod registration;
 mod registry;
+mod scope;
 mod singleton;
+mod strict;
 mod typed;
 
 pub use builder::RegistryBuilder;
+pub use discovery::{
+    Discovery, DiscoveryError, DiscoveryFuture, DnsDiscovery, FileDiscovery, StaticDiscovery,
+};
 pub use error::{
     CallError, Error, JoinError, RegisterError, RemoveError, ReplyError, SendError, StartError,
     Stopped,
@@ -77,12 +83,14 @@ pub use pidmesh_proto::{
     SingletonPolicy, Stats, StopReason, Verdict,
 };
 pub use placement::{
-    GetOrStartError, LostSignal, PLACEMENT_GROUP_PREFIX, Placement, PlacementError, StartContext,
-    rendezvous_score,
+    GetOrStartError, LostSignal, PLACEMENT_GROUP_PREFIX, Placement, PlacementError,
+    PlacementOptions, StartArgs, StartContext, rendezvous_score,
 };
 pub use registration::{Registration, Subscription};
 pub use registry::{Lost, NodeInfo, Registry};
+pub use scope::{Scope, ScopeError};
 pub use singleton::{Singleton, SingletonContext, SingletonError, SingletonStatus};
+pub use strict::{StrictError, StrictLost, StrictRegistration};
 pub use tokio_util::sync::CancellationToken;
 pub use typed::{TypedEnvelope, TypedHandle, TypedMailbox, TypedName, TypedPid, Undecodable};
 

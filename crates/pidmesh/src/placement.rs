@@ -14,6 +14,22 @@
 //! settles it like any conflict, and the loser is told through [`StartContext::lost`] and must
 //! return.
 //!
+//! A start request carries the key, optional arguments for the process
+//! ([`StartContext::args`]) and optional metadata for its registration (which a custom
+//! resolver reads, [`pidmesh_proto::Entry::app_meta`]); see [`Registry::get_or_start_with`].
+//!
+//! **After a host dies**, the process's name goes away when the host is declared down. A node
+//! asked to start a name it still sees held elsewhere (it has not yet learned of the death)
+//! keeps the request and starts the process the moment that entry goes, instead of dropping it
+//! and leaving the caller to retry after a timeout.
+//!
+//! **Rebalancing** (opt-in, [`PlacementOptions::rebalance`]): when a node starts serving the
+//! kind, every node hands each of its processes whose rendezvous owner is now another node to
+//! that owner: it signals the process ([`LostSignal::moved_to`]), waits until its future has
+//! returned and its name is removed, and only then sends the start request (with the same
+//! arguments and metadata); the new owner starts it once it sees the name free. So the old and
+//! the new process never run at the same time.
+//!
 //! This module is built only on the public [`Registry`] API.
 
 use std::collections::{BTreeMap, HashSet};
@@ -37,8 +53,16 @@ pub const PLACEMENT_GROUP_PREFIX: &str = "pidmesh.placement/";
 const RETRY_MIN: Duration = Duration::from_millis(250);
 /// The longest delay between two start requests.
 const RETRY_MAX: Duration = Duration::from_secs(2);
-/// Version byte of the start request (the request travels as a mailbox message).
+/// Version byte of the start request (the request travels as a mailbox message): key only.
 const REQUEST_V1: u8 = 1;
+/// Version 2: key, registration metadata and process arguments.
+const REQUEST_V2: u8 = 2;
+/// Start requests a node keeps while the name is still held elsewhere (oldest dropped first).
+const MAX_PENDING: usize = 1024;
+/// How long such a request is kept.
+const PENDING_FOR: Duration = Duration::from_secs(30);
+/// How often a process that ignores its handover signal is reported in the logs.
+const SLOW_STOP_WARNING: Duration = Duration::from_secs(1);
 
 type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 type Factory = Arc<dyn Fn(StartContext) -> BoxFuture + Send + Sync + 'static>;
@@ -98,6 +122,10 @@ pub struct StartContext {
     pub kind: Arc<str>,
     /// The key (the process is registered as `<kind>/<key>`).
     pub key: Arc<str>,
+    /// The arguments the caller of [`Registry::get_or_start_with`] passed (empty for
+    /// [`Registry::get_or_start`]). When several callers race, the first request the host
+    /// serves wins; the others' arguments are not delivered.
+    pub args: Bytes,
     /// The process's pid, registered under `<kind>/<key>`.
     pub pid: Pid,
     /// The process's inbox.
@@ -119,6 +147,8 @@ pub struct LostSignal {
 enum LostState {
     Held,
     Lost(Option<Lost>),
+    /// Handed over to this node by a rebalance.
+    Moved(NodeId),
 }
 
 impl LostSignal {
@@ -127,20 +157,82 @@ impl LostSignal {
     /// Pending forever while the name is held.
     ///
     /// Cancel-safe: it only observes.
+    ///
+    /// A rebalance handover ([`LostSignal::moved_to`]) yields `Some(Lost { reason: Normal,
+    /// winner: None })`: the process must return, and is started again on the new owner once
+    /// it has.
     pub async fn wait(&self) -> Option<Lost> {
         let mut rx = self.rx.clone();
-        match rx.wait_for(|s| matches!(s, LostState::Lost(_))).await {
+        match rx.wait_for(|s| !matches!(s, LostState::Held)).await {
             Ok(state) => match &*state {
                 LostState::Lost(l) => l.clone(),
+                LostState::Moved(_) => Some(Lost {
+                    reason: pidmesh_proto::Reason::Normal,
+                    winner: None,
+                }),
                 LostState::Held => None,
             },
             Err(_) => None,
         }
     }
 
-    /// True once the name is lost (or its holder has ended).
+    /// True once the name is lost (or its holder has ended, or it is being moved).
     pub fn is_lost(&self) -> bool {
-        self.rx.has_changed().is_err() || matches!(*self.rx.borrow(), LostState::Lost(_))
+        self.rx.has_changed().is_err() || !matches!(*self.rx.borrow(), LostState::Held)
+    }
+
+    /// The node the process is being moved to by a rebalance, if that is why it must stop.
+    pub fn moved_to(&self) -> Option<NodeId> {
+        match &*self.rx.borrow() {
+            LostState::Moved(n) => Some(n.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// Options of [`Registry::placement_with`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PlacementOptions {
+    /// Hand this node's processes over to their new rendezvous owner when a node starts
+    /// serving the kind (see the module docs). Off by default: a process stays where it
+    /// started.
+    pub rebalance: bool,
+}
+
+impl PlacementOptions {
+    /// Sets [`PlacementOptions::rebalance`].
+    #[must_use]
+    pub fn rebalance(mut self, on: bool) -> Self {
+        self.rebalance = on;
+        self
+    }
+}
+
+/// What [`Registry::get_or_start_with`] passes to a process it starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StartArgs {
+    /// Handed to the factory as [`StartContext::args`].
+    pub args: Bytes,
+    /// The metadata of the process's registration under `<kind>/<key>` (at most 4096 bytes),
+    /// readable by custom resolvers.
+    pub meta: Bytes,
+}
+
+impl StartArgs {
+    /// Sets the process arguments.
+    #[must_use]
+    pub fn args(mut self, args: impl Into<Bytes>) -> Self {
+        self.args = args.into();
+        self
+    }
+
+    /// Sets the registration metadata.
+    #[must_use]
+    pub fn meta(mut self, meta: impl Into<Bytes>) -> Self {
+        self.meta = meta.into();
+        self
     }
 }
 
@@ -238,36 +330,87 @@ fn name_of(kind: &str, key: &str) -> Result<String, &'static str> {
     Ok(name)
 }
 
-/// `[version][kind length: u8][kind][key]`, all UTF-8.
-fn encode_request(kind: &str, key: &str) -> Bytes {
-    let mut v = Vec::with_capacity(2 + kind.len() + key.len());
-    v.push(REQUEST_V1);
-    // check_kind bounds the kind to under 255 bytes.
+/// A decoded start request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Request {
+    key: String,
+    start: StartArgs,
+}
+
+/// Version 2: `[2][kind length: u8][kind][key length: u16 LE][key][meta length: u16 LE][meta]
+/// [args]` (kind and key UTF-8). Version 1 (`[1][kind length: u8][kind][key]`) is still
+/// accepted.
+fn encode_request(kind: &str, key: &str, start: &StartArgs) -> Bytes {
+    let mut v =
+        Vec::with_capacity(6 + kind.len() + key.len() + start.meta.len() + start.args.len());
+    v.push(REQUEST_V2);
+    // check_kind bounds the kind to under 255 bytes, name_of the key to under 255, and the
+    // caller the metadata to 4096.
     v.push(u8::try_from(kind.len()).unwrap_or(u8::MAX));
     v.extend_from_slice(kind.as_bytes());
+    v.extend_from_slice(&u16::try_from(key.len()).unwrap_or(u16::MAX).to_le_bytes());
     v.extend_from_slice(key.as_bytes());
+    v.extend_from_slice(
+        &u16::try_from(start.meta.len())
+            .unwrap_or(u16::MAX)
+            .to_le_bytes(),
+    );
+    v.extend_from_slice(&start.meta);
+    v.extend_from_slice(&start.args);
     Bytes::from(v)
 }
 
-/// The key of a start request for `kind`, or why it is rejected.
-fn decode_request<'a>(body: &'a [u8], kind: &str) -> Result<&'a str, &'static str> {
-    let [version, len, rest @ ..] = body else {
+/// Splits `[length: u16 LE][bytes]` off the front of `b`.
+fn take_u16_prefixed(b: &[u8]) -> Result<(&[u8], &[u8]), &'static str> {
+    let [lo, hi, rest @ ..] = b else {
+        return Err("truncated length");
+    };
+    let len = usize::from(u16::from_le_bytes([*lo, *hi]));
+    if rest.len() < len {
+        return Err("truncated field");
+    }
+    Ok(rest.split_at(len))
+}
+
+/// The start request for `kind` in `body`, or why it is rejected.
+fn decode_request(body: &Bytes, kind: &str) -> Result<Request, &'static str> {
+    let [version, len, rest @ ..] = &body[..] else {
         return Err("truncated");
     };
-    if *version != REQUEST_V1 {
+    if *version != REQUEST_V1 && *version != REQUEST_V2 {
         return Err("unknown version");
     }
     let len = usize::from(*len);
     if rest.len() < len {
         return Err("truncated kind");
     }
-    let (k, key) = rest.split_at(len);
+    let (k, rest) = rest.split_at(len);
     if k != kind.as_bytes() {
         return Err("request for another kind");
     }
+    let (key, start) = if *version == REQUEST_V1 {
+        (rest, StartArgs::default())
+    } else {
+        let (key, rest) = take_u16_prefixed(rest)?;
+        let (meta, args) = take_u16_prefixed(rest)?;
+        if meta.len() > pidmesh_wire::MAX_META_LEN {
+            return Err("metadata too large");
+        }
+        let args_at = body.len() - args.len();
+        (
+            key,
+            StartArgs {
+                args: body.slice(args_at..),
+                meta: Bytes::copy_from_slice(meta),
+            },
+        )
+    };
     let key = std::str::from_utf8(key).map_err(|_| "key is not UTF-8")?;
     name_of(kind, key)?;
-    Ok(key)
+    Ok(Request {
+        key: key.to_string(),
+        start,
+    })
 }
 
 /// The node `name` goes to among `candidates` (the control entries of the kind's group).
@@ -311,6 +454,29 @@ impl Registry {
         F: Fn(StartContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
+        self.placement_with(kind, PlacementOptions::default(), factory)
+            .await
+    }
+
+    /// [`Registry::placement`] with options (rebalancing, see [`PlacementOptions`]).
+    ///
+    /// # Errors
+    /// As [`Registry::placement`].
+    ///
+    /// Cancel-safe: it completes without waiting (a dropped call leaves nothing behind).
+    ///
+    /// # Panics
+    /// If called outside a tokio runtime.
+    pub async fn placement_with<F, Fut>(
+        &self,
+        kind: &str,
+        options: PlacementOptions,
+        factory: F,
+    ) -> Result<Placement, PlacementError>
+    where
+        F: Fn(StartContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         check_kind(kind).map_err(PlacementError::InvalidKind)?;
         let group = group_of(kind);
         let (pid, control) = self.spawn_mailbox()?;
@@ -337,7 +503,19 @@ impl Registry {
         }
         let kind: Arc<str> = Arc::from(kind);
         let factory: Factory = Arc::new(move |ctx| Box::pin(factory(ctx)));
-        let task = tokio::spawn(serve(self.clone(), kind.clone(), control, factory));
+        // Subscribe before serving, so no entry's removal is missed between the two.
+        let events = self.subscribe();
+        let task = tokio::spawn(
+            Server {
+                registry: self.clone(),
+                kind: kind.clone(),
+                factory,
+                options,
+                pending: BTreeMap::new(),
+                running: BTreeMap::new(),
+            }
+            .serve(control, events),
+        );
         Ok(Placement {
             kind,
             pid,
@@ -373,13 +551,37 @@ impl Registry {
         key: &str,
         timeout: Duration,
     ) -> Result<Pid, GetOrStartError> {
+        self.get_or_start_with(kind, key, StartArgs::default(), timeout)
+            .await
+    }
+
+    /// [`Registry::get_or_start`] that passes `start` to the process if this call starts it:
+    /// arguments for the factory ([`StartContext::args`]) and metadata for its registration.
+    /// A process already running is returned as is (its arguments are not compared).
+    ///
+    /// # Errors
+    /// As [`Registry::get_or_start`]; [`GetOrStartError::InvalidKey`] also when the metadata
+    /// is over 4096 bytes, and [`GetOrStartError::Send`] with `TooLarge` when the request does
+    /// not fit a message.
+    ///
+    /// Cancel-safe: as [`Registry::get_or_start`].
+    pub async fn get_or_start_with(
+        &self,
+        kind: &str,
+        key: &str,
+        start: StartArgs,
+        timeout: Duration,
+    ) -> Result<Pid, GetOrStartError> {
         let name = name_of(kind, key).map_err(GetOrStartError::InvalidKey)?;
+        if start.meta.len() > pidmesh_wire::MAX_META_LEN {
+            return Err(GetOrStartError::InvalidKey("metadata is over 4096 bytes"));
+        }
         if let Some(e) = self.lookup(&name) {
             return Ok(e.pid);
         }
         let deadline = Instant::now() + timeout;
         let mut sub = self.subscribe_prefix(name.clone());
-        let request = encode_request(kind, key);
+        let request = encode_request(kind, key, &start);
         let mut backoff = RETRY_MIN;
         loop {
             if let Some(e) = self.lookup(&name) {
@@ -446,62 +648,228 @@ impl Registry {
     }
 }
 
-/// The control process: serves start requests one at a time, so a node starts at most one
-/// process per name.
-async fn serve(registry: Registry, kind: Arc<str>, mut control: Mailbox, factory: Factory) {
-    while let Some(env) = control.recv().await {
-        let key = match decode_request(&env.body, &kind) {
-            Ok(k) => k,
-            Err(why) => {
-                tracing::debug!(from = %env.from, %why, "placement: start request dropped");
-                continue;
+/// A process this node started, as its control task tracks it (for rebalancing).
+struct RunningProcess {
+    key: Arc<str>,
+    start: StartArgs,
+    pid: Pid,
+    lost_tx: Arc<watch::Sender<LostState>>,
+    task: JoinHandle<()>,
+}
+
+/// The control process of one kind on this node.
+struct Server {
+    registry: Registry,
+    kind: Arc<str>,
+    factory: Factory,
+    options: PlacementOptions,
+    /// Requests for names still held elsewhere when they arrived, by name: started when the
+    /// holder's entry goes (its node declared down, or a handover's removal arriving).
+    pending: BTreeMap<String, (Request, Instant)>,
+    /// Processes started here, by name.
+    running: BTreeMap<String, RunningProcess>,
+}
+
+impl Server {
+    /// Serves start requests one at a time, so a node starts at most one process per name.
+    async fn serve(mut self, mut control: Mailbox, mut events: crate::Subscription) {
+        let group = group_of(&self.kind);
+        loop {
+            tokio::select! {
+                env = control.recv() => {
+                    let Some(env) = env else { return };
+                    match decode_request(&env.body, &self.kind) {
+                        Ok(req) => {
+                            if self.handle(req).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(why) => {
+                            tracing::debug!(from = %env.from, %why, "placement: start request dropped");
+                        }
+                    }
+                }
+                ev = events.recv() => {
+                    let Some(ev) = ev else { return };
+                    let retry = match &ev {
+                        Event::Unregistered { entry, .. } => {
+                            self.pending.contains_key(entry.key.name.as_str())
+                        }
+                        Event::NodeDown(_) => !self.pending.is_empty(),
+                        _ => false,
+                    };
+                    if retry && self.retry_pending().await.is_err() {
+                        return;
+                    }
+                    let joined = matches!(&ev, Event::Registered(e) if *e.key.name == *group);
+                    if self.options.rebalance && (joined || matches!(ev, Event::NodeUp(_))) {
+                        self.rebalance().await;
+                    }
+                }
             }
-        };
-        let name = format!("{kind}/{key}");
-        if registry.lookup(&name).is_some() {
-            continue;
         }
-        match start_local(&registry, &kind, key, &name, &factory).await {
-            Ok(pid) => tracing::debug!(%name, %pid, "placement: started"),
-            Err(RegisterError::Stopped(_)) => return,
-            Err(e) => tracing::warn!(%name, error = %e, "placement: start failed"),
+    }
+
+    /// Starts the process for `req` unless its name is held; if it is held by another node,
+    /// keeps the request until that entry goes. Fails only when the node has stopped.
+    async fn handle(&mut self, req: Request) -> Result<(), Stopped> {
+        let name = format!("{}/{}", self.kind, req.key);
+        if let Some(holder) = self.registry.lookup(&name) {
+            if holder.pid.node != *self.registry.node_id() {
+                if self.pending.len() >= MAX_PENDING
+                    && let Some(oldest) = self
+                        .pending
+                        .iter()
+                        .min_by_key(|(_, (_, at))| *at)
+                        .map(|(n, _)| n.clone())
+                {
+                    self.pending.remove(&oldest);
+                }
+                self.pending.insert(name, (req, Instant::now()));
+            }
+            return Ok(());
+        }
+        self.pending.remove(&name);
+        self.running.retain(|_, p| !p.task.is_finished());
+        match start_local(&self.registry, &self.kind, &req, &name, &self.factory).await {
+            Ok(Some(p)) => {
+                tracing::debug!(%name, pid = %p.pid, "placement: started");
+                self.running.insert(name, p);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(RegisterError::Stopped(s)) => Err(s),
+            Err(e) => {
+                tracing::warn!(%name, error = %e, "placement: start failed");
+                Ok(())
+            }
+        }
+    }
+
+    /// Starts every kept request whose name is free now; drops expired ones.
+    async fn retry_pending(&mut self) -> Result<(), Stopped> {
+        let now = Instant::now();
+        self.pending.retain(|_, (_, at)| now - *at < PENDING_FOR);
+        let free: Vec<String> = self
+            .pending
+            .keys()
+            .filter(|n| self.registry.lookup(n).is_none())
+            .cloned()
+            .collect();
+        for name in free {
+            if let Some((req, _)) = self.pending.remove(&name) {
+                self.handle(req).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands every process whose rendezvous owner is now another live node over to it: tell
+    /// the process, wait for it to return (its registration is then removed), then ask the
+    /// owner to start it with the same arguments.
+    async fn rebalance(&mut self) {
+        self.running.retain(|_, p| !p.task.is_finished());
+        let candidates = self.registry.placement_candidates(&self.kind);
+        let me = self.registry.node_id().clone();
+        let moves: Vec<(String, Entry)> = self
+            .running
+            .keys()
+            .filter_map(|name| {
+                let owner = choose(&candidates, name)?;
+                (owner.pid.node != me).then(|| (name.clone(), owner.clone()))
+            })
+            .collect();
+        for (name, owner) in moves {
+            let Some(p) = self.running.remove(&name) else {
+                continue;
+            };
+            // Each handover waits for its process on its own, so a slow stop does not hold up
+            // the control process; until the process has returned its name is held here, so
+            // requests for it are not served twice.
+            tokio::spawn(hand_over(
+                self.registry.clone(),
+                self.kind.clone(),
+                name,
+                owner,
+                p,
+            ));
         }
     }
 }
 
-/// Spawns a mailbox, registers `name` and runs the factory; returns the holder's pid (ours, or
-/// the one already registered).
+/// Moves one process to `owner`: tell it, wait until its future has returned (warning while it
+/// ignores the signal) and its name is removed, then ask the owner to start it.
+async fn hand_over(
+    registry: Registry,
+    kind: Arc<str>,
+    name: String,
+    owner: Entry,
+    p: RunningProcess,
+) {
+    tracing::debug!(%name, to = %owner.pid.node, "placement: handing over");
+    let _ = p.lost_tx.send(LostState::Moved(owner.pid.node.clone()));
+    let mut task = p.task;
+    while tokio::time::timeout(SLOW_STOP_WARNING, &mut task)
+        .await
+        .is_err()
+    {
+        tracing::warn!(%name, "placement: process ignores its handover signal");
+    }
+    if registry.lookup(&name).is_some_and(|e| e.pid == p.pid) {
+        let _ = registry.unregister(&name, &p.pid).await;
+    }
+    let request = encode_request(&kind, &p.key, &p.start);
+    if let Err(e) = registry.send(&owner.pid, request).await {
+        tracing::warn!(%name, error = %e, "placement: handover request not sent");
+    }
+}
+
+/// Spawns a mailbox, registers `name` and runs the factory; returns the new process, or `None`
+/// if the name was taken meanwhile.
 async fn start_local(
     registry: &Registry,
     kind: &Arc<str>,
-    key: &str,
+    req: &Request,
     name: &str,
     factory: &Factory,
-) -> Result<Pid, RegisterError> {
+) -> Result<Option<RunningProcess>, RegisterError> {
     let (pid, mailbox) = registry.spawn_mailbox()?;
-    match registry.register(name, &pid, Bytes::new()).await {
+    match registry.register(name, &pid, req.start.meta.clone()).await {
         Ok(reg) => {
             let (lost_tx, lost_rx) = watch::channel(LostState::Held);
+            let lost_tx = Arc::new(lost_tx);
+            let key: Arc<str> = Arc::from(req.key.as_str());
             let ctx = StartContext {
                 kind: kind.clone(),
-                key: Arc::from(key),
+                key: key.clone(),
+                args: req.start.args.clone(),
                 pid: pid.clone(),
                 mailbox,
                 registry: registry.clone(),
                 lost: LostSignal { rx: lost_rx },
             };
             let fut = factory(ctx);
-            tokio::spawn(run_process(reg, lost_tx, fut));
-            Ok(pid)
+            let task = tokio::spawn(run_process(reg, lost_tx.clone(), fut));
+            Ok(Some(RunningProcess {
+                key,
+                start: req.start.clone(),
+                pid,
+                lost_tx,
+                task,
+            }))
         }
-        Err(RegisterError::AlreadyRegistered(e)) => Ok(e.pid),
+        Err(RegisterError::AlreadyRegistered(_)) => Ok(None),
         Err(e) => Err(e),
     }
 }
 
 /// Runs one placed process: relays the loss of its name and keeps the registration until the
 /// factory's future returns (its mailbox, owned by the future, is dropped then).
-async fn run_process(mut reg: Registration, lost_tx: watch::Sender<LostState>, mut fut: BoxFuture) {
+async fn run_process(
+    mut reg: Registration,
+    lost_tx: Arc<watch::Sender<LostState>>,
+    mut fut: BoxFuture,
+) {
     tokio::select! {
         () = &mut fut => return,
         lost = reg.lost() => {
@@ -537,15 +905,57 @@ mod tests {
 
     #[test]
     fn request_round_trip_and_rejects() {
-        let body = encode_request("room", "a/b");
-        assert_eq!(decode_request(&body, "room"), Ok("a/b"));
+        let start = StartArgs::default().args("go").meta(vec![7u8]);
+        let body = encode_request("room", "a/b", &start);
+        assert_eq!(
+            decode_request(&body, "room"),
+            Ok(Request {
+                key: "a/b".into(),
+                start
+            })
+        );
         assert!(decode_request(&body, "chat").is_err());
-        assert!(decode_request(&[], "room").is_err());
-        assert!(decode_request(&[2, 4, b'r', b'o', b'o', b'm', b'x'], "room").is_err());
-        assert!(decode_request(&[1, 9, b'r'], "room").is_err());
-        assert!(decode_request(&[1, 4, b'r', b'o', b'o', b'm'], "room").is_err());
-        assert!(decode_request(&[1, 4, b'r', b'o', b'o', b'm', 0xff], "room").is_err());
-        assert!(decode_request(&[1, 4, b'r', b'o', b'o', b'm', b'\n'], "room").is_err());
+        let d = |b: &[u8]| decode_request(&Bytes::copy_from_slice(b), "room");
+        // Version 1 is still understood.
+        assert_eq!(
+            d(&[1, 4, b'r', b'o', b'o', b'm', b'x']).map(|r| r.key),
+            Ok("x".to_string())
+        );
+        assert!(d(&[]).is_err());
+        assert!(d(&[3, 4, b'r', b'o', b'o', b'm', b'x']).is_err());
+        assert!(d(&[1, 9, b'r']).is_err());
+        assert!(d(&[1, 4, b'r', b'o', b'o', b'm']).is_err());
+        assert!(d(&[1, 4, b'r', b'o', b'o', b'm', 0xff]).is_err());
+        assert!(d(&[1, 4, b'r', b'o', b'o', b'm', b'\n']).is_err());
+        // Version 2: truncated key or metadata length.
+        assert!(d(&[2, 4, b'r', b'o', b'o', b'm', 1]).is_err());
+        assert!(d(&[2, 4, b'r', b'o', b'o', b'm', 5, 0, b'x']).is_err());
+        assert!(d(&[2, 4, b'r', b'o', b'o', b'm', 1, 0, b'x', 9, 0]).is_err());
+        assert_eq!(
+            d(&[2, 4, b'r', b'o', b'o', b'm', 1, 0, b'x', 0, 0]).map(|r| r.start),
+            Ok(StartArgs::default())
+        );
+    }
+
+    /// Every truncation and every single-byte change of a valid request decodes or is
+    /// rejected, never panics (the request is network input).
+    #[test]
+    fn mangled_requests_never_panic() {
+        let body = encode_request(
+            "room",
+            "a/b",
+            &StartArgs::default().args("xyz").meta(vec![1u8, 2]),
+        );
+        for len in 0..=body.len() {
+            let _ = decode_request(&body.slice(..len), "room");
+        }
+        for i in 0..body.len() {
+            for b in 0..=u8::MAX {
+                let mut v = body.to_vec();
+                v[i] = b;
+                let _ = decode_request(&Bytes::from(v), "room");
+            }
+        }
     }
 
     #[test]
@@ -558,5 +968,70 @@ mod tests {
         assert!(name_of("room", &"x".repeat(250)).is_ok());
         assert!(check_kind(&"k".repeat(255 - PLACEMENT_GROUP_PREFIX.len())).is_ok());
         assert!(check_kind(&"k".repeat(256 - PLACEMENT_GROUP_PREFIX.len())).is_err());
+    }
+
+    /// A request for a name another node still holds is kept, and served the moment that
+    /// entry goes (here: unregistered by hand; after a host death: its node declared down).
+    #[tokio::test]
+    async fn request_for_a_held_name_is_served_once_it_is_free() {
+        use pidmesh_transport::MemNetwork;
+        let seed = 0x9e4d_0001;
+        println!("seed = {seed:#x}");
+        let net = MemNetwork::new(seed);
+        let t0 = net.bind_named("node-0");
+        let t1 = net.bind_named("node-1");
+        let seeds = vec![pidmesh_transport::Transport::local_addr(&t0)];
+        let mut regs = Vec::new();
+        for (name, t) in [("node-0", t0), ("node-1", t1)] {
+            regs.push(
+                Registry::builder()
+                    .node_name(name)
+                    .config(crate::Config::local())
+                    .seeds(seeds.clone())
+                    .transport(t)
+                    .start()
+                    .await
+                    .expect("starts"),
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while regs.iter().any(|r| r.members().len() < 2) {
+            assert!(Instant::now() < deadline, "cluster did not form");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let placement = regs[1]
+            .placement("room", move |ctx| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send((ctx.pid.clone(), ctx.args.clone()));
+                    let _ = ctx.lost.wait().await;
+                }
+            })
+            .await
+            .expect("serves");
+        // node-0 holds room/x by hand.
+        let (pid, _mailbox) = regs[0].spawn_mailbox().expect("running");
+        let held = regs[0].register("room/x", &pid, "").await.expect("free");
+        while regs[1].lookup("room/x").is_none() {
+            assert!(Instant::now() < deadline, "entry did not arrive");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let request = encode_request("room", "x", &StartArgs::default().args("hi"));
+        regs[0]
+            .send(placement.pid(), request)
+            .await
+            .expect("request sent");
+        // Not started while held elsewhere.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(rx.try_recv().is_err(), "started while the name was held");
+        assert_eq!(regs[1].lookup("room/x").map(|e| e.pid), Some(pid));
+        held.unregister().await.expect("unregistered");
+        let (started, args) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("started once free")
+            .expect("channel open");
+        assert_eq!(args, Bytes::from_static(b"hi"));
+        assert_eq!(started.node, *regs[1].node_id());
     }
 }

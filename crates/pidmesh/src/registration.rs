@@ -60,9 +60,11 @@ impl Registration {
         self.done = true;
         lock(&self.registry.shared.watchers)
             .remove(&(self.entry.key.name.clone(), self.entry.pid.local));
-        self.registry
-            .unregister(&self.entry.key.name, &self.entry.pid)
-            .await
+        let (name, pid) = (&self.entry.key.name, &self.entry.pid);
+        Ok(self
+            .registry
+            .shared
+            .mutate(|n, now| n.unregister(now, name, pid))??)
     }
 }
 

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pidmesh_proto::{Entry, Event, Key, Node, NodeId, Pid, Reason, Stats};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc};
 
 use crate::builder::RegistryBuilder;
-use crate::driver::{Shared, WatchKey, lock};
+use crate::driver::{Shared, lock};
 use crate::error::{JoinError, RegisterError, RemoveError, SendError, Stopped};
 use crate::mailbox::Mailbox;
 use crate::registration::{Registration, Subscription};
@@ -119,33 +119,10 @@ impl Registry {
         pid: &Pid,
         meta: impl Into<Bytes>,
     ) -> Result<Registration, RegisterError> {
-        let meta = meta.into();
-        // Watch before registering: the driver may report a loss before this call returns.
-        let watch_key: WatchKey = (name.into(), pid.local);
-        let (tx, rx) = oneshot::channel();
-        if pid.node == self.shared.id {
-            lock(&self.shared.watchers).insert(watch_key.clone(), tx);
+        if crate::scope::is_scoped(name) {
+            return Err(RegisterError::InvalidName(crate::scope::SCOPED_NAME));
         }
-        let entry = match self
-            .shared
-            .mutate(|n, now| n.register(now, name, pid, meta))
-        {
-            Ok(Ok(e)) => e,
-            Ok(Err(e)) => {
-                lock(&self.shared.watchers).remove(&watch_key);
-                return Err(e.into());
-            }
-            Err(stopped) => {
-                lock(&self.shared.watchers).remove(&watch_key);
-                return Err(stopped.into());
-            }
-        };
-        Ok(Registration {
-            registry: self.clone(),
-            entry,
-            lost: rx,
-            done: false,
-        })
+        crate::scope::register_stored(self, name, pid, meta.into())
     }
 
     /// Removes `pid`'s registration of `name` (the [`Registration`] guard does this on drop).
@@ -155,6 +132,9 @@ impl Registry {
     ///
     /// Cancel-safe: it completes without waiting.
     pub async fn unregister(&self, name: &str, pid: &Pid) -> Result<Entry, RemoveError> {
+        if crate::scope::is_scoped(name) {
+            return Err(RemoveError::NotFound);
+        }
         Ok(self
             .shared
             .mutate(|n, now| n.unregister(now, name, pid))??)
@@ -172,6 +152,9 @@ impl Registry {
         pid: &Pid,
         meta: impl Into<Bytes>,
     ) -> Result<Entry, JoinError> {
+        if crate::scope::is_scoped(group) {
+            return Err(JoinError::InvalidName(crate::scope::SCOPED_NAME));
+        }
         let meta = meta.into();
         Ok(self
             .shared
@@ -185,6 +168,9 @@ impl Registry {
     ///
     /// Cancel-safe: it completes without waiting.
     pub async fn leave(&self, group: &str, pid: &Pid) -> Result<Entry, RemoveError> {
+        if crate::scope::is_scoped(group) {
+            return Err(RemoveError::NotFound);
+        }
         Ok(self.shared.mutate(|n, now| n.leave(now, group, pid))??)
     }
 
@@ -212,16 +198,23 @@ impl Registry {
     /// Lock-free with respect to the driver: it reads the node's sharded storage directly and
     /// waits at most for one entry's change, never for a whole message being processed.
     pub fn lookup(&self, name: &str) -> Option<Entry> {
+        if crate::scope::is_scoped(name) {
+            return None;
+        }
         self.shared.reader.lookup(name)
     }
 
     /// The members of `group` on every node, as this node knows them. Reads like
     /// [`Registry::lookup`], without waiting for the driver.
     pub fn members_of(&self, group: &str) -> Vec<Entry> {
+        if crate::scope::is_scoped(group) {
+            return Vec::new();
+        }
         self.shared.reader.members_of(group)
     }
 
-    /// Every entry (names and groups) whose key starts with `prefix`, sorted by key.
+    /// Every entry (names and groups) of the default scope whose key starts with `prefix`,
+    /// sorted by key.
     ///
     /// Unresolved duplicates of a unique name (after a partition heals, before the losers are
     /// removed) are all listed, in canonical order; [`Registry::list_prefix_resolved`] lists
@@ -230,6 +223,16 @@ impl Registry {
     /// Scans the whole registry one shard at a time without waiting for the driver; entries
     /// that change during the scan may or may not be listed.
     pub fn list_prefix(&self, prefix: &str) -> Vec<Entry> {
+        if crate::scope::is_scoped(prefix) {
+            return Vec::new();
+        }
+        let mut v = self.list_prefix_stored(prefix);
+        v.retain(|e| !crate::scope::is_scoped(&e.key.name));
+        v
+    }
+
+    /// [`Registry::list_prefix`] over stored key names, any scope.
+    pub(crate) fn list_prefix_stored(&self, prefix: &str) -> Vec<Entry> {
         let mut v: Vec<Entry> = Vec::new();
         self.shared
             .reader
@@ -279,7 +282,8 @@ impl Registry {
         }
     }
 
-    /// Subscribes to every event this node observes from now on.
+    /// Subscribes to every event this node observes from now on, in every scope (a
+    /// [`crate::Scope`]'s `subscribe` sees one scope).
     pub fn subscribe(&self) -> Subscription {
         Subscription {
             rx: self.shared.events.subscribe(),

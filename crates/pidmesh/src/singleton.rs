@@ -35,9 +35,13 @@ pub enum SingletonError {
     /// The name is empty, too long or has control characters.
     #[error("invalid name: {0}")]
     InvalidName(&'static str),
-    /// This node is already a candidate for the name (keep one [`Singleton`] per name).
+    /// This node is already a candidate for the name (keep one [`Singleton`] per name), or
+    /// holds a strict registration of it.
     #[error("this node is already a candidate for the singleton")]
     AlreadyCandidate,
+    /// The metadata (with the 26-byte running marker) is larger than 4096 bytes.
+    #[error("metadata is {0} bytes, over the limit")]
+    MetaTooLarge(usize),
     /// The node has stopped.
     #[error(transparent)]
     Stopped(#[from] Stopped),
@@ -179,7 +183,31 @@ impl Registry {
         F: Fn(SingletonContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        pidmesh_wire::check_key_name(name).map_err(SingletonError::InvalidName)?;
+        self.singleton_with_meta(name, policy, bytes::Bytes::new(), factory)
+            .await
+    }
+
+    /// [`Registry::singleton`] whose claim on the name carries the application metadata
+    /// `meta`, which a custom resolver can read ([`pidmesh_proto::Entry::app_meta`]; a running
+    /// claim's metadata is the running marker followed by `meta`).
+    ///
+    /// # Errors
+    /// As [`Registry::singleton`], plus [`SingletonError::MetaTooLarge`].
+    ///
+    /// Cancel-safe: it completes without waiting.
+    pub async fn singleton_with_meta<F, Fut>(
+        &self,
+        name: &str,
+        policy: SingletonPolicy,
+        meta: impl Into<bytes::Bytes>,
+        factory: F,
+    ) -> Result<Singleton, SingletonError>
+    where
+        F: Fn(SingletonContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let meta = meta.into();
+        pidmesh_wire::check_user_name(name).map_err(SingletonError::InvalidName)?;
         let name: Arc<str> = name.into();
         let mut candidacies = self.candidacies();
         if candidacies
@@ -191,9 +219,13 @@ impl Registry {
         // Subscribe before becoming a candidate so the first start is not missed.
         let events = self.subscribe_raw();
         let pid = self
-            .mutate_node(|n, now| n.add_singleton(now, &name, policy))?
+            .mutate_node(|n, now| n.add_singleton_meta(now, &name, policy, meta))?
             .map_err(|e| match e {
                 pidmesh_proto::RegisterError::InvalidName(m) => SingletonError::InvalidName(m),
+                pidmesh_proto::RegisterError::MetaTooLarge(n) => SingletonError::MetaTooLarge(n),
+                pidmesh_proto::RegisterError::AlreadyRegistered(_) => {
+                    SingletonError::AlreadyCandidate
+                }
                 _ => SingletonError::Stopped(Stopped),
             })?;
         let (status_tx, status) = watch::channel(SingletonStatus::default());

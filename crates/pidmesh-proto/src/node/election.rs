@@ -38,11 +38,35 @@ impl Node {
         name: &str,
         policy: SingletonPolicy,
     ) -> Result<Pid, RegisterError> {
+        self.add_singleton_meta(now, name, policy, Bytes::new())
+    }
+
+    /// [`Node::add_singleton`] whose claim carries the application metadata `meta` (a custom
+    /// resolver reads it with [`Entry::app_meta`]; a running claim carries it after
+    /// [`SINGLETON_RUNNING_META`]).
+    ///
+    /// # Errors
+    /// As [`Node::add_singleton`], plus [`RegisterError::MetaTooLarge`] when `meta` and the
+    /// running marker do not fit [`wire::MAX_META_LEN`], and
+    /// [`RegisterError::AlreadyRegistered`] when this node holds a strict registration of the name.
+    pub fn add_singleton_meta(
+        &mut self,
+        now: Instant,
+        name: &str,
+        policy: SingletonPolicy,
+        meta: Bytes,
+    ) -> Result<Pid, RegisterError> {
         if self.left {
             return Err(RegisterError::Stopped);
         }
         wire::check_key_name(name).map_err(RegisterError::InvalidName)?;
+        if meta.len() + SINGLETON_RUNNING_META.len() > wire::MAX_META_LEN {
+            return Err(RegisterError::MetaTooLarge(meta.len()));
+        }
         if let Some(slot) = self.singletons.get(name) {
+            if slot.strict {
+                return Err(self.taken(name, &slot.pid));
+            }
             return Ok(slot.pid.clone());
         }
         let pid = self.spawn_pid();
@@ -52,15 +76,131 @@ impl Node {
                 policy,
                 pid: pid.clone(),
                 phase: Phase::Idle,
+                meta,
+                strict: false,
+                ended: None,
             },
         );
         self.settle(now);
         Ok(pid)
     }
 
+    /// `AlreadyRegistered` with the current holder of `name` (or `pid`'s bare claim).
+    fn taken(&self, name: &str, pid: &Pid) -> RegisterError {
+        let entry = self.lookup(name).unwrap_or_else(|| Entry {
+            key: Key::name(name),
+            pid: pid.clone(),
+            meta: Bytes::new(),
+            registered_at: wire::Hlc::default(),
+            dot: Dot::new(self.me.node.clone(), 0),
+        });
+        RegisterError::AlreadyRegistered(Box::new(entry))
+    }
+
+    /// Starts a strict registration of `pid` (a live process of this node) under the unique
+    /// `name`: the node claims the name once it is free here and this node sees `quorum`
+    /// members, and holds it under the same lease as a quorum singleton
+    /// ([`SingletonPolicy::StaticQuorum`]`(quorum)`): the claim counts as registered only once
+    /// `quorum` nodes (this one included) vouched that they know no other claim, which emits
+    /// [`Event::SingletonStarted`] for `name` (see [`Node::strict_held`]). When the lease can
+    /// no longer be renewed, or the claim is lost, [`Event::SingletonStopped`] follows and the
+    /// registration is over for good (the slot never claims again; remove it with
+    /// [`Node::remove_strict`]). Two strict registrations of one name are never held at the
+    /// same instant, under the clock assumptions of `docs/singletons.md`.
+    ///
+    /// # Errors
+    /// [`RegisterError::InvalidName`], [`RegisterError::MetaTooLarge`],
+    /// [`RegisterError::NotLocal`], [`RegisterError::Stopped`], or
+    /// [`RegisterError::AlreadyRegistered`] if this node already has a strict registration or
+    /// a singleton candidacy for the name. Nothing changed on error.
+    pub fn register_strict(
+        &mut self,
+        now: Instant,
+        name: &str,
+        pid: &Pid,
+        quorum: usize,
+        meta: Bytes,
+    ) -> Result<(), RegisterError> {
+        if self.left {
+            return Err(RegisterError::Stopped);
+        }
+        wire::check_key_name(name).map_err(RegisterError::InvalidName)?;
+        if meta.len() + SINGLETON_RUNNING_META.len() > wire::MAX_META_LEN {
+            return Err(RegisterError::MetaTooLarge(meta.len()));
+        }
+        if !self.check_pid(pid) {
+            return Err(RegisterError::NotLocal(pid.clone()));
+        }
+        if let Some(slot) = self.singletons.get(name) {
+            return Err(self.taken(name, &slot.pid));
+        }
+        self.singletons.insert(
+            name.to_string(),
+            SingletonSlot {
+                policy: SingletonPolicy::StaticQuorum(quorum.max(1)),
+                pid: pid.clone(),
+                phase: Phase::Idle,
+                meta,
+                strict: true,
+                ended: None,
+            },
+        );
+        self.settle(now);
+        Ok(())
+    }
+
+    /// Ends the strict registration of `name`: removes the slot and this node's claim (the
+    /// process itself lives on). Returns false if there was no strict registration of `name`.
+    pub fn remove_strict(&mut self, now: Instant, name: &str) -> bool {
+        if !self.singletons.get(name).is_some_and(|s| s.strict) {
+            return false;
+        }
+        let Some(slot) = self.singletons.remove(name) else {
+            return false;
+        };
+        if matches!(slot.phase, Phase::Held { running: true, .. }) {
+            self.events.push_back(Event::SingletonStopped {
+                name: name.to_string(),
+                reason: StopReason::Withdrawn,
+            });
+        }
+        let ours: Vec<Dot<NodeId>> = self
+            .entries(&Key::name(name))
+            .into_iter()
+            .filter(|e| e.pid == slot.pid)
+            .map(|e| e.dot)
+            .collect();
+        if !ours.is_empty() {
+            self.remove_own(now, &ours, Reason::Normal);
+        }
+        self.settle(now);
+        true
+    }
+
+    /// The claim of the strict registration of `name` while it is held under a valid lease.
+    pub fn strict_held(&self, name: &str) -> Option<Entry> {
+        let slot = self.singletons.get(name).filter(|s| s.strict)?;
+        if !matches!(slot.phase, Phase::Held { running: true, .. }) {
+            return None;
+        }
+        self.lookup(name).filter(|e| e.pid == slot.pid)
+    }
+
+    /// Why the strict registration of `name` ended, once it was held and then lost (the
+    /// reason of the [`Event::SingletonStopped`] it emitted).
+    pub fn strict_ended(&self, name: &str) -> Option<StopReason> {
+        self.singletons
+            .get(name)
+            .filter(|s| s.strict)
+            .and_then(|s| s.ended)
+    }
+
     /// Withdraws this node's candidacy for `name`: stops it if running (reason `Withdrawn`)
     /// and releases the name. Returns false if the node was not a candidate.
     pub fn remove_singleton(&mut self, now: Instant, name: &str) -> bool {
+        if self.singletons.get(name).is_some_and(|s| s.strict) {
+            return false;
+        }
         let Some(slot) = self.singletons.remove(name) else {
             return false;
         };
@@ -87,8 +227,9 @@ impl Node {
     }
 
     /// Nodes this one knows of, live or down, itself included (for `MajorityOfKnown`): every
-    /// name in the SWIM membership, plus each configured seed address no known member is at
-    /// (a node that has not met its seeds yet does not take itself for the whole cluster).
+    /// name in the SWIM membership, plus each seed, discovered or remembered address no known
+    /// member is at (a node that has not met its seeds yet, or that restarted with its memory
+    /// restored by [`Node::remember`], does not take itself for the whole cluster).
     pub fn known_nodes(&self) -> usize {
         let mut names: BTreeSet<&str> = BTreeSet::new();
         let mut addrs: BTreeSet<SocketAddr> = BTreeSet::new();
@@ -101,7 +242,7 @@ impl Node {
         }
         names.insert(&self.me.node.name);
         addrs.insert(self.me.addr);
-        let unmet = self.seeds.iter().filter(|a| !addrs.contains(a)).count();
+        let unmet = self.unmet_addrs(&addrs);
         names.len() + unmet
     }
 
@@ -158,19 +299,37 @@ impl Node {
             // Claim the name when it is free (a name held by anyone, even contested with no
             // winner under kill-both, is not free) and the live view has a quorum.
             if slot.phase == Phase::Idle
+                && slot.ended.is_none()
                 && quorum
                 && self.map.get(&Key::name(name.as_str())).is_empty()
                 && self.live_pids.contains(&slot.pid.local)
             {
-                let entry = self.add_own(now, Key::name(name.as_str()), &slot.pid, Bytes::new());
+                let entry =
+                    self.add_own(now, Key::name(name.as_str()), &slot.pid, slot.meta.clone());
                 slot.phase = Phase::Held {
                     dot: entry.dot,
                     running: false,
                     lease: Lease::new(now),
                 };
             }
+            let was_running = matches!(slot.phase, Phase::Held { running: true, .. });
             slot.phase = self.advance_held(now, &name, &slot, quorum);
             if let Some(s) = self.singletons.get_mut(&name) {
+                if s.strict && was_running && slot.phase == Phase::Idle && s.ended.is_none() {
+                    // The reason is that of the stop event advance_held just emitted.
+                    s.ended = Some(
+                        self.events
+                            .iter()
+                            .rev()
+                            .find_map(|e| match e {
+                                Event::SingletonStopped { name: n, reason } if *n == name => {
+                                    Some(*reason)
+                                }
+                                _ => None,
+                            })
+                            .unwrap_or(StopReason::LostName),
+                    );
+                }
                 s.phase = slot.phase;
             }
         }
@@ -310,15 +469,19 @@ impl Node {
     /// Marks our claim as running ([`SINGLETON_RUNNING_META`]; same registration time, new
     /// dot), so the resolver prefers it to claims that never ran. Returns the claim as it is now.
     pub(super) fn mark_running(&mut self, now: Instant, entry: Entry) -> Entry {
+        let mut meta = Vec::with_capacity(SINGLETON_RUNNING_META.len() + entry.meta.len());
+        meta.extend_from_slice(SINGLETON_RUNNING_META);
+        meta.extend_from_slice(entry.app_meta());
         let value = Value {
             pid: entry.pid.local,
-            meta: Bytes::from_static(SINGLETON_RUNNING_META),
+            meta: Bytes::from(meta),
             at: entry.registered_at,
         };
         let Some((delta, previous)) = self.map.replace(&self.me.node, &entry.dot, value) else {
             return entry;
         };
         let marked = entry_of(&entry.key, &delta.adds[0].1);
+        self.log_removal(marked.dot.seq, [previous.dot.seq]);
         self.queue_delta(now, delta);
         self.events.push_back(Event::MetaUpdated {
             entry: marked.clone(),

@@ -184,6 +184,7 @@ impl Node {
             .replace(&self.me.node, &old.dot, value)
             .ok_or(RemoveError::NotFound)?;
         let entry = entry_of(key, &delta.adds[0].1);
+        self.log_removal(entry.dot.seq, [previous.dot.seq]);
         self.queue_delta(now, delta);
         self.events.push_back(Event::MetaUpdated {
             entry: entry.clone(),
@@ -218,6 +219,14 @@ impl Node {
         reason: Reason,
     ) -> Vec<Entry> {
         let (delta, removed) = self.map.remove(&self.me.node, dots);
+        let by = self.map.context().max(&self.me.node);
+        let me = &self.me.node;
+        let own: Vec<u64> = removed
+            .iter()
+            .filter(|(_, s)| s.dot.actor == *me)
+            .map(|(_, s)| s.dot.seq)
+            .collect();
+        self.log_removal(by, own);
         let mut out = Vec::with_capacity(removed.len());
         for (key, slot) in removed {
             let entry = entry_of(&key, &slot);

@@ -1,7 +1,5 @@
 //! Membership: SWIM (foca) packets and timers, announcing to seeds, peers coming up and going down, leaving.
 
-use std::collections::{BTreeSet, HashSet};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use foca::{Codec, Header, OwnedNotification, PostcardCodec};
@@ -32,6 +30,9 @@ impl Node {
                     name: name.clone(),
                     reason: StopReason::Shutdown,
                 });
+                if slot.strict {
+                    slot.ended = Some(StopReason::Shutdown);
+                }
             }
             slot.phase = Phase::Idle;
         }
@@ -100,18 +101,14 @@ impl Node {
         handled
     }
 
-    /// Announces to seeds that are not live members; returns the delay until the next attempt.
+    /// Announces to seeds, discovered and remembered addresses that are not live members;
+    /// returns the delay until the next attempt.
     pub(super) fn announce(&mut self, now: Instant) -> Duration {
         if self.left {
             return self.config.announce_max;
         }
-        let live: HashSet<SocketAddr> = self.peers.values().map(|m| m.addr).collect();
-        let mut targets: BTreeSet<SocketAddr> = self
-            .seeds
-            .iter()
-            .copied()
-            .filter(|a| *a != self.me.addr && !live.contains(a))
-            .collect();
+        // Seeds, discovered and remembered addresses no live member holds (see discovery.rs).
+        let mut targets = self.announce_targets(now);
         if !self.swim_active {
             // Cut off from everyone SWIM knows (after a partition, or after renewing our identity
             // when the gossip announcing it was lost): every known address, live or not, may be
@@ -233,6 +230,7 @@ impl Node {
             self.node_down(&n);
         }
         let fresh = !self.peers.contains_key(&m.node);
+        self.saw_member_at(now, m.addr);
         self.liveness.renewed(&m.node);
         self.peers.insert(m.node.clone(), m.clone());
         if fresh {

@@ -115,6 +115,12 @@ pub struct Node {
     promises_unknown_until: Instant,
     /// Set once SWIM was told this node leaves.
     swim_left: bool,
+    /// Addresses live members were seen at, with when (wall ms); see discovery.rs.
+    remembered: BTreeMap<SocketAddr, u64>,
+    /// Addresses the configured discovery source reported last.
+    discovered: BTreeSet<SocketAddr>,
+    /// Own removals as (removing dot, removed dot) sequence numbers, ascending (see sync.rs).
+    removals: VecDeque<(u64, u64)>,
     /// Liveness evidence and doubted "down" verdicts (see `liveness.rs`).
     liveness: liveness::Liveness,
     /// Lifeguard's local health and suspicions (see `health.rs`).
@@ -143,11 +149,13 @@ fn entry_of(key: &Key, slot: &Slot<NodeId, Value>) -> Entry {
     }
 }
 
+mod discovery;
 mod dissemination;
 mod local;
 mod membership;
 mod sync;
 
+pub use discovery::RememberedAddr;
 use sync::SnapshotJob;
 mod conflicts;
 mod election;
@@ -203,6 +211,9 @@ impl Node {
             snapshots: VecDeque::new(),
             promises_unknown_until: now + config.singleton_promise(),
             swim_left: false,
+            remembered: BTreeMap::new(),
+            discovered: BTreeSet::new(),
+            removals: VecDeque::new(),
             liveness: liveness::Liveness::default(),
             health: health::Health::default(),
             me,

@@ -13,9 +13,11 @@ use crate::timers::TimerKind;
 use super::Node;
 use super::dissemination::{split_origin_delta, tagged};
 
-/// Sequence numbers per window of a reply to a digest (about 0.9 MB of entries with ~17-byte
-/// names): one window is built and handed to the transport at a time.
-pub(super) const SNAPSHOT_WINDOW: u64 = 32_768;
+/// Live entries per window of a reply to a digest (about 0.9 MB with ~17-byte names): one
+/// window is built and handed to the transport at a time. Windows are cut by entries, not by
+/// sequence numbers, so a reply costs what the live state costs, however many operations the
+/// node made before.
+pub(super) const SNAPSHOT_WINDOW: usize = 32_768;
 
 /// The pause between two windows of a reply, so the runtime gets to send the first before the
 /// node builds the next.
@@ -181,6 +183,15 @@ impl Node {
             for (_, slot) in self.map.actor_range(&me, a, b) {
                 expected.toggle(slot.dot.seq, false);
             }
+            // Our removals it has not seen yet (usually still in flight): it still holds what
+            // they removed, if it saw that at all. Without this, any digest crossing a removal
+            // looked like a lost removal and cost a whole-row resend.
+            let from = self.removals.partition_point(|&(r, _)| r < a);
+            for &(_, removed) in self.removals.range(from..).take_while(|&&(r, _)| r <= b) {
+                if have.contains(removed) {
+                    expected.toggle(removed, true);
+                }
+            }
         }
         if expected != live {
             // It holds stale entries (a removal of ours got lost): resend the whole row, whose
@@ -208,19 +219,31 @@ impl Node {
             return;
         };
         let me = self.me.node.clone();
-        // An empty reply is still one (empty, last) chunk: the asker waits for it.
-        let first = job.remaining.ranges().first().map_or(1, |r| r.0);
-        let end = first.saturating_add(SNAPSHOT_WINDOW - 1);
-        let window = job.remaining.clipped(first, end);
-        job.remaining = job.remaining.clipped(end.saturating_add(1), u64::MAX);
+        // The window holds the next SNAPSHOT_WINDOW live entries of what remains and every
+        // sequence number up to the last of them (all of it when fewer remain). An empty reply
+        // is still one (empty, last) chunk: the asker waits for it.
         let mut adds = Vec::new();
+        let mut end = u64::MAX;
+        for &(a, b) in job.remaining.ranges() {
+            let room = SNAPSHOT_WINDOW - adds.len();
+            adds.extend(
+                self.map
+                    .actor_range_limit(&me, a, b, room)
+                    .map(|(k, s)| WireEntry {
+                        seq: s.dot.seq,
+                        key: k,
+                        value: s.value,
+                    }),
+            );
+            if adds.len() >= SNAPSHOT_WINDOW {
+                end = adds.last().map_or(u64::MAX, |e| e.seq);
+                break;
+            }
+        }
+        let window = job.remaining.clipped(1, end);
+        job.remaining = job.remaining.clipped(end.saturating_add(1), u64::MAX);
         let mut released = Vec::new();
         for &(a, b) in window.ranges() {
-            adds.extend(self.map.actor_range(&me, a, b).map(|(k, s)| WireEntry {
-                seq: s.dot.seq,
-                key: k.clone(),
-                value: s.value.clone(),
-            }));
             released.extend(self.released.range(a..=b).map(|(seq, (k, v))| WireEntry {
                 seq: *seq,
                 key: k.clone(),
@@ -246,6 +269,18 @@ impl Node {
         if !self.snapshots.is_empty() {
             self.timers
                 .push(now + SNAPSHOT_PAUSE, TimerKind::SnapshotWindow);
+        }
+    }
+
+    /// Records that our dot `by` removed our entries `removed`, so a digest that has not seen
+    /// `by` yet is expected to still hold them (see `answer_digest`). Bounded by `Config::removal_log`;
+    /// a digest behind the log falls back to a whole-row resend when it disagrees.
+    pub(super) fn log_removal(&mut self, by: u64, removed: impl IntoIterator<Item = u64>) {
+        for seq in removed {
+            self.removals.push_back((by, seq));
+        }
+        while self.removals.len() > self.config.removal_log {
+            self.removals.pop_front();
         }
     }
 
