@@ -12,6 +12,7 @@
 //! Scenarios (each module's docs say exactly what it measures):
 //! - `bulk` / `wire`: N registrations on one node → visible on all 3 ([`scenario::bulk`]);
 //! - `latency`: one registration at a time → visible on all 3 ([`scenario::latency`]);
+//! - `call`: request/reply round trips local and remote, and calls/s ([`scenario::call`]);
 //! - `catch-up`: a new node joins a cluster holding N entries ([`scenario::catchup`]);
 //! - `failure`: a killed node's names → gone everywhere ([`scenario::failure`]);
 //! - `heal`: partition heal → one winner for N contested names ([`scenario::heal`]);
@@ -74,6 +75,8 @@ pub struct Sizes {
     pub global_n: usize,
     /// memory: registry sizes.
     pub memory: Vec<usize>,
+    /// call: round trips per latency sample set.
+    pub call: usize,
 }
 
 impl Sizes {
@@ -90,6 +93,7 @@ impl Sizes {
             scale_budget: Duration::from_secs(480),
             global_n: 10_000,
             memory: vec![10_000, 100_000, 1_000_000],
+            call: 10_000,
         }
     }
 
@@ -106,6 +110,7 @@ impl Sizes {
             scale_budget: Duration::from_secs(20),
             global_n: 100,
             memory: vec![10_000],
+            call: 200,
         }
     }
 }
@@ -146,7 +151,7 @@ impl Settings {
     }
 }
 
-const USAGE: &str = "usage: pidmesh-bench <bulk|wire|latency|catch-up|failure|heal|memory|scale|erlang|all|report> \
+const USAGE: &str = "usage: pidmesh-bench <bulk|wire|latency|call|catch-up|failure|heal|memory|scale|erlang|all|report> \
 [--transport quic|tcp] [--size N] [--smoke] [--preset lan|local] [--no-erlang | --erlang] [--out DIR] \
 [--nodes 10,100,1000] [--scale-budget SECS]";
 
@@ -226,6 +231,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<(String, Settings)> {
             "failure" => sizes.failure_names = n,
             "heal" => sizes.heal = n,
             "scale" => sizes.scale_names = n,
+            "call" => sizes.call = n,
             _ => bail!("--size applies to one scenario, not to {scenario:?}"),
         }
     }
@@ -258,6 +264,7 @@ async fn run_one(name: &str, s: &Settings, results: &mut Results) {
         match name {
             "bulk" | "wire" => results.bulk = Some(scenario::bulk::run(s, z.bulk).await?),
             "latency" => results.latency = Some(scenario::latency::run(s, z.latency).await?),
+            "call" => results.call = Some(scenario::call::run(s, z.call).await?),
             "catch-up" => results.catchup = Some(scenario::catchup::run(s, z.catchup).await?),
             "failure" => {
                 results.failure =
@@ -314,7 +321,9 @@ async fn run(scenario: &str, s: Settings, command: String) -> anyhow::Result<()>
         if s.erlang {
             order.push("erlang");
         }
-        order.extend(["latency", "catch-up", "failure", "heal", "memory", "scale"]);
+        order.extend([
+            "latency", "call", "catch-up", "failure", "heal", "memory", "scale",
+        ]);
         for name in order {
             run_one(name, &s, &mut results).await;
         }

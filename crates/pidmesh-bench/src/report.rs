@@ -125,6 +125,9 @@ pub struct Results {
     pub memory: Option<MemoryResult>,
     /// Erlang/OTP on the same workloads.
     pub erlang: Option<ErlangOutcome>,
+    /// Request/reply round trips.
+    #[serde(default)]
+    pub call: Option<crate::scenario::call::CallResult>,
 }
 
 impl Results {
@@ -147,6 +150,7 @@ impl Results {
             scale: None,
             memory: None,
             erlang: None,
+            call: None,
         }
     }
 }
@@ -326,6 +330,35 @@ pub fn summary_table(r: &Results) -> String {
             "members_of one warm 3-member group on a replica (cache-resident; no pg figure of this shape)".into(),
             "—".into(),
             p(&|b| ns(b.members_of_ns)),
+            na(),
+        ]);
+    }
+    if let Some(c) = &r.call {
+        let us = |x: f64| ms(x / 1e3);
+        rows.push([
+            format!("call round trip, local ({} one at a time)", c.n),
+            "—".into(),
+            format!("p50 {} · p99 {}", us(c.local_us.p50), us(c.local_us.p99)),
+            na(),
+        ]);
+        rows.push([
+            format!("call round trip, remote ({} one at a time)", c.n),
+            "p99 ≤ 1 ms".into(),
+            format!("p50 {} · p99 {}", us(c.remote_us.p50), us(c.remote_us.p99)),
+            na(),
+        ]);
+        rows.push([
+            format!(
+                "calls per second between two nodes ({} callers)",
+                c.concurrency
+            ),
+            "≥ 100 k/s".into(),
+            format!(
+                "{} (local: {}; load avg {})",
+                rate(c.remote_calls_per_sec),
+                rate(c.local_calls_per_sec),
+                c.load_avg
+            ),
             na(),
         ]);
     }

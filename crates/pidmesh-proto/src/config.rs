@@ -4,8 +4,10 @@ use std::num::{NonZeroU8, NonZeroU32, NonZeroUsize};
 use std::time::Duration;
 
 /// Everything that tunes a node. Start from a preset ([`Config::lan`], [`Config::wan`],
-/// [`Config::local`]) and adjust fields.
+/// [`Config::local`]) and adjust fields (`let mut c = Config::lan(); c.sync_interval = ..;`):
+/// new fields are added over time, so struct literals are not available outside this crate.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// How long local changes are collected before being pushed as one delta batch. A change
     /// made when no batch went out for a whole window is pushed at once (an idle link adds no

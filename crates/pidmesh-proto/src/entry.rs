@@ -5,7 +5,7 @@ use pidmesh_crdt::Dot;
 use pidmesh_wire::{Hlc, Key, NodeId, Pid};
 
 /// One registration: a pid under a name or in a group.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Entry {
     /// The name or group.
     pub key: Key,
@@ -46,7 +46,8 @@ impl Entry {
 }
 
 /// Why an entry went away.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub enum Reason {
     /// Unregistered or left on purpose (also how a remote removal without a known cause is reported).
     Normal,
@@ -59,7 +60,8 @@ pub enum Reason {
 }
 
 /// Something subscribers are told about. Every node emits events for what it observes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub enum Event {
     /// An entry became visible on this node.
     Registered(Entry),
@@ -111,4 +113,10 @@ pub enum Event {
     NodeUp(NodeId),
     /// A node was declared down, left, or was replaced by a newer life of itself.
     NodeDown(NodeId),
+    /// This subscriber fell behind and `missed` events were skipped (the node never emits this;
+    /// subscriptions yield it in place of the events they lost).
+    Lagged {
+        /// How many events were skipped.
+        missed: u64,
+    },
 }

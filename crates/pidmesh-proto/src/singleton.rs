@@ -29,7 +29,8 @@ use pidmesh_crdt::Dot;
 use pidmesh_wire::{NodeId, Pid};
 
 /// When a node may run a singleton.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub enum SingletonPolicy {
     /// Run wherever the name can be taken. During a partition each side may run one; on heal
     /// the resolver keeps one and the other is stopped.
@@ -53,7 +54,8 @@ impl SingletonPolicy {
 }
 
 /// Why a running singleton was stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub enum StopReason {
     /// Another claim won the name (a conflict after a heal).
     LostName,

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 /// A snapshot of a node's counters (see [`crate::Node::stats`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stats {
     /// Live entries in the local replica.
     pub entries: usize,

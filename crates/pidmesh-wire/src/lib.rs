@@ -240,9 +240,12 @@ pub enum SyncV1 {
 }
 
 /// A mail-class message: application bytes for one mailbox.
+///
+/// Nodes of this version send [`MailMsg::V2`] (it carries the sending process and request/reply
+/// ids); [`MailMsg::V1`] still decodes and is delivered as a plain message without a sender.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MailMsg {
-    /// Version 1.
+    /// Version 1: node-to-mailbox bytes, no sending process.
     V1 {
         /// The sending node.
         from: NodeId,
@@ -251,6 +254,83 @@ pub enum MailMsg {
         /// The application's bytes.
         body: Bytes,
     },
+    /// Version 2: sender identity, request/reply, process-exit and leave announcements.
+    V2(MailV2),
+}
+
+/// The messages of mail version 2.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MailV2 {
+    /// Application bytes for one mailbox.
+    Mail {
+        /// The sending node.
+        from: NodeId,
+        /// The sending process on `from` (its local number), if the send came from a process.
+        sender: Option<u64>,
+        /// The destination process (on the receiving node), or for replies and rejections the
+        /// calling node (the local number is then the caller's, or 0 for a bare registry).
+        to: Pid,
+        /// What the bytes are: a plain message, a request, a reply...
+        kind: MailKind,
+        /// The application's bytes (empty for acknowledgements and rejections).
+        body: Bytes,
+    },
+    /// Processes of `from` that ended (their mailbox was dropped) since its last announcement.
+    /// Sent once per exit to every live peer, batched, so remote monitors cost no traffic.
+    Exited {
+        /// The announcing node (the processes' host).
+        from: NodeId,
+        /// The local numbers of the processes that ended.
+        pids: Vec<u64>,
+    },
+    /// `from` is leaving the cluster on purpose; all its processes end now.
+    Leaving {
+        /// The leaving node.
+        from: NodeId,
+    },
+}
+
+/// What a [`MailV2::Mail`] carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MailKind {
+    /// A plain message; no answer.
+    Cast,
+    /// A request: the receiving process answers with one [`MailKind::Reply`] of the same id.
+    Request {
+        /// The caller's request id (unique for the calling node's life).
+        id: u64,
+    },
+    /// A plain message whose sender waits until it is in the mailbox: the receiving node
+    /// answers with an empty [`MailKind::Reply`] of the same id once it is queued.
+    Deliver {
+        /// The sender's request id.
+        id: u64,
+    },
+    /// The answer to a request (or the acknowledgement of a delivery).
+    Reply {
+        /// The id of the request answered.
+        id: u64,
+    },
+    /// The request could not be served.
+    Reject {
+        /// The id of the request rejected.
+        id: u64,
+        /// Why.
+        reason: RejectReason,
+    },
+}
+
+/// Why a request was rejected by the receiving node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RejectReason {
+    /// No live process with that pid on the receiving node.
+    NoProcess,
+    /// The destination mailbox is full (requests never wait for room).
+    MailboxFull,
+    /// The callee's reply was larger than the mail limit.
+    ReplyTooLarge,
+    /// The receiving node has too many deliveries waiting for room already.
+    Busy,
 }
 
 /// Why bytes could not be encoded.
@@ -490,13 +570,17 @@ impl Validate for SyncMsg {
 
 impl Validate for MailMsg {
     fn validate(&self) -> Result<(), DecodeError> {
-        let MailMsg::V1 { from, to, body } = self;
-        check_node(from)?;
-        check_node(&to.node)?;
-        if body.len() > MAX_MAIL_BODY_LEN {
-            return Err(DecodeError::Invalid("mail body too large"));
+        match self {
+            MailMsg::V1 { from, to, body } | MailMsg::V2(MailV2::Mail { from, to, body, .. }) => {
+                check_node(from)?;
+                check_node(&to.node)?;
+                if body.len() > MAX_MAIL_BODY_LEN {
+                    return Err(DecodeError::Invalid("mail body too large"));
+                }
+                Ok(())
+            }
+            MailMsg::V2(MailV2::Exited { from, .. } | MailV2::Leaving { from }) => check_node(from),
         }
-        Ok(())
     }
 }
 

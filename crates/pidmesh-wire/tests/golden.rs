@@ -113,6 +113,59 @@ fn mail_v1() {
     );
 }
 
+/// Mail version 2 (sender pid, request/reply, exits, leave); version 1 above still decodes.
+#[test]
+fn mail_v2() {
+    let to = Pid {
+        node: node("b", 2),
+        local: 9,
+    };
+    check(
+        MailMsg::V2(MailV2::Mail {
+            from: node("a", 1),
+            sender: Some(4),
+            to: to.clone(),
+            kind: MailKind::Cast,
+            body: Bytes::from_static(b"hi"),
+        }),
+        GOLDEN_MAIL_V2_CAST,
+    );
+    check(
+        MailMsg::V2(MailV2::Mail {
+            from: node("a", 1),
+            sender: None,
+            to: to.clone(),
+            kind: MailKind::Request { id: 300 },
+            body: Bytes::from_static(b"q"),
+        }),
+        GOLDEN_MAIL_V2_REQUEST,
+    );
+    check(
+        MailMsg::V2(MailV2::Mail {
+            from: node("b", 2),
+            sender: Some(9),
+            to: to.clone(),
+            kind: MailKind::Reject {
+                id: 300,
+                reason: RejectReason::ReplyTooLarge,
+            },
+            body: Bytes::new(),
+        }),
+        GOLDEN_MAIL_V2_REJECT,
+    );
+    check(
+        MailMsg::V2(MailV2::Exited {
+            from: node("a", 1),
+            pids: vec![1, 200],
+        }),
+        GOLDEN_MAIL_V2_EXITED,
+    );
+    check(
+        MailMsg::V2(MailV2::Leaving { from: node("a", 1) }),
+        GOLDEN_MAIL_V2_LEAVING,
+    );
+}
+
 #[test]
 fn sync_claims_v1() {
     let claim = OriginDelta {
@@ -159,6 +212,11 @@ const GOLDEN_CLAIM_CHECK: &str =
     "0002016101016202057363686564010404010400057363686564020080d095ffbc31000007";
 const GOLDEN_CLAIM_ACK: &str = "00030162020161010573636865640407030101610104";
 const GOLDEN_MAIL: &str = "0001610101620209026869";
+const GOLDEN_MAIL_V2_CAST: &str = "010001610101040162020900026869";
+const GOLDEN_MAIL_V2_REQUEST: &str = "0100016101000162020901ac020171";
+const GOLDEN_MAIL_V2_REJECT: &str = "010001620201090162020904ac020200";
+const GOLDEN_MAIL_V2_EXITED: &str = "01010161010201c801";
+const GOLDEN_MAIL_V2_LEAVING: &str = "0102016101";
 const GOLDEN_DELTA: &str = "00056170692d312a02010307070102000762696c6c696e670502763180d095ffbc3103010300046c6f7374060081d095ffbc3100";
 const GOLDEN_DIGEST: &str = "000001610101620201010a0403effdb6f50d";
 const GOLDEN_CHUNK: &str = "000101610101620202010307070102000762696c6c696e670502763180d095ffbc3103010300046c6f7374060081d095ffbc310001";

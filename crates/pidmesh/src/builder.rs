@@ -192,6 +192,7 @@ impl<T: Transport> RegistryBuilder<T> {
             driver: Mutex::new(None),
             stopped: AtomicBool::new(false),
             candidacies: Mutex::new(HashMap::new()),
+            msg: Default::default(),
         });
         let span = tracing::info_span!("pidmesh", node = %id);
         let handle =

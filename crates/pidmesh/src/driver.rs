@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use pidmesh_proto::{Event, Node, NodeId, Pid, Reason, RegistryReader, TrafficClass};
 use pidmesh_transport::{Incoming, Outgoing, Transport};
-use pidmesh_wire::MailMsg;
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
 use crate::error::{SendError, Stopped};
@@ -48,6 +47,8 @@ pub(crate) struct Shared {
     pub(crate) stopped: AtomicBool,
     /// Singleton candidacies of this node, by name (see `singleton.rs`).
     pub(crate) candidacies: Mutex<HashMap<Arc<str>, Candidacy>>,
+    /// Pending calls, monitors and exit announcements (see `messaging.rs`, `monitor.rs`).
+    pub(crate) msg: crate::messaging::MsgState,
 }
 
 impl Shared {
@@ -82,6 +83,7 @@ impl Shared {
     pub(crate) fn process_exited(&self, pid: &Pid) {
         lock(&self.mailboxes).remove(&pid.local);
         let _ = self.mutate(|n, now| n.process_exited(now, pid));
+        self.local_exit(pid);
     }
 
     pub(crate) fn deliver_local(&self, pid: &Pid, env: Envelope) -> Result<(), SendError> {
@@ -112,6 +114,9 @@ impl Shared {
                 winner,
             });
         }
+        if let Event::NodeDown(node) = &event {
+            self.node_gone(node, false);
+        }
         metrics::counter!("pidmesh.events", "kind" => event_kind(&event)).increment(1);
         let _ = self.events.send(event);
     }
@@ -128,6 +133,8 @@ fn event_kind(e: &Event) -> &'static str {
         Event::SingletonStopped { .. } => "singleton_stopped",
         Event::NodeUp(_) => "node_up",
         Event::NodeDown(_) => "node_down",
+        Event::Lagged { .. } => "lagged",
+        _ => "other",
     }
 }
 
@@ -157,14 +164,14 @@ pub(crate) async fn drive<T: Transport>(
                 Some(msg) => on_incoming(&shared, msg),
                 None => break,
             },
-            Some(out) = mail_rx.recv() => {
-                if let Err(e) = transport.send(out) {
-                    metrics::counter!("pidmesh.mail.send_errors").increment(1);
-                    tracing::debug!(error = %e, "mail not sent");
-                }
-            }
+            Some(out) = mail_rx.recv() => send_mail(&transport, out),
             () = sleep => shared.write().handle_timeout(Instant::now()),
             () = shared.kick.notified() => {}
+        }
+        // Mail queued so far leaves before this turn's exit announcements (so a monitor never
+        // fires before the last message of the process it watches).
+        while let Ok(out) = mail_rx.try_recv() {
+            send_mail(&transport, out);
         }
         flush(&shared, &transport);
     }
@@ -172,12 +179,27 @@ pub(crate) async fn drive<T: Transport>(
     transport.shutdown().await;
     lock(&shared.mailboxes).clear();
     lock(&shared.watchers).clear();
+    shared.msg.clear();
     tracing::info!("pidmesh node stopped");
 }
 
 /// Leaves gracefully: releases every entry at once, keeps driving the node through its leave
 /// grace period (peers see the releases before the SWIM leave), then lets the packets drain.
-async fn leave<T: Transport>(shared: &Shared, transport: &mut T) {
+async fn leave<T: Transport>(shared: &Arc<Shared>, transport: &mut T) {
+    // Monitors of this node's processes fire on the peers now, not at the SWIM leave.
+    if let Some(bye) = shared.leaving_announcement() {
+        let peers: Vec<_> = shared.read().peers().map(|m| m.addr).collect();
+        for to in peers {
+            send_mail(
+                transport,
+                Outgoing {
+                    to,
+                    class: TrafficClass::Mail,
+                    payload: bye.clone(),
+                },
+            );
+        }
+    }
     shared.write().leave_cluster(Instant::now());
     flush(shared, transport);
     let give_up = Instant::now() + Duration::from_secs(1);
@@ -196,29 +218,17 @@ async fn leave<T: Transport>(shared: &Shared, transport: &mut T) {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
-fn on_incoming(shared: &Shared, msg: Incoming) {
+fn send_mail<T: Transport>(transport: &T, out: Outgoing) {
+    if let Err(e) = transport.send(out) {
+        metrics::counter!("pidmesh.mail.send_errors").increment(1);
+        tracing::debug!(error = %e, "mail not sent");
+    }
+}
+
+fn on_incoming(shared: &Arc<Shared>, msg: Incoming) {
     metrics::counter!("pidmesh.messages.received", "class" => msg.class.as_str()).increment(1);
     if msg.class == TrafficClass::Mail {
-        match pidmesh_wire::decode::<MailMsg>(&msg.payload) {
-            Ok(MailMsg::V1 { from, to, body }) if to.node == shared.id => {
-                if msg.peer_name.as_deref().is_some_and(|n| n != &*from.name) {
-                    metrics::counter!("pidmesh.mail.rejected", "reason" => "forged_sender")
-                        .increment(1);
-                    return;
-                }
-                if let Err(e) = shared.deliver_local(&to, Envelope { from, body }) {
-                    metrics::counter!("pidmesh.mail.dropped").increment(1);
-                    tracing::debug!(error = %e, "incoming mail dropped");
-                }
-            }
-            Ok(_) => {
-                metrics::counter!("pidmesh.mail.rejected", "reason" => "wrong_node").increment(1)
-            }
-            Err(e) => {
-                metrics::counter!("pidmesh.mail.rejected", "reason" => "malformed").increment(1);
-                tracing::debug!(error = %e, from = %msg.from, "malformed mail");
-            }
-        }
+        crate::messaging::on_mail(shared, msg);
         return;
     }
     let rejected = shared.write().handle_message(
@@ -249,6 +259,22 @@ fn flush<T: Transport>(shared: &Shared, transport: &T) {
         }
         (t, e, node.registry().len(), node.peers().count())
     };
+    let exits = shared.take_exit_announcements();
+    if !exits.is_empty() {
+        let peers: Vec<_> = shared.read().peers().map(|m| m.addr).collect();
+        for payload in exits {
+            for &to in &peers {
+                send_mail(
+                    transport,
+                    Outgoing {
+                        to,
+                        class: TrafficClass::Mail,
+                        payload: payload.clone(),
+                    },
+                );
+            }
+        }
+    }
     for t in transmits {
         let class = t.class;
         if let Err(e) = transport.send(Outgoing {

@@ -12,6 +12,7 @@ pub struct Stopped;
 
 /// Why [`crate::Registry::register`] failed. Nothing changed.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RegisterError {
     /// The name is empty, longer than 255 bytes, or has control characters.
     #[error("invalid name: {0}")]
@@ -32,6 +33,7 @@ pub enum RegisterError {
 
 /// Why [`crate::Registry::join`] failed. Nothing changed.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum JoinError {
     /// The group name is empty, longer than 255 bytes, or has control characters.
     #[error("invalid group name: {0}")]
@@ -52,6 +54,7 @@ pub enum JoinError {
 
 /// Why an unregister, leave or metadata update failed. Nothing changed.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RemoveError {
     /// This node holds no such entry for that pid.
     #[error("no such registration")]
@@ -67,6 +70,7 @@ pub enum RemoveError {
 /// Why [`crate::Registry::send`] failed. The message was not delivered (delivery is at most once:
 /// `Ok` means handed to the local mailbox or to the transport, not processed).
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SendError {
     /// The pid is local but its mailbox is gone.
     #[error("no such process: {0}")]
@@ -80,6 +84,73 @@ pub enum SendError {
     /// The message is larger than the mail limit.
     #[error("message of {0} bytes is too large")]
     TooLarge(usize),
+    /// The sending pid given to a `send_from` is not a live process of this node.
+    #[error("{0} is not a live process of this node")]
+    NotLocal(Pid),
+    /// The node has stopped.
+    #[error(transparent)]
+    Stopped(#[from] Stopped),
+}
+
+/// Why [`crate::Registry::call`] failed. The caller got no reply; the request may or may not
+/// have been processed (it was, at most once, for `Timeout` and `NodeDown`).
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallError {
+    /// No live process has that pid (it ended, or its node has no such process).
+    #[error("no such process: {0}")]
+    NoSuchProcess(Pid),
+    /// The pid's node is not a live member, or was declared down or left before it replied.
+    #[error("node of {0} is down or unreachable")]
+    NodeDown(Pid),
+    /// No reply arrived within the timeout. A reply arriving later is dropped and counted.
+    #[error("no reply within the timeout")]
+    Timeout,
+    /// The callee's reply was larger than the mail limit, so it was not sent.
+    #[error("the reply is larger than the mail limit")]
+    ReplyTooLarge,
+    /// The request is larger than the mail limit.
+    #[error("request of {0} bytes is too large")]
+    TooLarge(usize),
+    /// The callee's mailbox, the callee node's waiting room or this node's outgoing queue is full.
+    #[error("mailbox or queue is full")]
+    Full,
+    /// The calling pid given to a `call_from` is not a live process of this node.
+    #[error("{0} is not a live process of this node")]
+    NotLocal(Pid),
+    /// A typed call's reply did not decode as the expected type.
+    #[error("reply did not decode: {0}")]
+    BadReply(String),
+    /// A typed call's request could not be encoded.
+    #[error("request did not encode: {0}")]
+    Encode(String),
+    /// The node has stopped.
+    #[error(transparent)]
+    Stopped(#[from] Stopped),
+}
+
+/// Why [`crate::Envelope::reply`] failed.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReplyError {
+    /// The message was not a request (it was sent with `send`, not `call`).
+    #[error("the message is not a request")]
+    NotARequest,
+    /// This request was already answered (only the first reply is sent).
+    #[error("the request was already answered")]
+    AlreadyReplied,
+    /// The reply is larger than the mail limit; the caller is told (`CallError::ReplyTooLarge`).
+    #[error("reply of {0} bytes is too large")]
+    TooLarge(usize),
+    /// The typed reply could not be encoded; the caller is told as for a too-large reply.
+    #[error("reply did not encode: {0}")]
+    Encode(String),
+    /// The caller's node is no longer a live member.
+    #[error("the caller's node is unreachable")]
+    Unreachable,
+    /// This node's outgoing queue is full; the reply was not sent.
+    #[error("outgoing queue is full")]
+    Full,
     /// The node has stopped.
     #[error(transparent)]
     Stopped(#[from] Stopped),
@@ -87,6 +158,7 @@ pub enum SendError {
 
 /// Why [`crate::RegistryBuilder::start`] failed.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StartError {
     /// No node name was given.
     #[error("a node name is required")]
@@ -134,4 +206,44 @@ impl From<pidmesh_proto::RemoveError> for RemoveError {
             P::Stopped => Self::Stopped(Stopped),
         }
     }
+}
+
+/// Any error of this crate, for callers that only propagate (`?`): every per-operation error
+/// converts into it with `From`. Match on the per-operation enums to handle a case.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// See [`RegisterError`].
+    #[error(transparent)]
+    Register(#[from] RegisterError),
+    /// See [`JoinError`].
+    #[error(transparent)]
+    Join(#[from] JoinError),
+    /// See [`RemoveError`].
+    #[error(transparent)]
+    Remove(#[from] RemoveError),
+    /// See [`SendError`].
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// See [`CallError`].
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// See [`ReplyError`].
+    #[error(transparent)]
+    Reply(#[from] ReplyError),
+    /// See [`StartError`].
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// See [`crate::PlacementError`].
+    #[error(transparent)]
+    Placement(#[from] crate::PlacementError),
+    /// See [`crate::GetOrStartError`].
+    #[error(transparent)]
+    GetOrStart(#[from] crate::GetOrStartError),
+    /// See [`crate::SingletonError`].
+    #[error(transparent)]
+    Singleton(#[from] crate::SingletonError),
+    /// The node has stopped.
+    #[error(transparent)]
+    Stopped(#[from] Stopped),
 }

@@ -28,6 +28,27 @@
 //! # Ok(()) }
 //! ```
 
+//!
+//! # Conventions
+//!
+//! * **Errors**: one enum per operation ([`RegisterError`], [`CallError`]...), each variant
+//!   saying whether anything changed; all convert into [`Error`] for code that only uses `?`.
+//! * **Names** are `&str` everywhere (unique names, groups, kinds, singletons); typed names
+//!   wrap one ([`TypedName`]).
+//! * **`async` that never waits**: `register`, `unregister`, `join`, `leave`, `update_meta`
+//!   and `send` complete without waiting (each says so). They stay `async` so that operations
+//!   of the same shape that must wait (strict, quorum-backed registration; flow-controlled
+//!   sends) can share their signatures, and so code written against them keeps compiling if a
+//!   future version makes one of them wait; [`Registry::try_send`] is the synchronous send.
+//!   Everything else that is `async` does wait (calls, awaiting sends, lookups with a timeout,
+//!   waits for members, shutdown) and documents its cancel-safety.
+//! * **Growth**: public enums and option structs that will gain variants or fields are
+//!   `#[non_exhaustive]` ([`Event`], [`Reason`], [`StopReason`], [`SingletonPolicy`],
+//!   [`Config`], the error enums...): match them with a `_` arm, and build a [`Config`] from a
+//!   preset and assign fields.
+//!
+//! `use pidmesh::prelude::*;` imports what most programs need.
+
 #![forbid(unsafe_code)]
 
 mod builder;
@@ -35,19 +56,28 @@ mod discovery;
 mod driver;
 mod error;
 mod mailbox;
+mod messaging;
+mod monitor;
 mod placement;
+mod query;
 mod registration;
 mod registry;
 mod scope;
 mod singleton;
 mod strict;
+mod typed;
 
 pub use builder::RegistryBuilder;
 pub use discovery::{
     Discovery, DiscoveryError, DiscoveryFuture, DnsDiscovery, FileDiscovery, StaticDiscovery,
 };
-pub use error::{JoinError, RegisterError, RemoveError, SendError, StartError, Stopped};
+pub use error::{
+    CallError, Error, JoinError, RegisterError, RemoveError, ReplyError, SendError, StartError,
+    Stopped,
+};
 pub use mailbox::{Envelope, Mailbox};
+pub use messaging::MailStats;
+pub use monitor::{DownReason, Monitor};
 pub use pidmesh_proto::{
     Config, Entry, Event, Hlc, Key, KeyKind, Lifeguard, NodeId, Pid, Reason, Resolver,
     SingletonPolicy, Stats, StopReason, Verdict,
@@ -62,3 +92,14 @@ pub use scope::{Scope, ScopeError};
 pub use singleton::{Singleton, SingletonContext, SingletonError, SingletonStatus};
 pub use strict::{StrictError, StrictLost, StrictRegistration};
 pub use tokio_util::sync::CancellationToken;
+pub use typed::{TypedEnvelope, TypedHandle, TypedMailbox, TypedName, TypedPid, Undecodable};
+
+/// What most programs need, in one import: `use pidmesh::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        CallError, Config, DownReason, Entry, Envelope, Error, Event, JoinError, Mailbox, Monitor,
+        Pid, Reason, RegisterError, Registration, Registry, RemoveError, ReplyError, Resolver,
+        SendError, SingletonPolicy, StartContext, Stopped, Subscription, TypedHandle, TypedMailbox,
+        TypedName, TypedPid,
+    };
+}

@@ -69,6 +69,7 @@ type Factory = Arc<dyn Fn(StartContext) -> BoxFuture + Send + Sync + 'static>;
 
 /// Why [`Registry::placement`] failed. Nothing changed.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PlacementError {
     /// The kind is empty, contains `/` or a control character, or is too long for its group
     /// name (`pidmesh.placement/<kind>` must fit in 255 bytes).
@@ -87,6 +88,7 @@ pub enum PlacementError {
 /// start request already delivered may still start the process on its target node (a later
 /// call then finds it).
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum GetOrStartError {
     /// The kind or key is invalid: the kind is empty, has `/` or control characters, or
     /// `<kind>/<key>` is not a valid name (empty key, control characters, over 255 bytes).

@@ -22,6 +22,22 @@ impl Registration {
         &self.entry
     }
 
+    /// True once this registration is no longer in this node's registry: it lost a conflict
+    /// (its node removed it), its process exited, or the node stopped. Does not wait; an
+    /// unresolved duplicate that has not been removed yet is not lost (see
+    /// [`crate::Registry::lookup`] for who wins meanwhile).
+    pub fn is_lost(&self) -> bool {
+        let shared = &self.registry.shared;
+        if self.done || shared.check_running().is_err() {
+            return true;
+        }
+        !shared
+            .reader
+            .entries(&self.entry.key)
+            .iter()
+            .any(|e| e.pid == self.entry.pid && e.registered_at == self.entry.registered_at)
+    }
+
     /// Waits until this registration goes away for a reason other than this guard: lost to a
     /// conflict (with the winner), its process exited, or the node stopped (`None`).
     ///
@@ -86,7 +102,9 @@ pub struct Subscription {
 
 impl Subscription {
     /// The next matching event; `None` once the node has stopped. A subscriber that falls more
-    /// than the event capacity behind skips the oldest events (and logs how many).
+    /// than the event capacity behind skips the oldest events and is told so: it receives
+    /// [`Event::Lagged`] with the number it missed (of all kinds, before prefix filtering), then
+    /// the events that follow.
     ///
     /// Cancel-safe.
     pub async fn recv(&mut self) -> Option<Event> {
@@ -96,6 +114,8 @@ impl Subscription {
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(skipped = n, "event subscriber lagged");
+                    metrics::counter!("pidmesh.events.lagged").increment(n);
+                    return Some(Event::Lagged { missed: n });
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
@@ -111,7 +131,8 @@ impl Subscription {
             Event::SingletonStarted { name, .. } | Event::SingletonStopped { name, .. } => {
                 return name.starts_with(p.as_str());
             }
-            Event::NodeUp(_) | Event::NodeDown(_) => return true,
+            // Node events, lag reports and kinds added later pass.
+            _ => return true,
         };
         key.name.starts_with(p.as_str())
     }

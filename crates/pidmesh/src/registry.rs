@@ -9,22 +9,21 @@ use crate::singleton::Candidacy;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use pidmesh_proto::{Entry, Event, Key, Node, NodeId, Pid, Reason, Stats, TrafficClass};
-use pidmesh_transport::Outgoing;
-use pidmesh_wire::MailMsg;
+use pidmesh_proto::{Entry, Event, Key, Node, NodeId, Pid, Reason, Stats};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::builder::RegistryBuilder;
 use crate::driver::{Shared, lock};
 use crate::error::{JoinError, RegisterError, RemoveError, SendError, Stopped};
-use crate::mailbox::{Envelope, Mailbox};
+use crate::mailbox::Mailbox;
 use crate::registration::{Registration, Subscription};
 
 /// Capacity of each local mailbox.
-const MAILBOX_CAPACITY: usize = 1024;
+pub(crate) const MAILBOX_CAPACITY: usize = 1024;
 
 /// How a registration ended, as reported to its guard.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Lost {
     /// Why the entry went away (`Conflict` when another claim won the name).
     pub reason: Reason,
@@ -34,6 +33,7 @@ pub struct Lost {
 
 /// A node as seen by this one.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NodeInfo {
     /// Its identity.
     pub id: NodeId,
@@ -83,8 +83,18 @@ impl Registry {
     /// # Errors
     /// [`Stopped`] if the node has stopped.
     pub fn spawn_mailbox(&self) -> Result<(Pid, Mailbox), Stopped> {
+        self.spawn_mailbox_with_capacity(MAILBOX_CAPACITY)
+    }
+
+    /// Like [`Registry::spawn_mailbox`], with room for `capacity` waiting messages (at least 1;
+    /// the default is 1024). When it is full, `send` fails with `Full` and
+    /// [`Registry::send_wait`] waits.
+    ///
+    /// # Errors
+    /// [`Stopped`] if the node has stopped.
+    pub fn spawn_mailbox_with_capacity(&self, capacity: usize) -> Result<(Pid, Mailbox), Stopped> {
         let pid = self.shared.mutate(|n, _| n.spawn_pid())?;
-        let (tx, rx) = mpsc::channel(MAILBOX_CAPACITY);
+        let (tx, rx) = mpsc::channel(capacity.max(1));
         lock(&self.shared.mailboxes).insert(pid.local, tx);
         Ok((
             pid.clone(),
@@ -206,6 +216,10 @@ impl Registry {
     /// Every entry (names and groups) of the default scope whose key starts with `prefix`,
     /// sorted by key.
     ///
+    /// Unresolved duplicates of a unique name (after a partition heals, before the losers are
+    /// removed) are all listed, in canonical order; [`Registry::list_prefix_resolved`] lists
+    /// only the winner [`Registry::lookup`] returns.
+    ///
     /// Scans the whole registry one shard at a time without waiting for the driver; entries
     /// that change during the scan may or may not be listed.
     pub fn list_prefix(&self, prefix: &str) -> Vec<Entry> {
@@ -307,51 +321,17 @@ impl Registry {
     }
 
     /// Sends `body` to the mailbox of `pid`, on this node or another. At most once, and in order
-    /// per sender→receiver pair.
+    /// per sender→receiver pair. Never waits: a full mailbox fails with `Full` (see
+    /// [`Registry::send_wait`] for the form that waits for room, and [`Registry::send_from`] to
+    /// name the sending process). It is `async` only for compatibility with earlier versions;
+    /// [`Registry::try_send`] is the same operation without `async`.
     ///
     /// # Errors
     /// See [`SendError`].
     ///
     /// Cancel-safe: it completes without waiting.
     pub async fn send(&self, pid: &Pid, body: impl Into<Bytes>) -> Result<(), SendError> {
-        self.shared.check_running()?;
-        let body = body.into();
-        if body.len() > pidmesh_wire::MAX_MAIL_BODY_LEN {
-            return Err(SendError::TooLarge(body.len()));
-        }
-        if pid.node == self.shared.id {
-            return self.shared.deliver_local(
-                pid,
-                Envelope {
-                    from: self.shared.id.clone(),
-                    body,
-                },
-            );
-        }
-        let addr = self
-            .shared
-            .read()
-            .peers()
-            .find(|m| m.node == pid.node)
-            .map(|m| m.addr)
-            .ok_or_else(|| SendError::NodeUnreachable(pid.clone()))?;
-        let msg = MailMsg::V1 {
-            from: self.shared.id.clone(),
-            to: pid.clone(),
-            body,
-        };
-        let payload = pidmesh_wire::encode(&msg).map_err(|_| SendError::TooLarge(0))?;
-        self.shared
-            .mail_tx
-            .try_send(Outgoing {
-                to: addr,
-                class: TrafficClass::Mail,
-                payload,
-            })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => SendError::Full,
-                mpsc::error::TrySendError::Closed(_) => SendError::Stopped(Stopped),
-            })
+        self.shared.cast(None, pid, body.into())
     }
 
     /// Leaves the cluster gracefully (this node's entries are removed everywhere at once rather
@@ -386,6 +366,7 @@ impl Registry {
         }
         self.shared.stopped.store(true, Ordering::Release);
         lock(&self.shared.mailboxes).clear();
+        self.shared.msg.clear();
         // A crashed node runs nothing: cancel singleton runs (nothing is released).
         for (_, c) in lock(&self.shared.candidacies).drain() {
             c.withdraw.cancel();
@@ -427,5 +408,7 @@ impl Registry {
 
     pub(crate) fn detach_mailbox(&self, pid: &Pid) {
         lock(&self.shared.mailboxes).remove(&pid.local);
+        // To monitors, a singleton's process ends with its run.
+        self.shared.local_exit(pid);
     }
 }

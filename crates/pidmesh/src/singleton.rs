@@ -30,6 +30,7 @@ const SLOW_STOP_WARNING: Duration = Duration::from_secs(1);
 
 /// Why [`Registry::singleton`] failed. Nothing changed.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SingletonError {
     /// The name is empty, too long or has control characters.
     #[error("invalid name: {0}")]
