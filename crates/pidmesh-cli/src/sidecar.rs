@@ -264,6 +264,23 @@ impl Sidecar {
         }
     }
 
+    /// Updates the metadata of `key`, held by session `holder`, and renews the session.
+    async fn update_held(
+        &self,
+        holder: u64,
+        key: &Key,
+        meta: String,
+    ) -> Result<(SessionRef, EntryJson, bool), SidecarError> {
+        let pid = lock(&self.inner)
+            .sessions
+            .get(&holder)
+            .map(|s| s.pid.clone())
+            .ok_or(SidecarError::NoSession(holder))?;
+        let entry = self.registry.update_meta(key, &pid, meta).await?;
+        let j = self.renew(holder)?;
+        Ok((j, (&entry).into(), false))
+    }
+
     /// Registers `name` for a session (a new implicit one with `ttl_ms` unless `session`).
     /// Re-putting a name the same session holds updates its metadata.
     pub(crate) async fn put_name(
@@ -276,17 +293,7 @@ impl Sidecar {
         if let Some(holder) = self.holder_of_name(name)
             && session == Some(holder)
         {
-            let pid = lock(&self.inner)
-                .sessions
-                .get(&holder)
-                .map(|s| s.pid.clone())
-                .ok_or(SidecarError::NoSession(holder))?;
-            let entry = self
-                .registry
-                .update_meta(&Key::name(name), &pid, meta)
-                .await?;
-            let j = self.renew(holder)?;
-            return Ok((j, (&entry).into(), false));
+            return self.update_held(holder, &Key::name(name), meta).await;
         }
         // Validate the TTL before anything is created.
         if session.is_none() {
@@ -398,17 +405,7 @@ impl Sidecar {
         if let Some(holder) = self.holder_of_member(group, member)
             && session == Some(holder)
         {
-            let pid = lock(&self.inner)
-                .sessions
-                .get(&holder)
-                .map(|s| s.pid.clone())
-                .ok_or(SidecarError::NoSession(holder))?;
-            let entry = self
-                .registry
-                .update_meta(&Key::group(group), &pid, meta)
-                .await?;
-            let j = self.renew(holder)?;
-            return Ok((j, (&entry).into(), false));
+            return self.update_held(holder, &Key::group(group), meta).await;
         }
         if session.is_none() {
             self.check_ttl(ttl_ms)?;

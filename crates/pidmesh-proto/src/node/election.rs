@@ -357,16 +357,7 @@ impl Node {
         let Some(entry) = holder.filter(|e| e.pid == slot.pid) else {
             // Lost to another claim, or removed: release whatever we still hold.
             if running {
-                let reason = if self.left {
-                    StopReason::Shutdown
-                } else {
-                    StopReason::LostName
-                };
-                self.events.push_back(Event::SingletonStopped {
-                    name: name.to_string(),
-                    reason,
-                });
-                self.promise_own_stop(now, name, held_dot.clone());
+                self.stop_own_run(now, name, held_dot.clone(), StopReason::LostName);
             }
             let ours: Vec<Dot<NodeId>> = self
                 .entries(&Key::name(name))
@@ -382,16 +373,7 @@ impl Node {
         let leased = !slot.policy.needs_quorum() || self.lease_holds(now, name, &entry.dot, slot);
         if !quorum || (running && !leased) {
             if running {
-                let reason = if self.left {
-                    StopReason::Shutdown
-                } else {
-                    StopReason::LostQuorum
-                };
-                self.events.push_back(Event::SingletonStopped {
-                    name: name.to_string(),
-                    reason,
-                });
-                self.promise_own_stop(now, name, held_dot.clone());
+                self.stop_own_run(now, name, held_dot.clone(), StopReason::LostQuorum);
             }
             // Release the name so a side that has a quorum can take over.
             self.remove_own(now, std::slice::from_ref(&entry.dot), Reason::Normal);
@@ -451,6 +433,21 @@ impl Node {
     /// itself for that run, so it must not vouch for another node's claim meanwhile: it binds
     /// itself with a promise to its own claim for `lease / 8`. (A withdrawal or a graceful
     /// shutdown waits for the run to return before releasing the name, and needs none.)
+    /// Reports that this node's run of `name` stops (for `reason`, or `Shutdown` once the node
+    /// left) and binds the node while that run may still be returning.
+    fn stop_own_run(&mut self, now: Instant, name: &str, held: Dot<NodeId>, reason: StopReason) {
+        let reason = if self.left {
+            StopReason::Shutdown
+        } else {
+            reason
+        };
+        self.events.push_back(Event::SingletonStopped {
+            name: name.to_string(),
+            reason,
+        });
+        self.promise_own_stop(now, name, held);
+    }
+
     pub(super) fn promise_own_stop(&mut self, now: Instant, name: &str, own: Dot<NodeId>) {
         if self.left {
             return;
