@@ -161,6 +161,7 @@ mod conflicts;
 mod election;
 mod health;
 mod liveness;
+mod strict;
 
 impl Node {
     /// Starts a node at time `now`. It begins announcing to its seeds at once.
