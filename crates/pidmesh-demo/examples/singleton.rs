@@ -1,8 +1,9 @@
-//! A cluster singleton on three nodes over loopback QUIC (mutual TLS): one "scheduler" runs at a
+//! A cluster singleton on five nodes over loopback QUIC (mutual TLS): one "scheduler" runs at a
 //! time, ticking and serving jobs sent to it by name. The holder is cut off from the others
 //! (it stops, the majority side elects a new one), the cut heals, the holder crashes (another
 //! node takes over after failure detection), and the last holder shuts down gracefully (the
-//! name is handed over at once).
+//! name is handed over at once). Five nodes, because `MajorityOfKnown` counts the crashed
+//! node as known: after a crash and a graceful leave, three of the five still make a majority.
 //!
 //! `cargo run --release -p pidmesh-demo --example singleton`
 
@@ -55,7 +56,7 @@ async fn runner(handles: &[Option<Singleton>], except: Option<usize>) -> Result<
 async fn main() -> Result<(), BoxError> {
     let ca = DevCa::new("pidmesh singleton example CA")?;
     let faults = Faults::new();
-    let names = ["alpha", "beta", "gamma"];
+    let names = ["alpha", "beta", "gamma", "delta", "epsilon"];
     let mut transports = Vec::new();
     for name in names {
         let tls = ca.cluster_tls(name, ring_provider())?;
@@ -77,7 +78,7 @@ async fn main() -> Result<(), BoxError> {
             .transport(transport)
             .start()
             .await?;
-        // Every node is a candidate; a majority of the three must back the holder.
+        // Every node is a candidate; a majority of the five must back the holder.
         handles.push(Some(
             r.singleton("scheduler", SingletonPolicy::MajorityOfKnown, scheduler)
                 .await?,
@@ -91,15 +92,20 @@ async fn main() -> Result<(), BoxError> {
         names[holder],
         t.elapsed()
     );
-    let pid = nodes[(holder + 1) % 3]
+    let pid = nodes[(holder + 1) % names.len()]
         .lookup("scheduler")
         .map(|e| e.pid)
         .ok_or("`scheduler` not visible")?;
-    nodes[(holder + 1) % 3].send(&pid, "rebuild-index").await?;
+    nodes[(holder + 1) % names.len()]
+        .send(&pid, "rebuild-index")
+        .await?;
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    println!("\ncutting {} off from the other two", names[holder]);
-    let others: Vec<SocketAddr> = (0..3).filter(|&i| i != holder).map(|i| addrs[i]).collect();
+    println!("\ncutting {} off from the other four", names[holder]);
+    let others: Vec<SocketAddr> = (0..names.len())
+        .filter(|&i| i != holder)
+        .map(|i| addrs[i])
+        .collect();
     faults.partition(&[addrs[holder]], &others);
     let t = Instant::now();
     let next = runner(&handles, Some(holder)).await?;
