@@ -92,20 +92,11 @@ impl Registry {
     ///
     /// Cancel-safe.
     pub async fn wait_for_members(&self, n: usize, timeout: Duration) -> usize {
-        let mut sub = self.subscribe();
         let count = || 1 + self.shared.read().peers().count();
-        let wait = async {
-            loop {
-                let c = count();
-                if c >= n {
-                    return;
-                }
-                if sub.recv().await.is_none() {
-                    return;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(timeout, wait).await;
+        let _ = self
+            .subscribe()
+            .wait_for(timeout, || (count() >= n).then_some(()))
+            .await;
         count()
     }
 
@@ -114,18 +105,10 @@ impl Registry {
     ///
     /// Cancel-safe.
     pub async fn wait_for_group_members(&self, group: &str, n: usize, timeout: Duration) -> usize {
-        let mut sub = self.subscribe();
-        let wait = async {
-            loop {
-                if self.member_count(group) >= n {
-                    return;
-                }
-                if sub.recv().await.is_none() {
-                    return;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(timeout, wait).await;
+        let _ = self
+            .subscribe()
+            .wait_for(timeout, || (self.member_count(group) >= n).then_some(()))
+            .await;
         self.member_count(group)
     }
 }

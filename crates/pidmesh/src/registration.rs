@@ -101,6 +101,25 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// Checks `probe` now and after every event this subscription sees, until it answers
+    /// `Some`, the node stops, or `timeout` passes. Subscribe before the first check, so no
+    /// change between the check and the wait is missed. Cancel-safe.
+    pub(crate) async fn wait_for<T>(
+        mut self,
+        timeout: std::time::Duration,
+        mut probe: impl FnMut() -> Option<T>,
+    ) -> Option<T> {
+        let wait = async {
+            loop {
+                if let Some(found) = probe() {
+                    return Some(found);
+                }
+                self.recv().await?;
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.ok().flatten()
+    }
+
     /// The next matching event; `None` once the node has stopped. A subscriber that falls more
     /// than the event capacity behind skips the oldest events and is told so: it receives
     /// [`Event::Lagged`] with the number it missed (of all kinds, before prefix filtering), then

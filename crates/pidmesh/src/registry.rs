@@ -246,16 +246,9 @@ impl Registry {
     ///
     /// Cancel-safe.
     pub async fn lookup_timeout(&self, name: &str, timeout: Duration) -> Option<Entry> {
-        let mut sub = self.subscribe();
-        let wait = async {
-            loop {
-                if let Some(e) = self.lookup(name) {
-                    return Some(e);
-                }
-                sub.recv().await?;
-            }
-        };
-        tokio::time::timeout(timeout, wait).await.ok().flatten()
+        self.subscribe()
+            .wait_for(timeout, || self.lookup(name))
+            .await
     }
 
     /// Waits until `entry` (registered on this node) is known to be held by at least `nodes`

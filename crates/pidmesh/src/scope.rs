@@ -223,16 +223,9 @@ impl Scope {
     ///
     /// Cancel-safe.
     pub async fn lookup_timeout(&self, name: &str, timeout: Duration) -> Option<Entry> {
-        let mut sub = self.subscribe();
-        let wait = async {
-            loop {
-                if let Some(e) = self.lookup(name) {
-                    return Some(e);
-                }
-                sub.recv().await?;
-            }
-        };
-        tokio::time::timeout(timeout, wait).await.ok().flatten()
+        self.subscribe()
+            .wait_for(timeout, || self.lookup(name))
+            .await
     }
 
     /// Subscribes to the events about this scope's keys (node events always pass).
