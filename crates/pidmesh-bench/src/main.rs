@@ -17,6 +17,7 @@
 //! - `failure`: a killed node's names → gone everywhere ([`scenario::failure`]);
 //! - `heal`: partition heal → one winner for N contested names ([`scenario::heal`]);
 //! - `memory`: heap bytes per entry of a replica's registry state ([`scenario::memory`]);
+//! - `lookup`: random name lookups against a std `HashMap` in the same run ([`scenario::lookup`]);
 //! - `scale`: convergence in the simulator at 10/100/1,000 nodes ([`scenario::scale`]);
 //! - `erlang`: Erlang/OTP `pg`/`global` on the same workloads ([`scenario::erlang`]);
 //! - `all`: every one of them in one run; writes `docs/bench/results.json`, the SVG plots under
@@ -77,6 +78,8 @@ pub struct Sizes {
     pub memory: Vec<usize>,
     /// call: round trips per latency sample set.
     pub call: usize,
+    /// lookup: registry sizes.
+    pub lookup: Vec<usize>,
 }
 
 impl Sizes {
@@ -94,6 +97,7 @@ impl Sizes {
             global_n: 10_000,
             memory: vec![10_000, 100_000, 1_000_000],
             call: 10_000,
+            lookup: vec![10_000, 100_000, 1_000_000],
         }
     }
 
@@ -111,6 +115,7 @@ impl Sizes {
             global_n: 100,
             memory: vec![10_000],
             call: 200,
+            lookup: vec![1_000, 10_000],
         }
     }
 }
@@ -151,7 +156,7 @@ impl Settings {
     }
 }
 
-const USAGE: &str = "usage: pidmesh-bench <bulk|wire|latency|call|catch-up|failure|heal|memory|scale|erlang|all|report> \
+const USAGE: &str = "usage: pidmesh-bench <bulk|wire|latency|call|catch-up|failure|heal|memory|lookup|scale|erlang|all|report> \
 [--transport quic|tcp] [--size N] [--smoke] [--preset lan|local] [--no-erlang | --erlang] [--out DIR] \
 [--nodes 10,100,1000] [--scale-budget SECS]";
 
@@ -281,6 +286,13 @@ async fn run_one(name: &str, s: &Settings, results: &mut Results) {
             "memory" => {
                 results.memory = Some(scenario::memory::run(&z.memory, || ALLOC.allocated()));
             }
+            "lookup" => {
+                let (sizes, iters) = (z.lookup.clone(), s.lookup_iters);
+                results.lookup = Some(
+                    tokio::task::spawn_blocking(move || scenario::lookup::run(&sizes, iters))
+                        .await??,
+                );
+            }
             "erlang" => {
                 let timeout = Duration::from_secs(if s.smoke { 60 } else { 900 });
                 let o = scenario::erlang::run(&s.out, z.bulk, z.global_n, s.lookup_iters, timeout)
@@ -322,7 +334,7 @@ async fn run(scenario: &str, s: Settings, command: String) -> anyhow::Result<()>
             order.push("erlang");
         }
         order.extend([
-            "latency", "call", "catch-up", "failure", "heal", "memory", "scale",
+            "latency", "call", "catch-up", "failure", "heal", "memory", "lookup", "scale",
         ]);
         for name in order {
             run_one(name, &s, &mut results).await;

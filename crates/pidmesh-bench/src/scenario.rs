@@ -7,5 +7,6 @@ pub mod erlang;
 pub mod failure;
 pub mod heal;
 pub mod latency;
+pub mod lookup;
 pub mod memory;
 pub mod scale;
