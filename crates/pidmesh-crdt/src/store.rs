@@ -63,15 +63,6 @@ fn ungid(id: u32) -> (usize, Place) {
     (shard, place)
 }
 
-/// An entry stored in its key's record.
-#[derive(Debug, Clone)]
-struct Inline<V> {
-    /// The interned actor of the entry's dot.
-    actor: u32,
-    seq: u64,
-    value: V,
-}
-
 /// An entry beyond a key's first.
 #[derive(Debug, Clone)]
 struct Extra<V> {
@@ -85,13 +76,27 @@ struct Extra<V> {
     value: V,
 }
 
+/// A key with its inline entry. The inline entry's fields sit beside the key (not in a nested
+/// struct) so that they pack without padding: 16 bytes beside key and value.
 #[derive(Debug, Clone)]
 struct KeyRec<K, V> {
     key: K,
-    /// The inline entry; empty only while extra entries remain.
-    first: Option<Inline<V>>,
+    /// The inline entry's value; `None` only while extra entries remain (then `actor` and
+    /// `seq` mean nothing).
+    value: Option<V>,
+    /// The inline entry's sequence number.
+    seq: u64,
+    /// The inline entry's interned actor.
+    actor: u32,
     /// The first extra entry, or [`NIL`].
     more: u32,
+}
+
+impl<K, V> KeyRec<K, V> {
+    /// The inline entry: interned actor, sequence number, value.
+    fn first(&self) -> Option<(u32, u64, &V)> {
+        Some((self.actor, self.seq, self.value.as_ref()?))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -117,7 +122,7 @@ impl<A, K, V> Default for Shard<A, K, V> {
 impl<A, K, V> Shard<A, K, V> {
     /// The entries of the key record `k`.
     fn iter<'a>(&'a self, k: &'a KeyRec<K, V>) -> SlotIter<'a, A, K, V> {
-        let mut left = usize::from(k.first.is_some());
+        let mut left = usize::from(k.value.is_some());
         let mut cur = k.more;
         while let Some(r) = self.extra.get(cur) {
             left += 1;
@@ -125,7 +130,7 @@ impl<A, K, V> Shard<A, K, V> {
         }
         SlotIter {
             shard: Some(self),
-            first: k.first.as_ref(),
+            first: k.first(),
             cur: k.more,
             left,
         }
@@ -170,7 +175,7 @@ impl<A: Clone, V: Clone> SlotRef<'_, A, V> {
 #[derive(Debug)]
 pub struct SlotIter<'a, A, K, V> {
     shard: Option<&'a Shard<A, K, V>>,
-    first: Option<&'a Inline<V>>,
+    first: Option<(u32, u64, &'a V)>,
     cur: u32,
     left: usize,
 }
@@ -192,7 +197,7 @@ impl<'a, A, K, V> Iterator for SlotIter<'a, A, K, V> {
     fn next(&mut self) -> Option<Self::Item> {
         let shard = self.shard?;
         let (actor, seq, value) = match self.first.take() {
-            Some(e) => (e.actor, e.seq, &e.value),
+            Some(e) => e,
             None => {
                 let rec = shard.extra.get(self.cur)?;
                 self.cur = rec.next;
@@ -291,7 +296,9 @@ where
         let Some(kid) = found else {
             let kid = keys.insert(KeyRec {
                 key,
-                first: Some(Inline { actor, seq, value }),
+                value: Some(value),
+                seq,
+                actor,
                 more: NIL,
             });
             let hasher = &self.hasher;
@@ -303,8 +310,10 @@ where
         let Some(krec) = keys.get_mut(kid) else {
             unreachable!("key {kid} was just found")
         };
-        if krec.first.is_none() {
-            krec.first = Some(Inline { actor, seq, value });
+        if krec.value.is_none() {
+            krec.value = Some(value);
+            krec.seq = seq;
+            krec.actor = actor;
             return gid(si, Place::Inline(kid));
         }
         let rid = extra.insert(Extra {
@@ -326,7 +335,7 @@ where
             table, keys, extra, ..
         } = &mut *guard;
         let (kid, value) = match place {
-            Place::Inline(kid) => (kid, keys.get_mut(kid)?.first.take()?.value),
+            Place::Inline(kid) => (kid, keys.get_mut(kid)?.value.take()?),
             Place::Extra(rid) => {
                 let rec = extra.remove(rid)?;
                 let krec = keys.get_mut(rec.key)?;
@@ -346,7 +355,7 @@ where
             }
         };
         let krec = keys.get(kid)?;
-        let key = if krec.first.is_none() && krec.more == NIL {
+        let key = if krec.value.is_none() && krec.more == NIL {
             let hash = self.hasher.hash_one(&krec.key);
             if let Ok(slot) = table.find_entry(hash, |&i| i == kid) {
                 slot.remove();
@@ -369,8 +378,8 @@ where
         let (key, actor, seq, value) = match place {
             Place::Inline(kid) => {
                 let krec = guard.keys.get(kid)?;
-                let e = krec.first.as_ref()?;
-                (&krec.key, e.actor, e.seq, &e.value)
+                let (actor, seq, value) = krec.first()?;
+                (&krec.key, actor, seq, value)
             }
             Place::Extra(rid) => {
                 let rec = guard.extra.get(rid)?;

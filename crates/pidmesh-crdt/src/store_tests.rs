@@ -209,3 +209,15 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_key_record_costs_sixteen_bytes_beside_key_and_value() {
+    // A 32-byte key and a 56-byte value, both with a niche (like pidmesh's `Key`, whose kind is
+    // an enum, and `Value`, whose metadata holds a reference).
+    type Key = (bool, [u64; 3]);
+    type Value = (Box<u8>, [u64; 6]);
+    let size = std::mem::size_of::<KeyRec<Key, Value>>();
+    assert_eq!(size, 32 + 56 + 16);
+    // The slab's `Option` costs nothing either.
+    assert_eq!(std::mem::size_of::<Option<KeyRec<Key, Value>>>(), size);
+}
