@@ -7,8 +7,9 @@
 //! the four measured loops:
 //!
 //! ```text
-//! valgrind --tool=callgrind --cache-sim=yes --toggle-collect='lookup_misses::side_*' \
-//!     target/release/examples/lookup_misses 1000000 200000
+//! LOOKUP_MISSES_PAUSE=20 valgrind --tool=callgrind --cache-sim=yes --instr-atstart=no \
+//!     --toggle-collect='lookup_misses::side_*' target/release/examples/lookup_misses 1000000 200000
+//! # when it prints "ready": callgrind_control -i on <pid>
 //! callgrind_annotate callgrind.out.<pid> | grep side_
 //! ```
 //!
@@ -118,6 +119,15 @@ fn main() {
         .filter_map(|nm| Some((nm.clone(), reader.lookup(nm)?)))
         .collect();
     println!("{} names, {k} lookups per side", map.len());
+    // Under `valgrind --tool=callgrind --instr-atstart=no`, the registry is built at near-native
+    // speed; `callgrind_control -i on <pid>` during this pause switches the simulation on.
+    if let Some(secs) = std::env::var("LOOKUP_MISSES_PAUSE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        eprintln!("ready");
+        std::thread::sleep(Duration::from_secs(secs));
+    }
     timed("pidmesh owned", k, || {
         side_pidmesh_owned(&reader, &names, k)
     });
