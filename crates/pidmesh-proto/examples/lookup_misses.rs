@@ -3,7 +3,7 @@
 //!
 //! Run natively (wall time per lookup, load-dependent):
 //! `cargo run --release -p pidmesh-proto --example lookup_misses [ENTRIES] [LOOKUPS]`
-//! (defaults 1,000,000 names, 200,000 lookups per side). Under callgrind, counting only inside
+//! (defaults 1,000,000 names, 100,000 lookups per side). Under callgrind, counting only inside
 //! the four measured loops:
 //!
 //! ```text
@@ -14,8 +14,10 @@
 //! ```
 //!
 //! Divide a loop's `DLmr` (last-level data read misses: trips to memory) and `Ir`
-//! (instructions) by LOOKUPS. Every side looks up the same 17-byte names (`svc/name-00000001`)
-//! in the same scattered order (a stride of 7,919 through the list, coprime with ENTRIES).
+//! (instructions) by LOOKUPS. Every side looks up 17-byte names (`svc/name-00000001`) in the
+//! same scattered order (a stride of 7,919 through the list, coprime with ENTRIES), each side
+//! its own stretch of it, after a warm-up pass of every side over other stretches (8 ×
+//! LOOKUPS ≤ ENTRIES keeps all stretches apart).
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -56,45 +58,49 @@ fn node_with(n: usize) -> Node {
     node
 }
 
-#[inline(never)]
-fn side_pidmesh_owned(reader: &RegistryReader, names: &[String], k: usize) -> u64 {
-    let (n, mut i, mut acc) = (names.len(), 0usize, 0u64);
+/// Looks up `k` names of stretch `stretch` of the scattered order with `probe`.
+#[inline(always)]
+fn sweep(names: &[String], k: usize, stretch: usize, mut probe: impl FnMut(&str) -> u64) -> u64 {
+    let (n, mut acc) = (names.len(), 0u64);
+    // Each stretch is its own run of `k` names, so that no measured loop finds the probe names
+    // (or their records) cached by another (with 8 × k ≤ n the stretches do not overlap).
+    let mut i = (stretch * k % n) * 7_919 % n;
     for _ in 0..k {
         i = (i + 7_919) % n;
-        acc = acc.wrapping_add(reader.lookup(&names[i]).map_or(0, |e| e.pid.local));
+        acc = acc.wrapping_add(probe(&names[i]));
     }
     acc
 }
 
-#[inline(never)]
-fn side_pidmesh_borrowed(reader: &RegistryReader, names: &[String], k: usize) -> u64 {
-    let (n, mut i, mut acc) = (names.len(), 0usize, 0u64);
-    for _ in 0..k {
-        i = (i + 7_919) % n;
-        acc = acc.wrapping_add(reader.with_lookup(&names[i], |e| e.map_or(0, |e| e.local)));
-    }
-    acc
+/// Defines each side twice, as `side_*` (measured: callgrind collects only inside these) and
+/// `warm_*` (the same loop over other names, run just before it so that every side starts with
+/// the caches in the state a running service keeps them: hash-table metadata warm, entries cold).
+macro_rules! sides {
+    ($($side:ident, $warm:ident: |$r:ident, $m:ident, $nm:ident| $probe:expr;)*) => {$(
+        #[inline(never)]
+        fn $side($r: &RegistryReader, $m: &HashMap<String, Entry>, names: &[String], k: usize, stretch: usize) -> u64 {
+            sweep(names, k, stretch, |$nm| $probe)
+        }
+        #[inline(never)]
+        fn $warm($r: &RegistryReader, $m: &HashMap<String, Entry>, names: &[String], k: usize, stretch: usize) -> u64 {
+            sweep(names, k, stretch, |$nm| $probe)
+        }
+    )*};
 }
 
-#[inline(never)]
-fn side_std_borrowed(map: &HashMap<String, Entry>, names: &[String], k: usize) -> u64 {
-    let (n, mut i, mut acc) = (names.len(), 0usize, 0u64);
-    for _ in 0..k {
-        i = (i + 7_919) % n;
-        acc = acc.wrapping_add(map.get(names[i].as_str()).map_or(0, |e| e.pid.local));
-    }
-    acc
-}
-
-#[inline(never)]
-fn side_std_cloned(map: &HashMap<String, Entry>, names: &[String], k: usize) -> u64 {
-    let (n, mut i, mut acc) = (names.len(), 0usize, 0u64);
-    for _ in 0..k {
-        i = (i + 7_919) % n;
-        let e = map.get(names[i].as_str()).cloned();
-        acc = acc.wrapping_add(e.map_or(0, |e| black_box(e).pid.local));
-    }
-    acc
+sides! {
+    side_pidmesh_owned, warm_pidmesh_owned: |reader, _map, nm| {
+        reader.lookup(nm).map_or(0, |e| e.pid.local)
+    };
+    side_pidmesh_borrowed, warm_pidmesh_borrowed: |reader, _map, nm| {
+        reader.with_lookup(nm, |e| e.map_or(0, |e| e.local))
+    };
+    side_std_borrowed, warm_std_borrowed: |_reader, map, nm| {
+        map.get(nm).map_or(0, |e| e.pid.local)
+    };
+    side_std_cloned, warm_std_cloned: |_reader, map, nm| {
+        map.get(nm).cloned().map_or(0, |e| black_box(e).pid.local)
+    };
 }
 
 fn timed(label: &str, k: usize, f: impl FnOnce() -> u64) {
@@ -110,7 +116,7 @@ fn main() {
         .next()
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
-    let k: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(200_000);
+    let k: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let node = node_with(n.max(1));
     let reader = node.reader();
     let names: Vec<String> = (0..n.max(1)).map(name).collect();
@@ -128,12 +134,20 @@ fn main() {
         eprintln!("ready");
         std::thread::sleep(Duration::from_secs(secs));
     }
+    black_box(warm_pidmesh_owned(&reader, &map, &names, k, 4));
     timed("pidmesh owned", k, || {
-        side_pidmesh_owned(&reader, &names, k)
+        side_pidmesh_owned(&reader, &map, &names, k, 0)
     });
+    black_box(warm_pidmesh_borrowed(&reader, &map, &names, k, 5));
     timed("pidmesh borrowed", k, || {
-        side_pidmesh_borrowed(&reader, &names, k)
+        side_pidmesh_borrowed(&reader, &map, &names, k, 1)
     });
-    timed("std borrowed", k, || side_std_borrowed(&map, &names, k));
-    timed("std cloned", k, || side_std_cloned(&map, &names, k));
+    black_box(warm_std_borrowed(&reader, &map, &names, k, 6));
+    timed("std borrowed", k, || {
+        side_std_borrowed(&reader, &map, &names, k, 2)
+    });
+    black_box(warm_std_cloned(&reader, &map, &names, k, 7));
+    timed("std cloned", k, || {
+        side_std_cloned(&reader, &map, &names, k, 3)
+    });
 }
