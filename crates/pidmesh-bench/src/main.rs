@@ -17,6 +17,7 @@
 //! - `failure`: a killed node's names → gone everywhere ([`scenario::failure`]);
 //! - `heal`: partition heal → one winner for N contested names ([`scenario::heal`]);
 //! - `memory`: heap bytes per entry of a replica's registry state ([`scenario::memory`]);
+//! - `node-memory`: resident bytes per entry of whole node processes ([`scenario::node_memory`]);
 //! - `scale`: convergence in the simulator at 10/100/1,000 nodes ([`scenario::scale`]);
 //! - `erlang`: Erlang/OTP `pg`/`global` on the same workloads ([`scenario::erlang`]);
 //! - `all`: every one of them in one run; writes `docs/bench/results.json`, the SVG plots under
@@ -33,6 +34,7 @@
 
 mod cluster;
 mod dist;
+mod node_process;
 mod plot;
 mod report;
 mod scenario;
@@ -75,6 +77,8 @@ pub struct Sizes {
     pub global_n: usize,
     /// memory: registry sizes.
     pub memory: Vec<usize>,
+    /// node-memory: names registered on the origin process.
+    pub node_memory: usize,
     /// call: round trips per latency sample set.
     pub call: usize,
 }
@@ -93,6 +97,7 @@ impl Sizes {
             scale_budget: Duration::from_secs(480),
             global_n: 10_000,
             memory: vec![10_000, 100_000, 1_000_000],
+            node_memory: 1_000_000,
             call: 10_000,
         }
     }
@@ -110,6 +115,7 @@ impl Sizes {
             scale_budget: Duration::from_secs(20),
             global_n: 100,
             memory: vec![10_000],
+            node_memory: 2_000,
             call: 200,
         }
     }
@@ -151,7 +157,7 @@ impl Settings {
     }
 }
 
-const USAGE: &str = "usage: pidmesh-bench <bulk|wire|latency|call|catch-up|failure|heal|memory|scale|erlang|all|report> \
+const USAGE: &str = "usage: pidmesh-bench <bulk|wire|latency|call|catch-up|failure|heal|memory|node-memory|scale|erlang|all|report> \
 [--transport quic|tcp] [--size N] [--smoke] [--preset lan|local] [--no-erlang | --erlang] [--out DIR] \
 [--nodes 10,100,1000] [--scale-budget SECS]";
 
@@ -232,6 +238,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<(String, Settings)> {
             "heal" => sizes.heal = n,
             "scale" => sizes.scale_names = n,
             "call" => sizes.call = n,
+            "node-memory" => sizes.node_memory = n,
             _ => bail!("--size applies to one scenario, not to {scenario:?}"),
         }
     }
@@ -281,6 +288,9 @@ async fn run_one(name: &str, s: &Settings, results: &mut Results) {
             "memory" => {
                 results.memory = Some(scenario::memory::run(&z.memory, || ALLOC.allocated()));
             }
+            "node-memory" => {
+                results.node_memory = Some(scenario::node_memory::run(s, z.node_memory, 3).await?);
+            }
             "erlang" => {
                 let timeout = Duration::from_secs(if s.smoke { 60 } else { 900 });
                 let o = scenario::erlang::run(&s.out, z.bulk, z.global_n, s.lookup_iters, timeout)
@@ -297,6 +307,18 @@ async fn run_one(name: &str, s: &Settings, results: &mut Results) {
     .await;
     let secs = t.elapsed().as_secs_f64();
     results.wall_secs.insert(name.to_string(), secs);
+    if let Some((rss, hwm)) = scenario::node_memory::status_rss(std::process::id()) {
+        let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+        eprintln!(
+            "   RSS {:.0} MiB, peak so far {:.0} MiB",
+            mib(rss),
+            mib(hwm)
+        );
+        results
+            .rss_after
+            .get_or_insert_with(Default::default)
+            .insert(name.to_string(), (mib(rss), mib(hwm)));
+    }
     match r {
         Ok(()) => eprintln!("   {name} done in {secs:.1} s"),
         Err(e) => {
@@ -322,7 +344,14 @@ async fn run(scenario: &str, s: Settings, command: String) -> anyhow::Result<()>
             order.push("erlang");
         }
         order.extend([
-            "latency", "call", "catch-up", "failure", "heal", "memory", "scale",
+            "latency",
+            "call",
+            "catch-up",
+            "failure",
+            "heal",
+            "memory",
+            "node-memory",
+            "scale",
         ]);
         for name in order {
             run_one(name, &s, &mut results).await;
@@ -389,6 +418,14 @@ fn rerender(out: &Path) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("__node") {
+        // One node of the node-memory scenario, in a process of its own.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("tokio runtime")?;
+        return rt.block_on(node_process::run(&args[1..], || ALLOC.allocated()));
+    }
     let (scenario, settings) = parse_args(&args)?;
     if scenario == "report" {
         return rerender(&settings.out);

@@ -8,4 +8,5 @@ pub mod failure;
 pub mod heal;
 pub mod latency;
 pub mod memory;
+pub mod node_memory;
 pub mod scale;
