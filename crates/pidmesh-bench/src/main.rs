@@ -34,6 +34,7 @@
 
 mod cluster;
 mod dist;
+mod isolate;
 mod node_process;
 mod plot;
 mod report;
@@ -140,6 +141,8 @@ pub struct Settings {
     pub erlang: bool,
     /// Where outputs go (the repository root by default).
     pub out: PathBuf,
+    /// Set when `all` runs this scenario in a child process: write the results there only.
+    pub result_json: Option<PathBuf>,
 }
 
 impl Settings {
@@ -181,6 +184,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<(String, Settings)> {
     let mut out = None;
     let mut nodes = None;
     let mut budget = None;
+    let mut result_json = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |flag: &str| {
@@ -222,6 +226,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<(String, Settings)> {
                     value(a)?.parse().context("--scale-budget")?,
                 ))
             }
+            isolate::RESULT_FLAG => result_json = Some(PathBuf::from(value(a)?)),
             "-h" | "--help" => bail!("{USAGE}"),
             s if !s.starts_with('-') && scenario.is_none() => scenario = Some(s.to_string()),
             other => bail!("unexpected argument {other:?}\n{USAGE}"),
@@ -258,6 +263,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<(String, Settings)> {
         lookup_iters: if smoke { 10_000 } else { 1_000_000 },
         erlang: !no_erlang && (!smoke || force_erlang),
         out: out.unwrap_or_else(repo_root),
+        result_json,
     };
     Ok((scenario, settings))
 }
@@ -328,7 +334,7 @@ async fn run_one(name: &str, s: &Settings, results: &mut Results) {
     }
 }
 
-async fn run(scenario: &str, s: Settings, command: String) -> anyhow::Result<()> {
+async fn run(scenario: &str, args: &[String], s: Settings, command: String) -> anyhow::Result<()> {
     let t = Instant::now();
     let mut results = Results::new(&s, command);
     let scenario = if scenario == "catchup" {
@@ -353,8 +359,11 @@ async fn run(scenario: &str, s: Settings, command: String) -> anyhow::Result<()>
             "node-memory",
             "scale",
         ]);
+        // Each scenario in a process of its own, so none starts from the memory the ones
+        // before it left behind (see isolate.rs).
+        let flags: Vec<String> = args.iter().filter(|a| *a != "all").cloned().collect();
         for name in order {
-            run_one(name, &s, &mut results).await;
+            isolate::run_child(name, &flags, &mut results).await;
         }
         if !s.erlang {
             results.erlang = Some(scenario::erlang::ErlangOutcome {
@@ -368,6 +377,11 @@ async fn run(scenario: &str, s: Settings, command: String) -> anyhow::Result<()>
                 wall_secs: 0.0,
             });
         }
+    } else if let Some(path) = &s.result_json {
+        run_one(scenario, &s, &mut results).await;
+        let json = serde_json::to_string(&results)?;
+        std::fs::write(path, json).with_context(|| format!("write {}", path.display()))?;
+        return Ok(());
     } else {
         run_one(scenario, &s, &mut results).await;
         if scenario == "erlang" && results.erlang.as_ref().is_some_and(|o| o.result.is_none()) {
@@ -435,5 +449,5 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("tokio runtime")?;
-    rt.block_on(run(&scenario, settings, command))
+    rt.block_on(run(&scenario, &args, settings, command))
 }

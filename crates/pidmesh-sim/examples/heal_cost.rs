@@ -103,7 +103,7 @@ fn main() {
     }
     let cpu = t.elapsed() - cpu0 - check_cpu;
     println!(
-        "heal → contact {:.1} ms (virtual), → one winner {}, → clean {} ({} ms after contact); \
+        "heal → contact {:.1} ms (virtual), → one winner {}, → clean {:.1} ms ({} ms after contact); \
          CPU from contact to clean {:.1} ms",
         contact.as_secs_f64() * 1e3,
         agree.map_or("never".into(), |d| format!(
@@ -111,7 +111,7 @@ fn main() {
             d.as_secs_f64() * 1e3,
             (d - contact).as_secs_f64() * 1e3
         )),
-        format!("{:.1} ms", elapsed.as_secs_f64() * 1e3),
+        elapsed.as_secs_f64() * 1e3,
         (elapsed - contact).as_millis(),
         cpu.as_secs_f64() * 1e3
     );
