@@ -10,6 +10,29 @@ use crate::resolver::Verdict;
 
 use super::{Node, entry_of};
 
+/// Names touched since conflicts were last checked. Pushed as they come (a join that touches
+/// ten thousand names pays a push each, not an ordered insert), sorted and deduplicated once
+/// when the node settles, so names are still resolved in key order.
+#[derive(Debug, Default)]
+pub(super) struct DirtyKeys(Vec<Key>);
+
+impl DirtyKeys {
+    /// Marks `key` for a conflict check (only unique names have conflicts).
+    pub(super) fn insert(&mut self, key: Key) {
+        if key.kind == KeyKind::Name {
+            self.0.push(key);
+        }
+    }
+
+    /// Every marked name once, in key order; nothing stays marked.
+    fn take_sorted(&mut self) -> Vec<Key> {
+        let mut keys = std::mem::take(&mut self.0);
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+}
+
 impl Node {
     /// A claim given up after a conflict, which this node never saw, meets our own claims on
     /// the same name. Only claims made before it was given up (`released.registered_at` holds
@@ -91,18 +114,24 @@ impl Node {
     /// Runs after every input: SWIM outputs, conflict checks, nothing left half done.
     pub(super) fn settle(&mut self, now: Instant) {
         self.drain_swim(now);
-        while let Some(key) = self.dirty.pop_first() {
-            if key.kind == KeyKind::Name {
-                self.resolve(now, &key);
-            }
-        }
+        self.resolve_dirty(now);
         if !self.singletons.is_empty() {
             self.eval_singletons(now);
             // Claims and releases made by the evaluation touch names: settle those too.
-            while let Some(key) = self.dirty.pop_first() {
-                if key.kind == KeyKind::Name {
-                    self.resolve(now, &key);
-                }
+            self.resolve_dirty(now);
+        }
+    }
+
+    /// Resolves every dirty name, in key order, until none is left (removing a losing claim
+    /// marks its name again; it is checked once more with fewer candidates).
+    fn resolve_dirty(&mut self, now: Instant) {
+        loop {
+            let batch = self.dirty.take_sorted();
+            if batch.is_empty() {
+                return;
+            }
+            for key in &batch {
+                self.resolve(now, key);
             }
         }
     }
@@ -143,15 +172,14 @@ impl Node {
             winner,
             losers: losers.clone(),
         });
-        let mine: Vec<Dot<NodeId>> = losers
-            .iter()
-            .filter(|e| e.dot.actor == self.me.node && self.map.get_dot(&e.dot).is_some())
-            .map(|e| e.dot.clone())
-            .collect();
+        let mut mine: Vec<Dot<NodeId>> = Vec::new();
         for e in &losers {
             // Only entries we hold can be reported as removed later (released ones never are).
             if self.map.get_dot(&e.dot).is_some() {
                 self.losers.insert(e.dot.clone());
+                if e.dot.actor == self.me.node {
+                    mine.push(e.dot.clone());
+                }
             }
         }
         if !mine.is_empty() {
