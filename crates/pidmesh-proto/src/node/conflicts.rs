@@ -50,7 +50,10 @@ impl Node {
         candidates.push(released);
         candidates.sort_by(Entry::canonical_cmp);
         if self.resolver.resolve(&key.name, &candidates).verdict == Verdict::DropAll {
-            self.decide(now, &key, candidates);
+            let mine = self.decide(&key, candidates);
+            if !mine.is_empty() {
+                self.remove_own(now, &mine, Reason::Conflict);
+            }
         }
     }
 
@@ -122,30 +125,39 @@ impl Node {
         }
     }
 
-    /// Resolves every dirty name, in key order, until none is left (removing a losing claim
-    /// marks its name again; it is checked once more with fewer candidates).
+    /// Resolves every dirty name, in key order, until none is left. This node's losing claims
+    /// of a whole batch of names are removed together (one removal, one delta) once the batch
+    /// is decided; that marks their names again, and they are checked once more with fewer
+    /// candidates.
     fn resolve_dirty(&mut self, now: Instant) {
         loop {
             let batch = self.dirty.take_sorted();
             if batch.is_empty() {
                 return;
             }
+            let mut mine = Vec::new();
             for key in &batch {
-                self.resolve(now, key);
+                mine.extend(self.resolve(key));
+            }
+            if !mine.is_empty() {
+                self.remove_own(now, &mine, Reason::Conflict);
             }
         }
     }
 
-    pub(super) fn resolve(&mut self, now: Instant, key: &Key) {
+    /// Decides `key` if it has a conflict; returns this node's losing claims (to remove).
+    fn resolve(&mut self, key: &Key) -> Vec<Dot<NodeId>> {
         let candidates = self.entries(key);
         if candidates.len() >= 2 {
-            self.decide(now, key, candidates);
+            self.decide(key, candidates)
+        } else {
+            Vec::new()
         }
     }
 
-    /// Runs the resolver over canonically sorted candidates, reports the outcome, and removes
-    /// this node's losing entries.
-    pub(super) fn decide(&mut self, now: Instant, key: &Key, candidates: Vec<Entry>) {
+    /// Runs the resolver over canonically sorted candidates and reports the outcome; returns
+    /// this node's losing entries, for the caller to remove.
+    fn decide(&mut self, key: &Key, candidates: Vec<Entry>) -> Vec<Dot<NodeId>> {
         let resolution = self.resolver.resolve(&key.name, &candidates);
         if let Some(reason) = resolution.failure {
             tracing::warn!(key = ?key, %reason, "resolver failed; keep-oldest used");
@@ -182,10 +194,6 @@ impl Node {
                 }
             }
         }
-        if !mine.is_empty() {
-            self.remove_own(now, &mine, Reason::Conflict);
-            // remove_own marked the key dirty again; it now has fewer candidates and is
-            // re-checked by the caller's loop.
-        }
+        mine
     }
 }
