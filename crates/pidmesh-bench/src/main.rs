@@ -18,6 +18,7 @@
 //! - `heal`: partition heal → one winner for N contested names ([`scenario::heal`]);
 //! - `memory`: heap bytes per entry of a replica's registry state ([`scenario::memory`]);
 //! - `lookup`: random name lookups against a std `HashMap` in the same run ([`scenario::lookup`]);
+//! - `node-memory`: resident bytes per entry of whole node processes ([`scenario::node_memory`]);
 //! - `scale`: convergence in the simulator at 10/100/1,000 nodes ([`scenario::scale`]);
 //! - `erlang`: Erlang/OTP `pg`/`global` on the same workloads ([`scenario::erlang`]);
 //! - `all`: every one of them in one run; writes `docs/bench/results.json`, the SVG plots under
@@ -34,6 +35,8 @@
 
 mod cluster;
 mod dist;
+mod isolate;
+mod node_process;
 mod plot;
 mod report;
 mod scenario;
@@ -76,6 +79,8 @@ pub struct Sizes {
     pub global_n: usize,
     /// memory: registry sizes.
     pub memory: Vec<usize>,
+    /// node-memory: names registered on the origin process.
+    pub node_memory: usize,
     /// call: round trips per latency sample set.
     pub call: usize,
     /// lookup: registry sizes.
@@ -96,6 +101,7 @@ impl Sizes {
             scale_budget: Duration::from_secs(480),
             global_n: 10_000,
             memory: vec![10_000, 100_000, 1_000_000],
+            node_memory: 1_000_000,
             call: 10_000,
             lookup: vec![10_000, 100_000, 1_000_000],
         }
@@ -114,6 +120,7 @@ impl Sizes {
             scale_budget: Duration::from_secs(20),
             global_n: 100,
             memory: vec![10_000],
+            node_memory: 2_000,
             call: 200,
             lookup: vec![1_000, 10_000],
         }
@@ -139,6 +146,8 @@ pub struct Settings {
     pub erlang: bool,
     /// Where outputs go (the repository root by default).
     pub out: PathBuf,
+    /// Set when `all` runs this scenario in a child process: write the results there only.
+    pub result_json: Option<PathBuf>,
 }
 
 impl Settings {
@@ -156,7 +165,7 @@ impl Settings {
     }
 }
 
-const USAGE: &str = "usage: pidmesh-bench <bulk|wire|latency|call|catch-up|failure|heal|memory|lookup|scale|erlang|all|report> \
+const USAGE: &str = "usage: pidmesh-bench <bulk|wire|latency|call|catch-up|failure|heal|memory|node-memory|lookup|scale|erlang|all|report> \
 [--transport quic|tcp] [--size N] [--smoke] [--preset lan|local] [--no-erlang | --erlang] [--out DIR] \
 [--nodes 10,100,1000] [--scale-budget SECS]";
 
@@ -180,6 +189,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<(String, Settings)> {
     let mut out = None;
     let mut nodes = None;
     let mut budget = None;
+    let mut result_json = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |flag: &str| {
@@ -221,6 +231,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<(String, Settings)> {
                     value(a)?.parse().context("--scale-budget")?,
                 ))
             }
+            isolate::RESULT_FLAG => result_json = Some(PathBuf::from(value(a)?)),
             "-h" | "--help" => bail!("{USAGE}"),
             s if !s.starts_with('-') && scenario.is_none() => scenario = Some(s.to_string()),
             other => bail!("unexpected argument {other:?}\n{USAGE}"),
@@ -237,6 +248,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<(String, Settings)> {
             "heal" => sizes.heal = n,
             "scale" => sizes.scale_names = n,
             "call" => sizes.call = n,
+            "node-memory" => sizes.node_memory = n,
             _ => bail!("--size applies to one scenario, not to {scenario:?}"),
         }
     }
@@ -256,6 +268,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<(String, Settings)> {
         lookup_iters: if smoke { 10_000 } else { 1_000_000 },
         erlang: !no_erlang && (!smoke || force_erlang),
         out: out.unwrap_or_else(repo_root),
+        result_json,
     };
     Ok((scenario, settings))
 }
@@ -293,6 +306,9 @@ async fn run_one(name: &str, s: &Settings, results: &mut Results) {
                         .await??,
                 );
             }
+            "node-memory" => {
+                results.node_memory = Some(scenario::node_memory::run(s, z.node_memory, 3).await?);
+            }
             "erlang" => {
                 let timeout = Duration::from_secs(if s.smoke { 60 } else { 900 });
                 let o = scenario::erlang::run(&s.out, z.bulk, z.global_n, s.lookup_iters, timeout)
@@ -309,6 +325,18 @@ async fn run_one(name: &str, s: &Settings, results: &mut Results) {
     .await;
     let secs = t.elapsed().as_secs_f64();
     results.wall_secs.insert(name.to_string(), secs);
+    if let Some((rss, hwm)) = scenario::node_memory::status_rss(std::process::id()) {
+        let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+        eprintln!(
+            "   RSS {:.0} MiB, peak so far {:.0} MiB",
+            mib(rss),
+            mib(hwm)
+        );
+        results
+            .rss_after
+            .get_or_insert_with(Default::default)
+            .insert(name.to_string(), (mib(rss), mib(hwm)));
+    }
     match r {
         Ok(()) => eprintln!("   {name} done in {secs:.1} s"),
         Err(e) => {
@@ -318,7 +346,7 @@ async fn run_one(name: &str, s: &Settings, results: &mut Results) {
     }
 }
 
-async fn run(scenario: &str, s: Settings, command: String) -> anyhow::Result<()> {
+async fn run(scenario: &str, args: &[String], s: Settings, command: String) -> anyhow::Result<()> {
     let t = Instant::now();
     let mut results = Results::new(&s, command);
     let scenario = if scenario == "catchup" {
@@ -334,10 +362,21 @@ async fn run(scenario: &str, s: Settings, command: String) -> anyhow::Result<()>
             order.push("erlang");
         }
         order.extend([
-            "latency", "call", "catch-up", "failure", "heal", "memory", "lookup", "scale",
+            "latency",
+            "call",
+            "catch-up",
+            "failure",
+            "heal",
+            "memory",
+            "node-memory",
+            "lookup",
+            "scale",
         ]);
+        // Each scenario in a process of its own, so none starts from the memory the ones
+        // before it left behind (see isolate.rs).
+        let flags: Vec<String> = args.iter().filter(|a| *a != "all").cloned().collect();
         for name in order {
-            run_one(name, &s, &mut results).await;
+            isolate::run_child(name, &flags, &mut results).await;
         }
         if !s.erlang {
             results.erlang = Some(scenario::erlang::ErlangOutcome {
@@ -351,6 +390,11 @@ async fn run(scenario: &str, s: Settings, command: String) -> anyhow::Result<()>
                 wall_secs: 0.0,
             });
         }
+    } else if let Some(path) = &s.result_json {
+        run_one(scenario, &s, &mut results).await;
+        let json = serde_json::to_string(&results)?;
+        std::fs::write(path, json).with_context(|| format!("write {}", path.display()))?;
+        return Ok(());
     } else {
         run_one(scenario, &s, &mut results).await;
         if scenario == "erlang" && results.erlang.as_ref().is_some_and(|o| o.result.is_none()) {
@@ -401,6 +445,14 @@ fn rerender(out: &Path) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("__node") {
+        // One node of the node-memory scenario, in a process of its own.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("tokio runtime")?;
+        return rt.block_on(node_process::run(&args[1..], || ALLOC.allocated()));
+    }
     let (scenario, settings) = parse_args(&args)?;
     if scenario == "report" {
         return rerender(&settings.out);
@@ -410,5 +462,5 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("tokio runtime")?;
-    rt.block_on(run(&scenario, settings, command))
+    rt.block_on(run(&scenario, &args, settings, command))
 }

@@ -131,6 +131,13 @@ pub struct Results {
     /// Random lookups against a std map, same run.
     #[serde(default)]
     pub lookup: Option<crate::scenario::lookup::LookupResult>,
+    /// Resident bytes per entry of whole node processes.
+    #[serde(default)]
+    pub node_memory: Option<crate::scenario::node_memory::NodeMemoryResult>,
+    /// This process's resident set after each scenario: (`VmRSS`, `VmHWM`) in MiB, so the
+    /// scenario that set the run's peak can be told.
+    #[serde(default)]
+    pub rss_after: Option<BTreeMap<String, (f64, f64)>>,
 }
 
 impl Results {
@@ -155,6 +162,8 @@ impl Results {
             erlang: None,
             call: None,
             lookup: None,
+            node_memory: None,
+            rss_after: None,
         }
     }
 }
@@ -467,6 +476,7 @@ pub fn summary_table(r: &Results) -> String {
         }
     }
     lookup_rows(r, &mut rows);
+    rows.extend(node_memory_rows(r));
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -721,6 +731,7 @@ pub fn benchmarks_md(r: &Results) -> String {
             }
         }
     }
+    s.push_str(&node_memory_details(r));
     let _ = writeln!(
         s,
         "\nWall time per scenario: {}.",
@@ -776,4 +787,74 @@ fn lookup_plot_section(r: &Results, s: &mut String) {
          `with_lookup`) and a std `HashMap<String, Entry>` (borrowed `get`, cloned) probed with \
          the same names in the same order, in the same run:\n\n![lookup](docs/bench/lookup.svg)\n"
     );
+}
+
+/// Summary rows of the node-memory scenario: one per role (origin, first replica).
+fn node_memory_rows(r: &Results) -> Vec<[String; 4]> {
+    let Some(m) = &r.node_memory else {
+        return Vec::new();
+    };
+    let mut rows = Vec::new();
+    for role in ["origin", "replica"] {
+        if let Some(p) = m.processes.iter().find(|p| p.role == role) {
+            rows.push([
+                format!(
+                    "memory per entry, whole node process ({role}), {} names of {} B (RSS growth; peak)",
+                    count(m.n),
+                    m.name_bytes
+                ),
+                "≤ 200 B (1M)".into(),
+                format!(
+                    "{:.0} B (peak {:.0} B; heap {:.0} B)",
+                    p.rss_per_entry, p.peak_per_entry, p.heap_per_entry
+                ),
+                "—".into(),
+            ]);
+        }
+    }
+    rows
+}
+
+/// Detail lines of the node-memory scenario and of this run's own resident set.
+fn node_memory_details(r: &Results) -> String {
+    let mut s = String::new();
+    if let Some(m) = &r.node_memory {
+        let _ = writeln!(
+            s,
+            "- node-memory: {} node processes over QUIC on 127.0.0.1; the origin registered {} \
+             names in {:.2} s, all held them after {}; read {:.0} s later. Per process (MiB): {}.",
+            m.processes.len(),
+            count(m.n),
+            m.register_secs,
+            secs(m.converge_secs),
+            m.settle_secs,
+            m.processes
+                .iter()
+                .map(|p| {
+                    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+                    format!(
+                        "{} RSS {:.0} → {:.0}, peak {:.0}, heap {:.0} → {:.0}",
+                        p.role,
+                        mib(p.rss_start),
+                        mib(p.rss_end),
+                        mib(p.rss_peak),
+                        mib(p.heap_start),
+                        mib(p.heap_end)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    if let Some(a) = &r.rss_after {
+        let _ = writeln!(
+            s,
+            "- this process's resident set after each scenario (RSS / peak so far, MiB): {}.",
+            a.iter()
+                .map(|(k, (rss, hwm))| format!("{k} {rss:.0} / {hwm:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    s
 }

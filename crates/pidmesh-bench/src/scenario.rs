@@ -9,4 +9,5 @@ pub mod heal;
 pub mod latency;
 pub mod lookup;
 pub mod memory;
+pub mod node_memory;
 pub mod scale;

@@ -32,6 +32,11 @@ pub struct HealResult {
     /// Heal → every node sees all 3 members again (s); watched for up to 30 s after the names
     /// settled (results of older runs stop watching when the names settle).
     pub members_secs: Option<f64>,
+    /// Heal → node 0 sees a member of the other side again (s): the first SWIM exchange
+    /// across the healed link, which only an announce can start (both sides hold the other
+    /// down). What follows it is the registry's own work.
+    #[serde(default)]
+    pub contact_secs: Option<f64>,
     /// Heal → every node shows the same winner for every name (s).
     pub one_winner_secs: Option<f64>,
     /// Heal → one winner and every loser's entry gone on every node (s).
@@ -73,7 +78,10 @@ pub async fn run(s: &Settings, n: usize) -> anyhow::Result<HealResult> {
     })
     .await;
     if split.is_none() {
-        bail!("the partition was not detected within 60 s");
+        bail!(
+            "the partition was not detected within 60 s (members seen: {:?})",
+            nodes.iter().map(|r| r.members().len()).collect::<Vec<_>>()
+        );
     }
     let split_secs = t_cut.elapsed().as_secs_f64();
 
@@ -95,6 +103,20 @@ pub async fn run(s: &Settings, n: usize) -> anyhow::Result<HealResult> {
 
     let t0 = Instant::now();
     cluster.faults.heal();
+    // Polled on a thread of its own, every millisecond, so the moment is not blurred by the
+    // (slower) winner checks below.
+    let contact = {
+        let n0 = nodes[0].clone();
+        std::thread::spawn(move || {
+            while t0.elapsed() < Duration::from_secs(120) {
+                if n0.members().len() > 1 {
+                    return Some(t0.elapsed());
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            None
+        })
+    };
     let limit = Duration::from_secs(120);
     let mut members = None;
     let mut agree = None;
@@ -117,6 +139,7 @@ pub async fn run(s: &Settings, n: usize) -> anyhow::Result<HealResult> {
         .await
         .map(|_| t0.elapsed());
     }
+    let contact = contact.join().ok().flatten();
     let final_entries = cluster.entries();
     let mut won = BTreeMap::new();
     for w in winners(&nodes[0], &names).into_iter().flatten() {
@@ -128,6 +151,7 @@ pub async fn run(s: &Settings, n: usize) -> anyhow::Result<HealResult> {
         n,
         split_secs,
         members_secs: members.map(|d| d.as_secs_f64()),
+        contact_secs: contact.map(|d| d.as_secs_f64()),
         one_winner_secs: agree.map(|d| d.as_secs_f64()),
         clean_secs: clean.map(|d| d.as_secs_f64()),
         final_entries,

@@ -10,6 +10,29 @@ use crate::resolver::Verdict;
 
 use super::{Node, entry_of};
 
+/// Names touched since conflicts were last checked. Pushed as they come (a join that touches
+/// ten thousand names pays a push each, not an ordered insert), sorted and deduplicated once
+/// when the node settles, so names are still resolved in key order.
+#[derive(Debug, Default)]
+pub(super) struct DirtyKeys(Vec<Key>);
+
+impl DirtyKeys {
+    /// Marks `key` for a conflict check (only unique names have conflicts).
+    pub(super) fn insert(&mut self, key: Key) {
+        if key.kind == KeyKind::Name {
+            self.0.push(key);
+        }
+    }
+
+    /// Every marked name once, in key order; nothing stays marked.
+    fn take_sorted(&mut self) -> Vec<Key> {
+        let mut keys = std::mem::take(&mut self.0);
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+}
+
 impl Node {
     /// A claim given up after a conflict, which this node never saw, meets our own claims on
     /// the same name. Only claims made before it was given up (`released.registered_at` holds
@@ -27,7 +50,10 @@ impl Node {
         candidates.push(released);
         candidates.sort_by(Entry::canonical_cmp);
         if self.resolver.resolve(&key.name, &candidates).verdict == Verdict::DropAll {
-            self.decide(now, &key, candidates);
+            let mine = self.decide(&key, candidates);
+            if !mine.is_empty() {
+                self.remove_own(now, &mine, Reason::Conflict);
+            }
         }
     }
 
@@ -91,32 +117,47 @@ impl Node {
     /// Runs after every input: SWIM outputs, conflict checks, nothing left half done.
     pub(super) fn settle(&mut self, now: Instant) {
         self.drain_swim(now);
-        while let Some(key) = self.dirty.pop_first() {
-            if key.kind == KeyKind::Name {
-                self.resolve(now, &key);
-            }
-        }
+        self.resolve_dirty(now);
         if !self.singletons.is_empty() {
             self.eval_singletons(now);
             // Claims and releases made by the evaluation touch names: settle those too.
-            while let Some(key) = self.dirty.pop_first() {
-                if key.kind == KeyKind::Name {
-                    self.resolve(now, &key);
-                }
+            self.resolve_dirty(now);
+        }
+    }
+
+    /// Resolves every dirty name, in key order, until none is left. This node's losing claims
+    /// of a whole batch of names are removed together (one removal, one delta) once the batch
+    /// is decided; that marks their names again, and they are checked once more with fewer
+    /// candidates.
+    fn resolve_dirty(&mut self, now: Instant) {
+        loop {
+            let batch = self.dirty.take_sorted();
+            if batch.is_empty() {
+                return;
+            }
+            let mut mine = Vec::new();
+            for key in &batch {
+                mine.extend(self.resolve(key));
+            }
+            if !mine.is_empty() {
+                self.remove_own(now, &mine, Reason::Conflict);
             }
         }
     }
 
-    pub(super) fn resolve(&mut self, now: Instant, key: &Key) {
+    /// Decides `key` if it has a conflict; returns this node's losing claims (to remove).
+    fn resolve(&mut self, key: &Key) -> Vec<Dot<NodeId>> {
         let candidates = self.entries(key);
         if candidates.len() >= 2 {
-            self.decide(now, key, candidates);
+            self.decide(key, candidates)
+        } else {
+            Vec::new()
         }
     }
 
-    /// Runs the resolver over canonically sorted candidates, reports the outcome, and removes
-    /// this node's losing entries.
-    pub(super) fn decide(&mut self, now: Instant, key: &Key, candidates: Vec<Entry>) {
+    /// Runs the resolver over canonically sorted candidates and reports the outcome; returns
+    /// this node's losing entries, for the caller to remove.
+    fn decide(&mut self, key: &Key, candidates: Vec<Entry>) -> Vec<Dot<NodeId>> {
         let resolution = self.resolver.resolve(&key.name, &candidates);
         if let Some(reason) = resolution.failure {
             tracing::warn!(key = ?key, %reason, "resolver failed; keep-oldest used");
@@ -143,21 +184,16 @@ impl Node {
             winner,
             losers: losers.clone(),
         });
-        let mine: Vec<Dot<NodeId>> = losers
-            .iter()
-            .filter(|e| e.dot.actor == self.me.node && self.map.get_dot(&e.dot).is_some())
-            .map(|e| e.dot.clone())
-            .collect();
+        let mut mine: Vec<Dot<NodeId>> = Vec::new();
         for e in &losers {
             // Only entries we hold can be reported as removed later (released ones never are).
             if self.map.get_dot(&e.dot).is_some() {
                 self.losers.insert(e.dot.clone());
+                if e.dot.actor == self.me.node {
+                    mine.push(e.dot.clone());
+                }
             }
         }
-        if !mine.is_empty() {
-            self.remove_own(now, &mine, Reason::Conflict);
-            // remove_own marked the key dirty again; it now has fewer candidates and is
-            // re-checked by the caller's loop.
-        }
+        mine
     }
 }

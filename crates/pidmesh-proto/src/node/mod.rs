@@ -87,7 +87,7 @@ pub struct Node {
     /// The peer asked last by the periodic anti-entropy round.
     sync_cursor: Option<NodeId>,
     /// Names touched since conflicts were last checked.
-    dirty: BTreeSet<Key>,
+    dirty: conflicts::DirtyKeys,
     /// Entries that lost a conflict as seen here, so their removal is reported as such.
     losers: HashSet<Dot<NodeId>>,
     /// Own entries removed after losing a conflict, by sequence number (bounded): shipped with
@@ -196,7 +196,7 @@ impl Node {
             sync_inflight: HashMap::new(),
             sync_cursor: None,
             peer_has: HashMap::new(),
-            dirty: BTreeSet::new(),
+            dirty: conflicts::DirtyKeys::default(),
             losers: HashSet::new(),
             released: BTreeMap::new(),
             live_pids: BTreeSet::new(),

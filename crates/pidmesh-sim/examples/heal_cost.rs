@@ -1,0 +1,128 @@
+//! Where the time of a partition heal goes, in virtual time (protocol delays: timers, batch
+//! windows, round trips) and in this process's CPU time (the work itself), separately.
+//!
+//! Three nodes; node 0 is cut off from nodes 1 and 2 until both sides declared the other down.
+//! Node 0 then registers N names, node 2 the same N names (other processes; keep-oldest, so
+//! node 0 wins every one). The links are restored. Reported, from the heal:
+//! - contact: node 0 has a peer again (the first SWIM exchange across the link);
+//! - one winner: every node's `lookup` gives node 0's process for every name;
+//! - clean: additionally every node holds exactly N entries (node 2's losers removed);
+//!
+//! and the CPU time the simulator spent between contact and clean (single thread, all three
+//! nodes' work; on a loaded machine compare runs made together).
+//!
+//! `cargo run --release -p pidmesh-sim --example heal_cost -- [n=10000] [preset=lan|local] [seed=1]`
+
+use std::time::{Duration, Instant};
+
+use pidmesh_proto::Config;
+use pidmesh_sim::{Sim, SimConfig, check};
+
+fn winners_agree(sim: &Sim, names: &[String]) -> bool {
+    let Some(n0) = sim.node(0) else { return false };
+    names.iter().all(|name| {
+        let w = n0.lookup(name).map(|e| e.pid);
+        w.is_some() && (1..3).all(|i| sim.node(i).and_then(|n| n.lookup(name)).map(|e| e.pid) == w)
+    })
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let preset = args.get(1).map_or("lan", String::as_str);
+    let seed: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1);
+    println!("seed = {seed}, n = {n}, preset = {preset}");
+    let mut cfg = SimConfig::new(3, seed);
+    cfg.node = match preset {
+        "local" => Config::local(),
+        _ => Config::lan(),
+    };
+    if std::env::var_os("NO_LIFEGUARD").is_some() {
+        cfg.node.lifeguard = None;
+    }
+    let mut sim = Sim::new(cfg);
+    sim.run_until(
+        Duration::from_secs(30),
+        Duration::from_millis(10),
+        check::membership_agrees_ok,
+    )
+    .expect("the cluster forms");
+    sim.partition(&[0], &[1, 2]);
+    let split = sim
+        .run_until(Duration::from_secs(120), Duration::from_millis(10), |s| {
+            s.node(0).is_some_and(|x| x.peers().count() == 0)
+                && (1..3).all(|i| s.node(i).is_some_and(|x| x.peers().count() == 1))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "both sides declare the other down (peers seen: {:?})",
+                (0..3)
+                    .map(|i| sim.node(i).map(|x| x.peers().count()))
+                    .collect::<Vec<_>>()
+            )
+        });
+    let names: Vec<String> = (0..n).map(|i| format!("contested/{i:07}")).collect();
+    let a = sim.spawn(0).expect("node 0 runs");
+    for name in &names {
+        sim.register(0, name, &a).expect("node 0 registers");
+    }
+    sim.run_for(Duration::from_millis(5));
+    let b = sim.spawn(2).expect("node 2 runs");
+    for name in &names {
+        sim.register(2, name, &b).expect("node 2 registers");
+    }
+    sim.run_for(Duration::from_millis(100));
+    println!("split detected after {split:?}; both sides hold their claims");
+
+    sim.heal();
+    let step = Duration::from_millis(1);
+    let t = Instant::now();
+    let contact = sim
+        .run_until(Duration::from_secs(120), step, |s| {
+            s.node(0).is_some_and(|x| x.peers().count() > 0)
+        })
+        .expect("contact");
+    let cpu0 = t.elapsed();
+    let mut agree = None;
+    let mut elapsed = contact;
+    let limit = Duration::from_secs(60);
+    let mut check_cpu = Duration::ZERO;
+    while elapsed < contact + limit {
+        let c = Instant::now();
+        let agreed = agree.is_some() || winners_agree(&sim, &names);
+        let clean = agreed && (0..3).all(|i| sim.node(i).is_some_and(|x| x.stats().entries == n));
+        check_cpu += c.elapsed();
+        if agreed && agree.is_none() {
+            agree = Some(elapsed);
+        }
+        if clean {
+            break;
+        }
+        sim.run_for(step);
+        elapsed += step;
+    }
+    let cpu = t.elapsed() - cpu0 - check_cpu;
+    println!(
+        "heal → contact {:.1} ms (virtual), → one winner {}, → clean {:.1} ms ({} ms after contact); \
+         CPU from contact to clean {:.1} ms",
+        contact.as_secs_f64() * 1e3,
+        agree.map_or("never".into(), |d| format!(
+            "{:.1} ms ({:.1} ms after contact)",
+            d.as_secs_f64() * 1e3,
+            (d - contact).as_secs_f64() * 1e3
+        )),
+        elapsed.as_secs_f64() * 1e3,
+        (elapsed - contact).as_millis(),
+        cpu.as_secs_f64() * 1e3
+    );
+    for i in 0..3 {
+        if let Some(x) = sim.node(i) {
+            let s = x.stats();
+            println!(
+                "node {i}: entries {}, conflicts resolved {}, chunks applied {}, full syncs {}",
+                s.entries, s.conflicts_resolved, s.chunks_applied, s.full_syncs
+            );
+        }
+    }
+    println!("bytes sent (membership, delta, sync): {:?}", sim.bytes_sent);
+}
