@@ -101,3 +101,48 @@ fn a_crashed_node_is_still_declared_down() {
         assert!(t.is_some(), "the crash was never detected");
     }
 }
+
+/// In a small cluster every member is probed every round or two, so a failed probe of a member
+/// already suspected comes long before the suspicion's deadline. Each one must not restart the
+/// suspicion: a node cut off from a 3-node cluster is declared down on both sides of the cut.
+#[test]
+fn a_cut_off_member_of_a_small_cluster_is_declared_down_on_both_sides() {
+    for seed in [11, 12, 13] {
+        println!("seed = {seed:#x}, 3 nodes, lan (Lifeguard on)");
+        let mut cfg = SimConfig::new(3, seed);
+        cfg.node = pidmesh_proto::Config::lan();
+        let lg = cfg.node.lifeguard.expect("lan has Lifeguard");
+        let base = cfg.node.swim.suspect_to_down_after;
+        let probe = cfg.node.swim.probe_period + cfg.node.swim.probe_rtt;
+        let mut sim = Sim::new(cfg);
+        let formed = sim.run_until(
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            check::membership_agrees_ok,
+        );
+        assert!(formed.is_some(), "cluster did not form");
+        sim.partition(&[0], &[1, 2]);
+        // The majority's probers stay healthy (each has a peer that answers): a few probe
+        // rounds plus an unconfirmed suspicion at a modest health score.
+        let majority_bound = probe * 4 + base * 3 * lg.suspicion_max_factor;
+        let majority = sim.run_until(majority_bound, Duration::from_millis(10), |s| {
+            (1..3).all(|i| s.node(i).is_some_and(|n| n.peers().count() == 1))
+        });
+        println!("majority side saw the cut after {majority:?} (bound {majority_bound:?})");
+        assert!(
+            majority.is_some(),
+            "the majority never declared the cut-off node down"
+        );
+        // The cut-off node's own probes all fail, so its health score climbs to the maximum
+        // and it is slow on purpose, but it still gets there.
+        let slowest = (probe * 4 + base * lg.suspicion_max_factor) * (1 + lg.max_health);
+        let minority = sim.run_until(slowest, Duration::from_millis(10), |s| {
+            s.node(0).is_some_and(|n| n.peers().count() == 0)
+        });
+        println!("cut-off side saw the cut after {minority:?} (bound {slowest:?})");
+        assert!(
+            minority.is_some(),
+            "the cut-off node never declared the others down"
+        );
+    }
+}

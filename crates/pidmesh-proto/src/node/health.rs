@@ -107,6 +107,18 @@ impl Node {
             } => {
                 self.health.probe_failed = true;
                 self.tell_suspect(member_id, *incarnation);
+                // foca asks again each time a probe of a member it already suspects fails. The
+                // suspicion runs from when it started: restarting the clock on every failed
+                // probe would keep a member probed often (any member of a small cluster) from
+                // ever being declared down.
+                if self
+                    .health
+                    .suspicions
+                    .get(member_id)
+                    .is_some_and(|s| suspected_at(&s.timer) == Some(*incarnation))
+                {
+                    return;
+                }
                 let s = Suspicion {
                     timer: timer.clone(),
                     started: now,
@@ -267,5 +279,13 @@ impl Node {
     /// The highest local health score this node reached.
     pub fn health_peak(&self) -> u32 {
         self.health.peak
+    }
+}
+
+/// The incarnation a suspicion timeout is about (`None` for any other timer).
+fn suspected_at(timer: &Timer<Member>) -> Option<Incarnation> {
+    match timer {
+        Timer::ChangeSuspectToDown { incarnation, .. } => Some(*incarnation),
+        _ => None,
     }
 }
