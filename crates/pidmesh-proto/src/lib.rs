@@ -24,7 +24,7 @@ mod stats;
 mod timers;
 
 pub use clock::HlcClock;
-pub use config::{Config, Lifeguard};
+pub use config::{Config, Lifeguard, PushPull};
 pub use entry::{Entry, Event, Reason};
 pub use error::{JoinError, RegisterError, RemoveError};
 pub use member::Member;
