@@ -8,6 +8,10 @@
 //! both virtual times, the payload bytes each node sent on average during convergence by class,
 //! and the wall time the simulation took. Each size has a wall-clock budget: a size that runs
 //! out of it is reported as unfinished, with how far it got, and larger sizes are skipped.
+//!
+//! Membership forms through the push-pull exchange on join (`pidmesh_proto::PushPull`). For a
+//! before/after comparison, `PIDMESH_SCALE_NO_PUSH_PULL=1` turns it off (SWIM announces and
+//! gossip alone).
 
 use std::time::{Duration, Instant};
 
@@ -96,6 +100,9 @@ pub fn point(nodes: usize, per: usize, seed: u64, budget: Duration) -> ScalePoin
     cfg.seeds = 3.min(nodes);
     cfg.node =
         pidmesh_proto::Config::lan().for_cluster_size(u32::try_from(nodes).unwrap_or(u32::MAX));
+    if std::env::var_os("PIDMESH_SCALE_NO_PUSH_PULL").is_some() {
+        cfg.node.push_pull = None;
+    }
     let mut sim = Sim::new(cfg);
     let mut note = None;
     // Checked every 20 ms of virtual time: the formation time is read to that resolution.
