@@ -490,32 +490,7 @@ pub fn summary_table(r: &Results) -> String {
         let _ = writeln!(s, "| {} | {} | {} | {} |", row[0], row[1], row[2], row[3]);
     }
     if let Some(sc) = &r.scale {
-        let _ = writeln!(s);
-        let _ = writeln!(
-            s,
-            "| simulated nodes | names per node | membership formed (virtual) | all entries everywhere (virtual) | bytes sent per node: membership / delta / sync | wall time |"
-        );
-        let _ = writeln!(s, "|---|---|---|---|---|---|");
-        for p in &sc.points {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {:.0} / {:.0} / {:.0} | {:.1} s{} |",
-                count(p.nodes),
-                p.names_per_node,
-                secs(p.formed_secs),
-                secs(p.converge_secs),
-                p.bytes_per_node[0],
-                p.bytes_per_node[1],
-                p.bytes_per_node[2],
-                p.wall_secs,
-                p.note
-                    .as_ref()
-                    .map_or_else(String::new, |n| format!(" ({n})"))
-            );
-        }
-        for n in &sc.skipped {
-            let _ = writeln!(s, "| {} | — | skipped | skipped | — | — |", count(*n));
-        }
+        scale_table(&mut s, sc);
     }
     if !r.errors.is_empty() {
         let _ = writeln!(s);
@@ -857,4 +832,53 @@ fn node_memory_details(r: &Results) -> String {
         );
     }
     s
+}
+
+/// The scale rows: formation and convergence times, bytes per node while membership formed (by
+/// kind) and after, what the seed (node 0) sent, and wall time.
+fn scale_table(s: &mut String, sc: &ScaleResult) {
+    let four = |b: Option<[f64; 4]>| {
+        b.map_or_else(
+            || "—".to_string(),
+            |b| format!("{:.0} / {:.0} / {:.0} / {:.0}", b[0], b[1], b[2], b[3]),
+        )
+    };
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "| simulated nodes | names per node | membership formed (virtual) | all entries everywhere (virtual) | bytes per node while forming: SWIM / push-pull / delta / sync | seed (node 0) while forming: SWIM / push-pull | bytes per node converging: membership / delta / sync (push-pull) | wall time (formed) |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+    for p in &sc.points {
+        let seed = p
+            .seed_formation_bytes
+            .map_or_else(|| "—".to_string(), |b| format!("{:.0} / {:.0}", b[0], b[1]));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {:.0} / {:.0} / {:.0} ({:.0}) | {:.1} s ({}){} |",
+            count(p.nodes),
+            p.names_per_node,
+            secs(p.formed_secs),
+            secs(p.converge_secs),
+            four(p.formation_bytes_per_node),
+            seed,
+            p.bytes_per_node[0],
+            p.bytes_per_node[1],
+            p.bytes_per_node[2],
+            p.converge_push_pull_per_node.unwrap_or(0.0),
+            p.wall_secs,
+            p.formed_wall_secs
+                .map_or_else(|| "—".to_string(), |w| format!("{w:.1} s")),
+            p.note
+                .as_ref()
+                .map_or_else(String::new, |n| format!(" ({n})"))
+        );
+    }
+    for n in &sc.skipped {
+        let _ = writeln!(
+            s,
+            "| {} | — | skipped | skipped | — | — | — | — |",
+            count(*n)
+        );
+    }
 }

@@ -57,6 +57,41 @@ pub struct Config {
     /// Lifeguard's local health awareness and dynamic suspicion around SWIM (see
     /// [`Lifeguard`]); `None` runs plain SWIM. On in [`Config::lan`] and [`Config::wan`].
     pub lifeguard: Option<Lifeguard>,
+    /// The push-pull membership exchange on join (see [`PushPull`]); `None` leaves joining to
+    /// SWIM's announces and gossip alone. On in every preset.
+    pub push_pull: Option<PushPull>,
+}
+
+/// A joining node exchanges whole member lists with the first member it meets (both sides
+/// merge), then again with a few random members, so it knows a large cluster after one round
+/// trip instead of after SWIM's gossip reached it update by update.
+///
+/// The follow-up exchanges cover nodes that joined at the same time as this one: the first
+/// answer holds only the members the contacted node knew at that instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushPull {
+    /// Exchanges with random live members after the join exchange: the k-th (from 0) starts
+    /// between ½ and 1 times `swim.probe_period × 2^k` after the previous one ended.
+    pub followups: u32,
+    /// Bytes per second this node spends answering other nodes' requests (a token bucket
+    /// holding one second's worth): a request that would overdraw it is refused with a `Busy`
+    /// answer, and the asker tries another member. Bounds what a seed sends when many nodes
+    /// join at once.
+    pub answer_bytes_per_sec: u64,
+    /// Attempts per exchange (the first included) before it is given up: a refused or
+    /// unanswered request is sent again to another random live member.
+    pub attempts: u32,
+}
+
+impl Default for PushPull {
+    /// Two follow-ups, 4 MiB/s of answers, 4 attempts.
+    fn default() -> Self {
+        Self {
+            followups: 2,
+            answer_bytes_per_sec: 4 << 20,
+            attempts: 4,
+        }
+    }
 }
 
 /// Lifeguard-style extensions of SWIM that keep a slow node from flapping the cluster.
@@ -141,6 +176,7 @@ impl Config {
             max_remembered: 1024,
             removal_log: 65_536,
             lifeguard: Some(Lifeguard::default()),
+            push_pull: Some(PushPull::default()),
             swim: swim_base(
                 16,
                 Duration::from_secs(1),

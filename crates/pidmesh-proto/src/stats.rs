@@ -51,4 +51,12 @@ pub struct Stats {
     pub doubted_downs: u64,
     /// Suspicion timeouts dropped because the suspicion no longer stood (refuted in time).
     pub refuted_suspicions: u64,
+    /// Bytes of push-pull membership lists and refusals sent (also counted in `sync_bytes_sent`).
+    pub push_pull_bytes_sent: u64,
+    /// Push-pull requests this node answered with its list.
+    pub push_pull_answered: u64,
+    /// Push-pull requests this node refused as busy.
+    pub push_pull_refused: u64,
+    /// Push-pull exchanges this node completed as the asker.
+    pub push_pull_completed: u64,
 }

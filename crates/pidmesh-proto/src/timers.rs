@@ -29,6 +29,9 @@ pub(crate) enum TimerKind {
     DoubtedDown,
     /// A suspicion held by Lifeguard may have reached its deadline (see `node/health.rs`).
     Suspicion,
+    /// Start (or retry) a push-pull membership exchange; only the timer of the current
+    /// generation counts (see `node/push_pull.rs`).
+    PushPull(u64),
 }
 
 #[derive(Debug)]

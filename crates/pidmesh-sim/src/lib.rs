@@ -128,6 +128,8 @@ pub struct Sim {
     pub dropped: u64,
     /// Bytes handed to the network, by class: membership, delta, sync.
     pub bytes_sent: [u64; 3],
+    /// Bytes handed to the network by each host, by class: membership, delta, sync.
+    pub bytes_by_host: Vec<[u64; 3]>,
     /// Instants at which the singleton safety invariant was checked.
     pub safety_checks: u64,
     /// Every instant at which two live nodes ran the same quorum singleton.
@@ -177,6 +179,7 @@ impl Sim {
             delivered: 0,
             dropped: 0,
             bytes_sent: [0; 3],
+            bytes_by_host: vec![[0; 3]; config.nodes],
             safety_checks: 0,
             safety_violations: Vec::new(),
             rng: StdRng::seed_from_u64(config.seed),
@@ -585,6 +588,9 @@ impl Sim {
             TrafficClass::Sync | TrafficClass::Mail => 2,
         };
         self.bytes_sent[slot] += payload.len() as u64;
+        if let Some(host) = self.bytes_by_host.get_mut(from) {
+            host[slot] += payload.len() as u64;
+        }
         let link = &self.link;
         if link.loss > 0.0 && self.rng.random_bool(link.loss.clamp(0.0, 1.0)) {
             self.dropped += 1;

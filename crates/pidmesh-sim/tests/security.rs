@@ -12,7 +12,8 @@ use foca::{Codec, Header, Message, PostcardCodec};
 use pidmesh_proto::{Hlc, Key, Member, TrafficClass, reject};
 use pidmesh_sim::{Sim, SimConfig, check};
 use pidmesh_wire::{
-    Datagram, DeltaBatch, DeltaMsg, OriginDelta, SyncMsg, SyncV1, Value, WireEntry, encode,
+    Datagram, DeltaBatch, DeltaMsg, MembersMsg, OriginDelta, SyncMsg, SyncV1, Value, WireEntry,
+    encode,
 };
 
 const SEED: u64 = 0x5ec0_0010;
@@ -255,6 +256,25 @@ fn foreign_seen_ranges_cannot_poison_a_victims_context() {
                 live_count: 0,
                 live_hash: 0,
             }))
+            .expect("encodes"),
+        ),
+        (
+            TrafficClass::Sync,
+            encode(&SyncMsg::V1(SyncV1::Members(MembersMsg::Busy {
+                from: victim.clone(),
+                to: n0_id.clone(),
+            })))
+            .expect("encodes"),
+        ),
+        (
+            TrafficClass::Sync,
+            encode(&SyncMsg::V1(SyncV1::Members(MembersMsg::List {
+                from: victim.clone(),
+                to: n0_id.clone(),
+                members: Vec::new(),
+                reply_wanted: true,
+                last: true,
+            })))
             .expect("encodes"),
         ),
     ];

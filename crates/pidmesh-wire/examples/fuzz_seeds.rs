@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use pidmesh_wire::{
-    Datagram, DeltaBatch, DeltaMsg, Hlc, Key, NodeId, OriginDelta, SyncMsg, SyncV1, Value,
-    WireEntry, WireMessage, encode,
+    Datagram, DeltaBatch, DeltaMsg, Hlc, Key, MemberRecord, MembersMsg, NodeId, OriginDelta,
+    SyncMsg, SyncV1, Value, WireEntry, WireMessage, encode,
 };
 
 fn entry(seq: u64, key: Key, pid: u64, meta: &'static [u8]) -> WireEntry {
@@ -197,6 +197,36 @@ fn sync_msgs() -> Vec<(&'static str, SyncMsg)> {
                 },
                 false,
             ),
+        ),
+        (
+            "members-list",
+            SyncMsg::V1(SyncV1::Members(MembersMsg::List {
+                from: a.clone(),
+                to: b.clone(),
+                members: vec![
+                    MemberRecord {
+                        node: NodeId::new("n1", 7),
+                        addr: std::net::SocketAddr::from(([10, 0, 0, 1], 7946)),
+                        bump: 0,
+                        incarnation: 3,
+                    },
+                    MemberRecord {
+                        node: NodeId::new("n2", 1 << 40),
+                        addr: std::net::SocketAddr::from(([0u16, 0, 0, 0, 0, 0, 0, 1], 9)),
+                        bump: u16::MAX,
+                        incarnation: 0,
+                    },
+                ],
+                reply_wanted: true,
+                last: true,
+            })),
+        ),
+        (
+            "members-busy",
+            SyncMsg::V1(SyncV1::Members(MembersMsg::Busy {
+                from: a.clone(),
+                to: b.clone(),
+            })),
         ),
     ]
 }

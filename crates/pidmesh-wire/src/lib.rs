@@ -19,6 +19,7 @@
 
 #![forbid(unsafe_code)]
 
+mod members;
 mod types;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 pub use compact_str::CompactString;
+pub use members::{MAX_MEMBERS_PER_MSG, MemberRecord, MembersMsg};
 pub use types::{Hlc, Key, KeyKind, NodeId, Pid, Value};
 
 /// The kind of traffic a message belongs to; each transport maps classes to its primitives.
@@ -237,6 +239,9 @@ pub enum SyncV1 {
         /// The dots of every live entry under `name` at the sender, after joining the claim.
         holders: Vec<(NodeId, u64)>,
     },
+    /// Push-pull membership exchange: a joining node's list of members and the contacted
+    /// node's answer (see [`MembersMsg`]).
+    Members(MembersMsg),
 }
 
 /// A mail-class message: application bytes for one mailbox.
@@ -564,6 +569,7 @@ impl Validate for SyncMsg {
                 check_key_name(name).map_err(DecodeError::Invalid)?;
                 holders.iter().try_for_each(|(n, _)| check_node(n))
             }
+            SyncV1::Members(m) => m.check(),
         }
     }
 }

@@ -79,8 +79,8 @@ pub use mailbox::{Envelope, Mailbox};
 pub use messaging::MailStats;
 pub use monitor::{DownReason, Monitor};
 pub use pidmesh_proto::{
-    Config, Entry, EntryRef, Event, Hlc, Key, KeyKind, Lifeguard, NodeId, Pid, Reason, Resolver,
-    SingletonPolicy, Stats, StopReason, Verdict,
+    Config, Entry, EntryRef, Event, Hlc, Key, KeyKind, Lifeguard, NodeId, Pid, PushPull, Reason,
+    Resolver, SingletonPolicy, Stats, StopReason, Verdict,
 };
 pub use placement::{
     GetOrStartError, LostSignal, PLACEMENT_GROUP_PREFIX, Placement, PlacementError,

@@ -8,6 +8,10 @@
 //! both virtual times, the payload bytes each node sent on average during convergence by class,
 //! and the wall time the simulation took. Each size has a wall-clock budget: a size that runs
 //! out of it is reported as unfinished, with how far it got, and larger sizes are skipped.
+//!
+//! Membership forms through the push-pull exchange on join (`pidmesh_proto::PushPull`). For a
+//! before/after comparison, `PIDMESH_SCALE_NO_PUSH_PULL=1` turns it off (SWIM announces and
+//! gossip alone).
 
 use std::time::{Duration, Instant};
 
@@ -37,6 +41,36 @@ pub struct ScalePoint {
     pub wall_secs: f64,
     /// Why it stopped early, if it did.
     pub note: Option<String>,
+    /// Average payload bytes sent per node while membership formed: SWIM datagrams, push-pull
+    /// member lists, delta, other sync.
+    #[serde(default)]
+    pub formation_bytes_per_node: Option<[f64; 4]>,
+    /// What node 0 (a seed) sent while membership formed: SWIM datagrams, push-pull lists.
+    #[serde(default)]
+    pub seed_formation_bytes: Option<[f64; 2]>,
+    /// Push-pull list bytes per node during convergence (part of the sync figure).
+    #[serde(default)]
+    pub converge_push_pull_per_node: Option<f64>,
+    /// Wall-clock seconds until membership formed.
+    #[serde(default)]
+    pub formed_wall_secs: Option<f64>,
+    /// Push-pull requests answered and refused as busy, over all nodes, while membership formed.
+    #[serde(default)]
+    pub push_pull_answered_refused: Option<[u64; 2]>,
+}
+
+/// Push-pull bytes sent, requests answered and refused, summed over the live nodes.
+fn push_pull_totals(sim: &Sim) -> [u64; 3] {
+    sim.live()
+        .iter()
+        .filter_map(|&i| sim.node(i).map(pidmesh_proto::Node::stats))
+        .fold([0; 3], |acc, s| {
+            [
+                acc[0] + s.push_pull_bytes_sent,
+                acc[1] + s.push_pull_answered,
+                acc[2] + s.push_pull_refused,
+            ]
+        })
 }
 
 /// What the scale scenario measured.
@@ -66,11 +100,16 @@ pub fn point(nodes: usize, per: usize, seed: u64, budget: Duration) -> ScalePoin
     cfg.seeds = 3.min(nodes);
     cfg.node =
         pidmesh_proto::Config::lan().for_cluster_size(u32::try_from(nodes).unwrap_or(u32::MAX));
+    if std::env::var_os("PIDMESH_SCALE_NO_PUSH_PULL").is_some() {
+        cfg.node.push_pull = None;
+    }
     let mut sim = Sim::new(cfg);
     let mut note = None;
-    let formed = sim.run_until(Duration::from_secs(600), Duration::from_millis(100), |s| {
+    // Checked every 20 ms of virtual time: the formation time is read to that resolution.
+    let formed = sim.run_until(Duration::from_secs(600), Duration::from_millis(20), |s| {
         over() || membership_formed(s)
     });
+    let formed_wall = wall.elapsed().as_secs_f64();
     let formed = if over() {
         note = Some(format!(
             "membership not formed within the {budget:?} wall budget"
@@ -81,6 +120,22 @@ pub fn point(nodes: usize, per: usize, seed: u64, budget: Duration) -> ScalePoin
     };
     let total = nodes * per;
     let before = sim.bytes_sent;
+    let pp_formed = push_pull_totals(&sim);
+    let n = nodes.max(1) as f64;
+    let formation_bytes_per_node = formed.map(|_| {
+        let sync_other = before[2].saturating_sub(pp_formed[0]);
+        [
+            before[0] as f64 / n,
+            pp_formed[0] as f64 / n,
+            before[1] as f64 / n,
+            sync_other as f64 / n,
+        ]
+    });
+    let seed_pp = sim.node(0).map_or(0, |s| s.stats().push_pull_bytes_sent);
+    let seed_formation_bytes = sim
+        .bytes_by_host
+        .first()
+        .map(|b| [b[0] as f64, seed_pp as f64]);
     let mut converged = None;
     if formed.is_some() {
         for i in 0..nodes {
@@ -120,7 +175,8 @@ pub fn point(nodes: usize, per: usize, seed: u64, budget: Duration) -> ScalePoin
         .min()
         .unwrap_or(0);
     let after = sim.bytes_sent;
-    let per_node = |c: usize| (after[c] - before[c]) as f64 / nodes.max(1) as f64;
+    let per_node = |c: usize| (after[c] - before[c]) as f64 / n;
+    let pp_after = push_pull_totals(&sim);
     ScalePoint {
         nodes,
         names_per_node: per,
@@ -132,6 +188,11 @@ pub fn point(nodes: usize, per: usize, seed: u64, budget: Duration) -> ScalePoin
         min_members,
         wall_secs: wall.elapsed().as_secs_f64(),
         note,
+        formation_bytes_per_node,
+        seed_formation_bytes,
+        converge_push_pull_per_node: Some(pp_after[0].saturating_sub(pp_formed[0]) as f64 / n),
+        formed_wall_secs: formed.map(|_| formed_wall),
+        push_pull_answered_refused: Some([pp_formed[1], pp_formed[2]]),
     }
 }
 
@@ -144,8 +205,18 @@ pub fn run(sizes: &[usize], per: usize, budget: Duration) -> ScaleResult {
         let p = point(n, per, 1, budget);
         eprintln!(
             "  scale: {n} nodes: formed {:?} s, converged {:?} s (virtual; {:.1} s simulated, \
-             fewest members seen {}), wall {:.1} s",
-            p.formed_secs, p.converge_secs, p.virtual_secs, p.min_members, p.wall_secs
+             fewest members seen {}), wall {:.1} s (formed after {:?} s); formation bytes per \
+             node swim/push-pull/delta/sync {:?}, seed swim/push-pull {:?}, push-pull \
+             answered/refused {:?}",
+            p.formed_secs,
+            p.converge_secs,
+            p.virtual_secs,
+            p.min_members,
+            p.wall_secs,
+            p.formed_wall_secs,
+            p.formation_bytes_per_node,
+            p.seed_formation_bytes,
+            p.push_pull_answered_refused
         );
         let finished = p.converge_secs.is_some();
         points.push(p);

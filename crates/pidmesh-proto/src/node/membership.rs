@@ -213,6 +213,7 @@ impl Node {
                 .push(now, TimerKind::Announce(self.announce_gen));
         }
         self.swim_active = false;
+        self.push_pull_reset();
     }
 
     pub(super) fn member_up(&mut self, now: Instant, m: Member) {
@@ -237,6 +238,7 @@ impl Node {
             self.events.push_back(Event::NodeUp(m.node.clone()));
             self.sync_inflight.remove(&m.node);
             self.send_digest(now, &m);
+            self.push_pull_member_up(now, &m);
         }
     }
 

@@ -125,6 +125,8 @@ pub struct Node {
     liveness: liveness::Liveness,
     /// Lifeguard's local health and suspicions (see `health.rs`).
     health: health::Health,
+    /// The push-pull membership exchange on join (see `push_pull.rs`).
+    push_pull: push_pull::PushPullState,
 }
 
 impl std::fmt::Debug for Node {
@@ -153,6 +155,7 @@ mod discovery;
 mod dissemination;
 mod local;
 mod membership;
+mod push_pull;
 mod sync;
 
 pub use discovery::RememberedAddr;
@@ -217,6 +220,7 @@ impl Node {
             removals: VecDeque::new(),
             liveness: liveness::Liveness::default(),
             health: health::Health::default(),
+            push_pull: push_pull::PushPullState::default(),
             me,
             config,
             resolver,
@@ -404,6 +408,7 @@ impl Node {
                 TimerKind::SnapshotWindow => self.send_snapshot_window(now),
                 TimerKind::DoubtedDown => self.doubted_down_due(now),
                 TimerKind::Suspicion => self.suspicions_due(now),
+                TimerKind::PushPull(generation) => self.push_pull_timer(now, generation),
             }
         }
         self.settle(now);

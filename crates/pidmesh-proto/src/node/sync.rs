@@ -161,6 +161,7 @@ impl Node {
                 }
                 Ok(())
             }
+            SyncV1::Members(m) => self.on_members(now, from_addr, peer_name, bytes.len(), m),
         }
     }
 
