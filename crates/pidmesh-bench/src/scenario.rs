@@ -8,4 +8,6 @@ pub mod failure;
 pub mod heal;
 pub mod latency;
 pub mod memory;
+pub mod ractor;
 pub mod scale;
+pub mod wire;
