@@ -19,6 +19,9 @@ use crate::scenario::latency::LatencyResult;
 use crate::scenario::memory::MemoryResult;
 use crate::scenario::scale::ScaleResult;
 
+mod peers;
+use peers::{peers_and_wire, ractor_details};
+
 /// The machine a run happened on.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Machine {
@@ -562,11 +565,13 @@ pub fn benchmarks_md(r: &Results) -> String {
         s,
         "It runs every scenario, then rewrites this file, `docs/bench/results.json` and the plots \
          in `docs/bench/`; the raw run goes to `bench-results/` (not committed). One scenario: \
-         `cargo run --release -p pidmesh-bench -- <bulk|wire|latency|catch-up|failure|heal|scale|erlang> \
+         `cargo run --release -p pidmesh-bench -- <bulk|wire|latency|catch-up|failure|heal|scale|erlang|ractor> \
          [--transport quic|tcp] [--size N] [--preset lan|local]`. `--smoke` uses tiny sizes \
          (CI runs `cargo run -p pidmesh-bench -- all --smoke --out <tmp>`). The Erlang comparison \
          runs `bench/erlang/run.sh` (or `$PIDMESH_ERLANG_BENCH`) when it exists and Erlang is \
-         installed; otherwise it is reported as not available. Each scenario is described in the \
+         installed; otherwise it is reported as not available. The ractor_cluster comparison \
+         builds and runs `bench/ractor` (its own Cargo project) with cargo (`--no-ractor` skips \
+         it; smoke runs skip it unless `--ractor` is given). Each scenario is described in the \
          module docs of `crates/pidmesh-bench/src/scenario/`.\n"
     );
     let _ = writeln!(s, "## Machine\n");
@@ -724,6 +729,7 @@ pub fn benchmarks_md(r: &Results) -> String {
             }
         }
     }
+    s.push_str(&ractor_details(r));
     let _ = writeln!(
         s,
         "\nWall time per scenario: {}.",
@@ -733,107 +739,5 @@ pub fn benchmarks_md(r: &Results) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    s
-}
-
-/// The same-run peer table (pidmesh next to Erlang/OTP's and ractor_cluster's `pg` on the
-/// same workload) and the wire table (payload and socket bytes per registration, both
-/// transports). Empty when neither was measured.
-pub fn peers_and_wire(r: &Results) -> String {
-    let mut s = String::new();
-    let erl = r.erlang.as_ref().and_then(|o| o.result.as_ref());
-    let rac = r.ractor.as_ref().and_then(|o| o.result.as_ref());
-    let na = || "—".to_string();
-    let load1 = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (None, None) => na(),
-        (a, b) => {
-            let f = |x: Option<f64>| x.map_or_else(|| "?".to_string(), |v| format!("{v:.2}"));
-            format!("{} → {}", f(a), f(b))
-        }
-    };
-    if r.bulk.is_some() && (erl.is_some() || rac.is_some()) {
-        let b = r.bulk.as_ref();
-        let n = b.map_or(0, |b| b.n);
-        let _ = writeln!(s);
-        let _ = writeln!(
-            s,
-            "| same workload, same run | pidmesh | Erlang/OTP `pg` | ractor_cluster `pg`{} |",
-            rac.map_or_else(String::new, |x| format!(" {}", x.ractor_version))
-        );
-        let _ = writeln!(s, "|---|---|---|---|");
-        let rows: [[String; 4]; 5] = [
-            [
-                format!(
-                    "{} one-member groups/names joined on one node → visible on all 3",
-                    count(n)
-                ),
-                b.map_or_else(na, |b| secs(b.converge_secs)),
-                erl.map_or_else(na, |e| secs(Some(e.pg_bulk_secs))),
-                rac.map_or_else(na, |x| secs(Some(x.bulk_secs))),
-            ],
-            [
-                "issued per second on that node".to_string(),
-                b.map_or_else(na, |b| rate(b.issue_per_sec)),
-                erl.map_or_else(na, |e| rate(e.pg_joins_per_sec)),
-                rac.map_or_else(na, |x| rate(x.joins_per_sec)),
-            ],
-            [
-                "members of a 1-member group among N, scattered order, on the members' node"
-                    .to_string(),
-                b.and_then(|b| b.members_of_random_ns).map_or_else(na, ns),
-                erl.map_or_else(na, |e| ns(e.pg_get_members_ns)),
-                rac.map_or_else(na, |x| ns(x.get_members_ns)),
-            ],
-            [
-                "the same on another node (members remote)".to_string(),
-                na(),
-                erl.and_then(|e| e.pg_get_members_ns_node2)
-                    .map_or_else(na, ns),
-                rac.map_or_else(na, |x| ns(x.get_members_ns_node2)),
-            ],
-            [
-                "1-minute load average, start → end (pidmesh: the whole run)".to_string(),
-                load1(
-                    r.machine.loadavg_start.map(|l| l[0]),
-                    r.machine.loadavg_end.map(|l| l[0]),
-                ),
-                erl.map_or_else(na, |e| load1(e.loadavg_1m_start, e.loadavg_1m_end)),
-                rac.map_or_else(na, |x| load1(x.loadavg_1m_start, x.loadavg_1m_end)),
-            ],
-        ];
-        for row in rows {
-            let _ = writeln!(s, "| {} | {} | {} | {} |", row[0], row[1], row[2], row[3]);
-        }
-    }
-    if let Some(o) = &r.ractor
-        && o.result.is_none()
-    {
-        let _ = writeln!(s, "\nractor_cluster: not available ({})", o.note);
-    }
-    if let Some(w) = &r.wire {
-        let _ = writeln!(s);
-        let _ = writeln!(
-            s,
-            "| wire, {} registrations on one node → 2 receivers | payload B/registration (per receiver) | on the sockets B/registration (per receiver) | sockets ÷ payload | converged |",
-            count(w.points.first().map_or(0, |p| p.n))
-        );
-        let _ = writeln!(s, "|---|---|---|---|---|");
-        for p in &w.points {
-            let label = match p.transport {
-                Kind::Quic => "QUIC + mTLS (UDP payload bytes)",
-                Kind::Tcp => "TCP, cluster key (stream bytes)",
-            };
-            let _ = writeln!(
-                s,
-                "| {label} | {:.1} ({:.1}) | {:.1} ({:.1}) | {:.2} | {} |",
-                p.payload_per_registration(),
-                p.payload_per_registration_per_receiver(),
-                p.socket_per_registration(),
-                p.socket_per_registration_per_receiver(),
-                p.overhead(),
-                secs(p.converge_secs)
-            );
-        }
-    }
     s
 }

@@ -1,0 +1,140 @@
+//! The report's same-run comparison sections: pidmesh next to Erlang/OTP's and
+//! ractor_cluster's `pg`, the ractor peer's details, and the wire table (payload and socket
+//! bytes per registration over both transports).
+
+use std::fmt::Write as _;
+
+use super::{Results, count, ns, rate, secs};
+use crate::cluster::Kind;
+
+/// The same-run peer table (pidmesh next to Erlang/OTP's and ractor_cluster's `pg` on the
+/// same workload) and the wire table (payload and socket bytes per registration, both
+/// transports). Empty when neither was measured.
+pub(super) fn peers_and_wire(r: &Results) -> String {
+    let mut s = String::new();
+    let erl = r.erlang.as_ref().and_then(|o| o.result.as_ref());
+    let rac = r.ractor.as_ref().and_then(|o| o.result.as_ref());
+    let na = || "—".to_string();
+    let load1 = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (None, None) => na(),
+        (a, b) => {
+            let f = |x: Option<f64>| x.map_or_else(|| "?".to_string(), |v| format!("{v:.2}"));
+            format!("{} → {}", f(a), f(b))
+        }
+    };
+    if r.bulk.is_some() && (erl.is_some() || rac.is_some()) {
+        let b = r.bulk.as_ref();
+        let n = b.map_or(0, |b| b.n);
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "| same workload, same run | pidmesh | Erlang/OTP `pg` | ractor_cluster `pg`{} |",
+            rac.map_or_else(String::new, |x| format!(" {}", x.ractor_version))
+        );
+        let _ = writeln!(s, "|---|---|---|---|");
+        let rows: [[String; 4]; 5] = [
+            [
+                format!(
+                    "{} one-member groups/names joined on one node → visible on all 3",
+                    count(n)
+                ),
+                b.map_or_else(na, |b| secs(b.converge_secs)),
+                erl.map_or_else(na, |e| secs(Some(e.pg_bulk_secs))),
+                rac.map_or_else(na, |x| secs(Some(x.bulk_secs))),
+            ],
+            [
+                "issued per second on that node".to_string(),
+                b.map_or_else(na, |b| rate(b.issue_per_sec)),
+                erl.map_or_else(na, |e| rate(e.pg_joins_per_sec)),
+                rac.map_or_else(na, |x| rate(x.joins_per_sec)),
+            ],
+            [
+                "members of a 1-member group among N, scattered order, on the members' node"
+                    .to_string(),
+                b.and_then(|b| b.members_of_random_ns).map_or_else(na, ns),
+                erl.map_or_else(na, |e| ns(e.pg_get_members_ns)),
+                rac.map_or_else(na, |x| ns(x.get_members_ns)),
+            ],
+            [
+                "the same on another node (members remote)".to_string(),
+                na(),
+                erl.and_then(|e| e.pg_get_members_ns_node2)
+                    .map_or_else(na, ns),
+                rac.map_or_else(na, |x| ns(x.get_members_ns_node2)),
+            ],
+            [
+                "1-minute load average, start → end (pidmesh: the whole run)".to_string(),
+                load1(
+                    r.machine.loadavg_start.map(|l| l[0]),
+                    r.machine.loadavg_end.map(|l| l[0]),
+                ),
+                erl.map_or_else(na, |e| load1(e.loadavg_1m_start, e.loadavg_1m_end)),
+                rac.map_or_else(na, |x| load1(x.loadavg_1m_start, x.loadavg_1m_end)),
+            ],
+        ];
+        for row in rows {
+            let _ = writeln!(s, "| {} | {} | {} | {} |", row[0], row[1], row[2], row[3]);
+        }
+    }
+    if let Some(o) = &r.ractor
+        && o.result.is_none()
+    {
+        let _ = writeln!(s, "\nractor_cluster: not available ({})", o.note);
+    }
+    if let Some(w) = &r.wire {
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "| wire, {} registrations on one node → 2 receivers | payload B/registration (per receiver) | on the sockets B/registration (per receiver) | sockets ÷ payload | converged |",
+            count(w.points.first().map_or(0, |p| p.n))
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|");
+        for p in &w.points {
+            let label = match p.transport {
+                Kind::Quic => "QUIC + mTLS (UDP payload bytes)",
+                Kind::Tcp => "TCP, cluster key (stream bytes)",
+            };
+            let _ = writeln!(
+                s,
+                "| {label} | {:.1} ({:.1}) | {:.1} ({:.1}) | {:.2} | {} |",
+                p.payload_per_registration(),
+                p.payload_per_registration_per_receiver(),
+                p.socket_per_registration(),
+                p.socket_per_registration_per_receiver(),
+                p.overhead(),
+                secs(p.converge_secs)
+            );
+        }
+    }
+    s
+}
+
+/// The details line of the ractor_cluster peer (how it ran, its load averages).
+pub(super) fn ractor_details(r: &Results) -> String {
+    let Some(o) = &r.ractor else {
+        return String::new();
+    };
+    match &o.result {
+        Some(x) => {
+            let load = |l: Option<f64>| l.map_or_else(|| "unknown".into(), |v| format!("{v:.2}"));
+            format!(
+                "- ractor_cluster {}: `bench/ractor` ({}; {}) built and ran in {:.0} s; {} joins issued in {}, visible on each node at {}; 1-minute load average {} at its start, {} at its end.\n",
+                x.ractor_version,
+                x.topology,
+                x.members,
+                o.wall_secs,
+                count(x.bulk_n as usize),
+                secs(Some(x.issue_secs)),
+                x.node_secs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| format!("node {i} {}", secs(Some(*t))))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                load(x.loadavg_1m_start),
+                load(x.loadavg_1m_end)
+            )
+        }
+        None => format!("- ractor_cluster: not available ({}).\n", o.note),
+    }
+}
