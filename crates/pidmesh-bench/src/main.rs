@@ -303,7 +303,8 @@ async fn run_one(name: &str, s: &Settings, results: &mut Results) {
             "ractor" => {
                 // Includes building the peer on first use.
                 let timeout = Duration::from_secs(if s.smoke { 600 } else { 1800 });
-                let o = scenario::ractor::run(&s.out, z.bulk, s.lookup_iters, timeout).await;
+                // The peer lives in this repository, whatever `--out` says.
+                let o = scenario::ractor::run(&repo_root(), z.bulk, s.lookup_iters, timeout).await;
                 if o.result.is_none() {
                     eprintln!("ractor: not available ({})", o.note);
                 }
