@@ -12,6 +12,8 @@
 //!
 //! Scenarios (each module's docs say exactly what it measures):
 //! - `bulk`: N registrations on one node → visible on all 3 ([`scenario::bulk`]);
+//! - `groups`: N one-member groups joined on one node, `members_of` on two nodes: the `pg`
+//!   peers' workload ([`scenario::groups`]);
 //! - `wire`: the bulk workload's payload and socket bytes over QUIC and TCP ([`scenario::wire`]);
 //! - `latency`: one registration at a time → visible on all 3 ([`scenario::latency`]);
 //! - `call`: request/reply round trips local and remote, and calls/s ([`scenario::call`]);
@@ -156,7 +158,7 @@ impl Settings {
     }
 }
 
-const USAGE: &str = "usage: pidmesh-bench <bulk|wire|latency|call|catch-up|failure|heal|memory|scale|erlang|ractor|all|report> \
+const USAGE: &str = "usage: pidmesh-bench <bulk|wire|groups|latency|call|catch-up|failure|heal|memory|scale|erlang|ractor|all|report> \
 [--transport quic|tcp] [--size N] [--smoke] [--preset lan|local] [--no-erlang | --erlang] [--no-ractor | --ractor] [--out DIR] \
 [--nodes 10,100,1000] [--scale-budget SECS]";
 
@@ -233,7 +235,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<(String, Settings)> {
     let mut sizes = if smoke { Sizes::smoke() } else { Sizes::full() };
     if let Some(n) = size {
         match scenario.as_str() {
-            "bulk" | "wire" | "erlang" | "ractor" => sizes.bulk = n,
+            "bulk" | "wire" | "groups" | "erlang" | "ractor" => sizes.bulk = n,
             "latency" => sizes.latency = n,
             "catch-up" | "catchup" => sizes.catchup = n,
             "failure" => sizes.failure_names = n,
@@ -273,6 +275,7 @@ async fn run_one(name: &str, s: &Settings, results: &mut Results) {
         match name {
             "bulk" => results.bulk = Some(scenario::bulk::run(s, z.bulk).await?),
             "wire" => results.wire = Some(scenario::wire::run(s, z.bulk).await?),
+            "groups" => results.groups = Some(scenario::groups::run(s, z.bulk).await?),
             "latency" => results.latency = Some(scenario::latency::run(s, z.latency).await?),
             "call" => results.call = Some(scenario::call::run(s, z.call).await?),
             "catch-up" => results.catchup = Some(scenario::catchup::run(s, z.catchup).await?),
@@ -293,8 +296,14 @@ async fn run_one(name: &str, s: &Settings, results: &mut Results) {
             }
             "erlang" => {
                 let timeout = Duration::from_secs(if s.smoke { 60 } else { 900 });
-                let o = scenario::erlang::run(&s.out, z.bulk, z.global_n, s.lookup_iters, timeout)
-                    .await;
+                let o = scenario::erlang::run(
+                    &repo_root(),
+                    z.bulk,
+                    z.global_n,
+                    s.lookup_iters,
+                    timeout,
+                )
+                .await;
                 if o.result.is_none() {
                     eprintln!("erlang: not available ({})", o.note);
                 }
@@ -335,9 +344,9 @@ async fn run(scenario: &str, s: Settings, command: String) -> anyhow::Result<()>
         scenario
     };
     if scenario == "all" {
-        // The Erlang run sits between pidmesh's bulk and read-path runs, so both sides see the
-        // same machine load within minutes of each other.
-        let mut order = vec!["bulk"];
+        // The Erlang and ractor runs sit right after pidmesh's bulk and groups runs, so all
+        // sides see the same machine load within minutes of each other.
+        let mut order = vec!["bulk", "groups"];
         if s.erlang {
             order.push("erlang");
         }
@@ -358,7 +367,7 @@ async fn run(scenario: &str, s: Settings, command: String) -> anyhow::Result<()>
                 } else {
                     "skipped (--no-erlang)".to_string()
                 },
-                script: scenario::erlang::script_path(&s.out),
+                script: scenario::erlang::script_path(&repo_root()),
                 wall_secs: 0.0,
             });
         }

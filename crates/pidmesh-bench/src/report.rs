@@ -137,6 +137,9 @@ pub struct Results {
     /// Payload and socket bytes of the bulk workload over both transports.
     #[serde(default)]
     pub wire: Option<crate::scenario::wire::WireResult>,
+    /// The `pg` peers' workload on pidmesh (group joins, `members_of` on two nodes).
+    #[serde(default)]
+    pub groups: Option<crate::scenario::groups::GroupsResult>,
 }
 
 impl Results {
@@ -162,6 +165,7 @@ impl Results {
             call: None,
             ractor: None,
             wire: None,
+            groups: None,
         }
     }
 }
@@ -565,7 +569,7 @@ pub fn benchmarks_md(r: &Results) -> String {
         s,
         "It runs every scenario, then rewrites this file, `docs/bench/results.json` and the plots \
          in `docs/bench/`; the raw run goes to `bench-results/` (not committed). One scenario: \
-         `cargo run --release -p pidmesh-bench -- <bulk|wire|latency|catch-up|failure|heal|scale|erlang|ractor> \
+         `cargo run --release -p pidmesh-bench -- <bulk|wire|groups|latency|catch-up|failure|heal|scale|erlang|ractor> \
          [--transport quic|tcp] [--size N] [--preset lan|local]`. `--smoke` uses tiny sizes \
          (CI runs `cargo run -p pidmesh-bench -- all --smoke --out <tmp>`). The Erlang comparison \
          runs `bench/erlang/run.sh` (or `$PIDMESH_ERLANG_BENCH`) when it exists and Erlang is \

@@ -5,6 +5,7 @@ pub mod call;
 pub mod catchup;
 pub mod erlang;
 pub mod failure;
+pub mod groups;
 pub mod heal;
 pub mod latency;
 pub mod memory;
