@@ -165,7 +165,12 @@ fn free_ports(n: usize) -> Result<Vec<u16>, Box<dyn Error>> {
 ///
 /// # Errors
 /// A node did not start, a reply did not come, or the groups did not converge in `timeout`.
-pub fn run(n: usize, iters: usize, timeout: Duration) -> Result<Report, Box<dyn Error>> {
+pub fn run(
+    n: usize,
+    iters: usize,
+    per_group: bool,
+    timeout: Duration,
+) -> Result<Report, Box<dyn Error>> {
     let poll = Duration::from_millis(5);
     let loadavg_1m_start = loadavg_1m();
     let ports = free_ports(3)?;
@@ -174,7 +179,7 @@ pub fn run(n: usize, iters: usize, timeout: Duration) -> Result<Report, Box<dyn 
         // Node i dials every node before it: one session per pair, a full mesh.
         nodes.push(Node::start(i, ports[i], &ports[..i], 2)?);
     }
-    let result = measure(&mut nodes, n, iters, poll, timeout);
+    let result = measure(&mut nodes, n, iters, per_group, poll, timeout);
     for node in &mut nodes {
         let _ = node.send("quit");
     }
@@ -197,6 +202,7 @@ fn measure(
     nodes: &mut [Node],
     n: usize,
     iters: usize,
+    per_group: bool,
     poll: Duration,
     timeout: Duration,
 ) -> Result<Report, Box<dyn Error>> {
@@ -209,7 +215,10 @@ fn measure(
     }
     eprintln!("ractor peer: 3 nodes ready; {n} joins on node0");
     let t0 = Instant::now();
-    nodes[0].send(&format!("join {n}"))?;
+    nodes[0].send(&format!(
+        "join {n}{}",
+        if per_group { " per-group" } else { "" }
+    ))?;
     let mut issue: Option<f64> = None;
     let mut seen: [Option<f64>; 2] = [None, None];
     let mut curve = Vec::new();
@@ -276,7 +285,11 @@ fn measure(
         peer: "ractor_cluster pg",
         ractor_version: RACTOR_VERSION,
         topology: "3 OS processes on 127.0.0.1, full mesh of ractor_cluster TCP sessions",
-        members: "one actor on node 0 joins every group",
+        members: if per_group {
+            "one actor per group on node 0 (spawned before the clock starts)"
+        } else {
+            "one actor on node 0 joins every group"
+        },
         bulk_n: n,
         issue_secs: issue,
         joins_per_sec: n as f64 / issue.max(1e-9),

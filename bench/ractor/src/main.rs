@@ -2,14 +2,16 @@
 //! ractor_cluster, on the workloads of `pidmesh-bench bulk` and `bench/erlang`.
 //!
 //! ```text
-//! cargo run --release --manifest-path bench/ractor/Cargo.toml -- <bulk_n> <lookup_iters>
+//! cargo run --release --manifest-path bench/ractor/Cargo.toml -- <bulk_n> <lookup_iters> [per-group]
 //! ```
 //!
 //! Starts three node processes on 127.0.0.1 (see `node.rs` for why processes), has node 0
 //! join `bulk_n` groups with one member each, measures the issue rate and the time until all
 //! three nodes see every group, then `pg::get_members` of a 1-member group in scattered order
 //! on node 0 (members local) and node 1 (members remote). stdout gets one JSON line; logs go
-//! to stderr. `CONV_TIMEOUT_S` (default 600) bounds the wait for convergence.
+//! to stderr. `CONV_TIMEOUT_S` (default 600) bounds the wait for convergence. By default one
+//! actor joins every group; `per-group` spawns one actor per group first, as the Erlang module
+//! spawns one process per group.
 
 mod controller;
 mod node;
@@ -18,7 +20,7 @@ use std::error::Error;
 use std::time::Duration;
 
 fn usage() -> String {
-    "usage: pidmesh-ractor-peer <bulk_n> <lookup_iters>".to_string()
+    "usage: pidmesh-ractor-peer <bulk_n> <lookup_iters> [per-group]".to_string()
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -43,8 +45,10 @@ fn main() -> Result<(), Box<dyn Error>> {
             .build()?;
         return rt.block_on(node::run(index, port, connect, peers));
     }
-    let [n, iters] = args.as_slice() else {
-        return Err(usage().into());
+    let (n, iters, per_group) = match args.as_slice() {
+        [n, iters] => (n, iters, false),
+        [n, iters, mode] if mode == "per-group" => (n, iters, true),
+        _ => return Err(usage().into()),
     };
     let n: usize = n.parse()?;
     let iters: usize = iters.parse()?;
@@ -57,7 +61,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             .and_then(|s| s.parse().ok())
             .unwrap_or(600),
     );
-    let report = controller::run(n, iters, timeout)?;
+    let report = controller::run(n, iters, per_group, timeout)?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }

@@ -130,6 +130,7 @@ pub async fn run(
     println!("ready");
 
     let mut names: Vec<String> = Vec::new();
+    let mut extra = Vec::new();
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Some(line) = lines.next_line().await? {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -149,14 +150,24 @@ pub async fn run(
         }
         match words.first().copied() {
             Some("join") => {
+                // `join N per-group`: one actor per group, spawned before the clock starts
+                // (as the Erlang module spawns one process per group); else one actor joins
+                // every group (as pidmesh's bulk registers every name for one process).
+                let cells: Vec<ractor::ActorCell> = if words.get(2) == Some(&"per-group") {
+                    for _ in extra.len()..names.len() {
+                        extra.push(Actor::spawn(None, Member, ()).await?);
+                    }
+                    extra.iter().map(|(a, _)| a.get_cell()).collect()
+                } else {
+                    vec![member.get_cell(); names.len()]
+                };
                 // The issuing loop runs on a blocking thread, so both runtime workers stay
                 // free for the node's sessions, which forward the joins as they come.
                 let batch = names.clone();
-                let cell = member.get_cell();
                 let took = tokio::task::spawn_blocking(move || {
                     let t = Instant::now();
-                    for name in batch {
-                        pg::join(name, vec![cell.clone()]);
+                    for (name, cell) in batch.into_iter().zip(cells) {
+                        pg::join(name, vec![cell]);
                     }
                     t.elapsed()
                 })
@@ -195,6 +206,9 @@ pub async fn run(
         }
     }
     member.stop(None);
+    for (a, _) in &extra {
+        a.stop(None);
+    }
     server_ref.stop(None);
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         let _ = member_handle.await;
