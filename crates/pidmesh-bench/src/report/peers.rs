@@ -154,3 +154,77 @@ pub(super) fn ractor_details(r: &Results) -> String {
         None => format!("- ractor_cluster: not available ({}).\n", o.note),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{peers_and_wire, ractor_details};
+    use crate::report::Results;
+
+    fn results() -> Results {
+        let json = serde_json::json!({
+            "command": "test", "transport": "quic", "preset": "lan", "smoke": false,
+            "wall_secs": {}, "total_secs": 1.0, "errors": {},
+            "machine": {"nproc": 2, "cpu": "x", "rustc": "r", "kernel": "k", "date": "d",
+                        "profile": "release", "loadavg_start": [0.5, 0.4, 0.3],
+                        "loadavg_end": [0.75, 0.5, 0.25]},
+            "bulk": null, "latency": null, "catchup": null, "failure": null, "heal": null,
+            "scale": null,
+            "groups": {"n": 1000, "issue_secs": 0.01, "joins_per_sec": 100000.0,
+                       "converge_secs": 0.125, "members_of_origin_ns": 111.0,
+                       "members_of_replica_ns": 122.0},
+            "erlang": {"note": "ran", "script": "bench/erlang/run.sh", "wall_secs": 3.0,
+                       "result": {"otp_release": "25", "pg_bulk_n": 1000, "pg_bulk_secs": 0.25,
+                                  "pg_joins_per_sec": 20000.0, "pg_get_members_ns": 333.0,
+                                  "pg_get_members_ns_node2": 344.0, "global_n": 10,
+                                  "global_regs_per_sec": 5.0, "global_whereis_ns": 1.0,
+                                  "loadavg_1m_start": 1.5, "loadavg_1m_end": 1.25}},
+            "ractor": {"note": "ran", "wall_secs": 4.0,
+                       "result": {"ractor_version": "0.16.5", "bulk_n": 1000,
+                                  "issue_secs": 0.02, "joins_per_sec": 50000.0,
+                                  "bulk_secs": 0.5, "node_secs": [0.02, 0.4, 0.5],
+                                  "get_members_ns": 555.0, "get_members_ns_node2": 566.0,
+                                  "loadavg_1m_start": 2.5, "loadavg_1m_end": 2.25}},
+            "wire": {"points": [{"transport": "quic", "n": 1000, "receivers": 2,
+                                 "converge_secs": 0.1, "payload_bytes": 60000,
+                                 "origin_delta_bytes": 50000, "socket_sent_bytes": 66000,
+                                 "socket_received_bytes": 66000}]}
+        });
+        serde_json::from_value(json).expect("a results document")
+    }
+
+    #[test]
+    fn peer_table_puts_the_three_side_by_side() {
+        let t = peers_and_wire(&results());
+        assert!(t.contains("| 125 ms | 250 ms | 500 ms |"), "{t}");
+        assert!(t.contains("| 100 k/s | 20 k/s | 50 k/s |"), "{t}");
+        assert!(t.contains("| 111 ns | 333 ns | 555 ns |"), "{t}");
+        assert!(t.contains("| 122 ns | 344 ns | 566 ns |"), "{t}");
+        assert!(
+            t.contains("| 0.50 → 0.75 | 1.50 → 1.25 | 2.50 → 2.25 |"),
+            "{t}"
+        );
+        // 60,000 B over 1,000 registrations and 2 receivers; sockets 10 % more.
+        assert!(t.contains("| 60.0 (30.0) | 66.0 (33.0) | 1.10 |"), "{t}");
+        let d = ractor_details(&results());
+        assert!(
+            d.contains("load average 2.50 at its start, 2.25 at its end"),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn missing_peers_say_so() {
+        let mut r = results();
+        r.ractor = Some(crate::scenario::ractor::RactorOutcome {
+            result: None,
+            note: "skipped (--no-ractor)".into(),
+            wall_secs: 0.0,
+        });
+        let t = peers_and_wire(&r);
+        assert!(
+            t.contains("ractor_cluster: not available (skipped (--no-ractor))"),
+            "{t}"
+        );
+        assert!(t.contains("| 125 ms | 250 ms | — |"), "{t}");
+    }
+}
