@@ -556,7 +556,7 @@ pub fn benchmarks_md(r: &Results) -> String {
     let _ = writeln!(
         s,
         "End-to-end figures of pidmesh on real sockets (3 nodes on 127.0.0.1 in one process unless \
-         said otherwise), of the simulator at scale, and of Erlang/OTP's `pg` and `global` on the \
+         said otherwise), of the simulator at scale, and of Erlang/OTP's `pg` and `global` and of ractor_cluster's `pg` on the \
          same workloads in the same run. These are measurements, not guarantees: on a shared \
          2-core machine they move by tens of percent from run to run.\n"
     );
