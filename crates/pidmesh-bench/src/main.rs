@@ -21,6 +21,7 @@
 //! - `failure`: a killed node's names → gone everywhere ([`scenario::failure`]);
 //! - `heal`: partition heal → one winner for N contested names ([`scenario::heal`]);
 //! - `memory`: heap bytes per entry of a replica's registry state ([`scenario::memory`]);
+//! - `lookup`: random name lookups against a std `HashMap` in the same run ([`scenario::lookup`]);
 //! - `scale`: convergence in the simulator at 10/100/1,000 nodes ([`scenario::scale`]);
 //! - `erlang`: Erlang/OTP `pg`/`global` on the same workloads ([`scenario::erlang`]);
 //! - `ractor`: ractor_cluster's `pg` on the same workloads ([`scenario::ractor`]);
@@ -82,6 +83,8 @@ pub struct Sizes {
     pub memory: Vec<usize>,
     /// call: round trips per latency sample set.
     pub call: usize,
+    /// lookup: registry sizes.
+    pub lookup: Vec<usize>,
 }
 
 impl Sizes {
@@ -99,6 +102,7 @@ impl Sizes {
             global_n: 10_000,
             memory: vec![10_000, 100_000, 1_000_000],
             call: 10_000,
+            lookup: vec![10_000, 100_000, 1_000_000],
         }
     }
 
@@ -116,6 +120,7 @@ impl Sizes {
             global_n: 100,
             memory: vec![10_000],
             call: 200,
+            lookup: vec![1_000, 10_000],
         }
     }
 }
@@ -158,7 +163,7 @@ impl Settings {
     }
 }
 
-const USAGE: &str = "usage: pidmesh-bench <bulk|wire|groups|latency|call|catch-up|failure|heal|memory|scale|erlang|ractor|all|report> \
+const USAGE: &str = "usage: pidmesh-bench <bulk|wire|groups|latency|call|catch-up|failure|heal|memory|lookup|scale|erlang|ractor|all|report> \
 [--transport quic|tcp] [--size N] [--smoke] [--preset lan|local] [--no-erlang | --erlang] [--no-ractor | --ractor] [--out DIR] \
 [--nodes 10,100,1000] [--scale-budget SECS]";
 
@@ -294,6 +299,13 @@ async fn run_one(name: &str, s: &Settings, results: &mut Results) {
             "memory" => {
                 results.memory = Some(scenario::memory::run(&z.memory, || ALLOC.allocated()));
             }
+            "lookup" => {
+                let (sizes, iters) = (z.lookup.clone(), s.lookup_iters);
+                results.lookup = Some(
+                    tokio::task::spawn_blocking(move || scenario::lookup::run(&sizes, iters))
+                        .await??,
+                );
+            }
             "erlang" => {
                 let timeout = Duration::from_secs(if s.smoke { 60 } else { 900 });
                 let o = scenario::erlang::run(
@@ -354,7 +366,7 @@ async fn run(scenario: &str, s: Settings, command: String) -> anyhow::Result<()>
             order.push("ractor");
         }
         order.extend([
-            "wire", "latency", "call", "catch-up", "failure", "heal", "memory", "scale",
+            "wire", "latency", "call", "catch-up", "failure", "heal", "memory", "lookup", "scale",
         ]);
         for name in order {
             run_one(name, &s, &mut results).await;

@@ -228,5 +228,39 @@ pub fn all(r: &Results, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
             written.push(p);
         }
     }
+    written.extend(lookup(r, dir)?);
     Ok(written)
+}
+
+/// `lookup.svg`: ns per random lookup against registry size, one line per side.
+fn lookup(r: &Results, dir: &Path) -> anyhow::Result<Option<PathBuf>> {
+    let Some(l) = &r.lookup else { return Ok(None) };
+    type Pick = fn(&crate::scenario::lookup::LookupPoint) -> f64;
+    let sides: [(&str, Pick); 4] = [
+        ("pidmesh lookup (owned Entry)", |p| p.pidmesh_owned_ns),
+        ("pidmesh with_lookup (borrowed)", |p| p.pidmesh_borrowed_ns),
+        ("std HashMap get (borrowed)", |p| p.std_borrowed_ns),
+        ("std HashMap get + clone", |p| p.std_cloned_ns),
+    ];
+    let series: Vec<Series> = sides
+        .iter()
+        .map(|(label, pick)| {
+            let v = l
+                .points
+                .iter()
+                .map(|p| (p.entries as f64, pick(p)))
+                .collect();
+            ((*label).to_string(), v)
+        })
+        .collect();
+    let p = dir.join("lookup.svg");
+    lines(
+        &p,
+        "random unique-name lookup, same names in the same scattered order",
+        "names in the registry (log scale)",
+        "ns per lookup",
+        &series,
+        true,
+    )?;
+    Ok(Some(p))
 }

@@ -140,6 +140,9 @@ pub struct Results {
     /// The `pg` peers' workload on pidmesh (group joins, `members_of` on two nodes).
     #[serde(default)]
     pub groups: Option<crate::scenario::groups::GroupsResult>,
+    /// Random lookups against a std map, same run.
+    #[serde(default)]
+    pub lookup: Option<crate::scenario::lookup::LookupResult>,
 }
 
 impl Results {
@@ -166,6 +169,7 @@ impl Results {
             ractor: None,
             wire: None,
             groups: None,
+            lookup: None,
         }
     }
 }
@@ -477,6 +481,7 @@ pub fn summary_table(r: &Results) -> String {
             ]);
         }
     }
+    lookup_rows(r, &mut rows);
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -644,6 +649,7 @@ pub fn benchmarks_md(r: &Results) -> String {
         s,
         "Simulated convergence time (virtual) against cluster size:\n\n![scale](docs/bench/scale.svg)\n"
     );
+    lookup_plot_section(r, &mut s);
     let _ = writeln!(s, "## Details\n");
     if let Some(b) = &r.bulk {
         let _ = writeln!(
@@ -744,4 +750,49 @@ pub fn benchmarks_md(r: &Results) -> String {
             .join(", ")
     );
     s
+}
+
+/// The lookup scenario's rows: per size, pidmesh borrowed and owned against the std map.
+fn lookup_rows(r: &Results, rows: &mut Vec<[String; 4]>) {
+    let Some(l) = &r.lookup else { return };
+    let load =
+        |x: Option<[f64; 3]>| x.map_or_else(|| "?".to_string(), |[a, _, _]| format!("{a:.2}"));
+    for p in &l.points {
+        rows.push([
+            format!(
+                "random lookup among {} names, same run as a std `HashMap<String, Entry>` (load avg {} → {})",
+                count(p.entries),
+                load(l.loadavg_start),
+                load(l.loadavg_end)
+            ),
+            if p.entries >= 1_000_000 {
+                "borrowed ≤ 0.7× std borrowed (1M)".into()
+            } else {
+                "—".into()
+            },
+            format!(
+                "borrowed {} vs std borrowed {} ({:.2}×); owned {} vs std cloned {} ({:.2}×)",
+                ns(p.pidmesh_borrowed_ns),
+                ns(p.std_borrowed_ns),
+                p.borrowed_ratio(),
+                ns(p.pidmesh_owned_ns),
+                ns(p.std_cloned_ns),
+                p.owned_ratio()
+            ),
+            "—".into(),
+        ]);
+    }
+}
+
+/// The lookup plot's paragraph, when the run measured lookups.
+fn lookup_plot_section(r: &Results, s: &mut String) {
+    if r.lookup.is_none() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "Random unique-name lookup against registry size, pidmesh (owned `lookup`, borrowed \
+         `with_lookup`) and a std `HashMap<String, Entry>` (borrowed `get`, cloned) probed with \
+         the same names in the same order, in the same run:\n\n![lookup](docs/bench/lookup.svg)\n"
+    );
 }

@@ -8,6 +8,7 @@ pub mod failure;
 pub mod groups;
 pub mod heal;
 pub mod latency;
+pub mod lookup;
 pub mod memory;
 pub mod ractor;
 pub mod scale;

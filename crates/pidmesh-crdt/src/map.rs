@@ -152,9 +152,11 @@ impl<A, K, V> JoinReport<A, K, V> {
 /// * [`OrMap::forget_actor`] drops every entry and the context row of one actor, cheaply (used when
 ///   a node is declared down).
 ///
-/// Storage: each key is stored once (with 8 bytes of list head and count, plus ~10 bytes of hash
-/// table at 1M keys); an entry costs its value plus 20 bytes (key id, interned actor index, list
-/// link, sequence number; 24 with alignment) and ~5 bytes in a per-actor index by sequence number.
+/// Storage: each key is stored once, with its first entry inline beside it (interned actor index,
+/// sequence number, value, a link to further entries: 16 bytes beside key and value, plus ~10
+/// bytes of hash table at 1M keys), so a lookup of a key with one entry reads one record; a
+/// key's further entries (conflicts, group members) cost their value plus 24 bytes each. Every
+/// entry also costs ~5 bytes in a per-actor index by sequence number.
 /// Entries live in sharded storage that [`MapReader`]s (see [`OrMap::reader`]) read from other
 /// threads while this map keeps changing. Actors are interned for the map's life (a few bytes
 /// each, never reclaimed).

@@ -1,10 +1,18 @@
 //! The shared, sharded storage of an [`crate::OrMap`]'s entries, and the read handle over it.
 //!
 //! Keys are spread over [`SHARDS`] shards by hash. A shard holds, behind its own lock, a hash
-//! table of `u32` key ids, the keys (each stored once) and the entries (dot + value) of those keys,
-//! linked per key. Actors are interned: an entry names its actor by a `u32` index. The single
-//! writer (the owning `OrMap`) locks one shard at a time for the length of one entry's change;
-//! readers ([`MapReader`]) lock one shard for one key, so they never wait for a whole join.
+//! table of `u32` key ids and a slab of key records. A key record holds the key and, inline, its
+//! first entry (dot + value): a lookup of a key with one entry (the common case) touches the
+//! table and one record. Further entries of the same key (conflicting claims, group members)
+//! live in a second slab, linked per key. Actors are interned: an entry names its actor by a
+//! `u32` index. The single writer (the owning `OrMap`) locks one shard at a time for the length
+//! of one entry's change; readers ([`MapReader`]) lock one shard for one key, so they never wait
+//! for a whole join.
+//!
+//! Entry ids are stable for an entry's life (the owning map's per-actor index keeps them): an
+//! entry stored inline is named by its key's id, an extra one by its id in the second slab. An
+//! entry never moves: when a key's inline entry leaves while extra entries remain, the inline
+//! place stays empty until the key's next entry fills it.
 
 use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -18,48 +26,84 @@ use crate::slab::Slab;
 const SHARD_BITS: u32 = 6;
 /// The number of shards.
 pub(crate) const SHARDS: usize = 1 << SHARD_BITS;
-/// Bits of a shard-local entry id in a global entry id (the rest name the shard): 2^26 entries
-/// per shard, 2^32 in all — far beyond what fits in memory.
-const LOCAL_BITS: u32 = 32 - SHARD_BITS;
-const LOCAL_MASK: u32 = (1 << LOCAL_BITS) - 1;
+/// The bit of a global entry id that marks an extra (not inline) entry.
+const EXTRA_BIT: u32 = 1 << (31 - SHARD_BITS);
+/// Bits of a shard-local id in a global entry id (the rest name the shard and the kind): 2^25
+/// keys and 2^25 extra entries per shard, 2^31 keys in all — far beyond what fits in memory.
+const LOCAL_MASK: u32 = EXTRA_BIT - 1;
 /// "No entry" in the per-key lists.
 const NIL: u32 = u32::MAX;
 
-/// A global entry id: shard in the high bits, shard-local id in the low bits.
-pub(crate) fn gid(shard: usize, local: u32) -> u32 {
-    ((shard as u32) << LOCAL_BITS) | (local & LOCAL_MASK)
+/// Where a global entry id points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// The inline entry of the key with this id.
+    Inline(u32),
+    /// The extra entry with this id.
+    Extra(u32),
 }
 
-fn ungid(id: u32) -> (usize, u32) {
-    ((id >> LOCAL_BITS) as usize, id & LOCAL_MASK)
+/// A global entry id: shard in the high bits, then the kind, then the shard-local id.
+fn gid(shard: usize, place: Place) -> u32 {
+    let (flag, local) = match place {
+        Place::Inline(k) => (0, k),
+        Place::Extra(r) => (EXTRA_BIT, r),
+    };
+    ((shard as u32) << (32 - SHARD_BITS)) | flag | (local & LOCAL_MASK)
 }
 
+fn ungid(id: u32) -> (usize, Place) {
+    let shard = (id >> (32 - SHARD_BITS)) as usize;
+    let local = id & LOCAL_MASK;
+    let place = if id & EXTRA_BIT == 0 {
+        Place::Inline(local)
+    } else {
+        Place::Extra(local)
+    };
+    (shard, place)
+}
+
+/// An entry beyond a key's first.
 #[derive(Debug, Clone)]
-struct Rec<V> {
+struct Extra<V> {
     /// The key's id in the shard.
     key: u32,
     /// The interned actor of the entry's dot.
     actor: u32,
-    /// The next entry of the same key, or [`NIL`].
+    /// The next extra entry of the same key, or [`NIL`].
     next: u32,
     seq: u64,
     value: V,
 }
 
+/// A key with its inline entry. The inline entry's fields sit beside the key (not in a nested
+/// struct) so that they pack without padding: 16 bytes beside key and value.
 #[derive(Debug, Clone)]
-struct KeyRec<K> {
+struct KeyRec<K, V> {
     key: K,
-    /// The first entry of the key.
-    head: u32,
-    /// How many entries the key has (never 0 while stored).
-    count: u32,
+    /// The inline entry's value; `None` only while extra entries remain (then `actor` and
+    /// `seq` mean nothing).
+    value: Option<V>,
+    /// The inline entry's sequence number.
+    seq: u64,
+    /// The inline entry's interned actor.
+    actor: u32,
+    /// The first extra entry, or [`NIL`].
+    more: u32,
+}
+
+impl<K, V> KeyRec<K, V> {
+    /// The inline entry: interned actor, sequence number, value.
+    fn first(&self) -> Option<(u32, u64, &V)> {
+        Some((self.actor, self.seq, self.value.as_ref()?))
+    }
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct Shard<A, K, V> {
     table: HashTable<u32>,
-    keys: Slab<KeyRec<K>>,
-    recs: Slab<Rec<V>>,
+    keys: Slab<KeyRec<K, V>>,
+    extra: Slab<Extra<V>>,
     /// A copy of the interned actors (index → actor), so readers need no other lock.
     actors: Vec<A>,
 }
@@ -69,8 +113,26 @@ impl<A, K, V> Default for Shard<A, K, V> {
         Self {
             table: HashTable::new(),
             keys: Slab::default(),
-            recs: Slab::default(),
+            extra: Slab::default(),
             actors: Vec::new(),
+        }
+    }
+}
+
+impl<A, K, V> Shard<A, K, V> {
+    /// The entries of the key record `k`.
+    fn iter<'a>(&'a self, k: &'a KeyRec<K, V>) -> SlotIter<'a, A, K, V> {
+        let mut left = usize::from(k.value.is_some());
+        let mut cur = k.more;
+        while let Some(r) = self.extra.get(cur) {
+            left += 1;
+            cur = r.next;
+        }
+        SlotIter {
+            shard: Some(self),
+            first: k.first(),
+            cur: k.more,
+            left,
         }
     }
 }
@@ -85,6 +147,14 @@ pub struct SlotRef<'a, A, V> {
     /// The value.
     pub value: &'a V,
 }
+
+impl<A, V> Clone for SlotRef<'_, A, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<A, V> Copy for SlotRef<'_, A, V> {}
 
 impl<A: Clone, V: Clone> SlotRef<'_, A, V> {
     /// The entry's dot (clones the actor).
@@ -105,8 +175,20 @@ impl<A: Clone, V: Clone> SlotRef<'_, A, V> {
 #[derive(Debug)]
 pub struct SlotIter<'a, A, K, V> {
     shard: Option<&'a Shard<A, K, V>>,
+    first: Option<(u32, u64, &'a V)>,
     cur: u32,
     left: usize,
+}
+
+impl<A, K, V> Clone for SlotIter<'_, A, K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            shard: self.shard,
+            first: self.first,
+            cur: self.cur,
+            left: self.left,
+        }
+    }
 }
 
 impl<'a, A, K, V> Iterator for SlotIter<'a, A, K, V> {
@@ -114,24 +196,26 @@ impl<'a, A, K, V> Iterator for SlotIter<'a, A, K, V> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let shard = self.shard?;
-        let rec = shard.recs.get(self.cur)?;
-        let actor = shard.actors.get(rec.actor as usize)?;
-        self.cur = rec.next;
+        let (actor, seq, value) = match self.first.take() {
+            Some(e) => e,
+            None => {
+                let rec = shard.extra.get(self.cur)?;
+                self.cur = rec.next;
+                (rec.actor, rec.seq, &rec.value)
+            }
+        };
+        let actor = shard.actors.get(actor as usize)?;
         self.left = self.left.saturating_sub(1);
-        Some(SlotRef {
-            actor,
-            seq: rec.seq,
-            value: &rec.value,
-        })
+        Some(SlotRef { actor, seq, value })
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (0, Some(self.left))
+        (self.left, Some(self.left))
     }
 }
 
 impl<A, K, V> SlotIter<'_, A, K, V> {
-    /// How many entries the key has.
+    /// How many entries the key has (left to visit).
     pub fn count_hint(&self) -> usize {
         self.left
     }
@@ -204,76 +288,83 @@ where
         let (hash, si) = self.locate(&key);
         let mut guard = write(&self.shards[si]);
         let Shard {
-            table, keys, recs, ..
+            table, keys, extra, ..
         } = &mut *guard;
         let found = table
             .find(hash, |&i| keys.get(i).is_some_and(|k| k.key == key))
             .copied();
-        let kid = match found {
-            Some(kid) => kid,
-            None => {
-                let kid = keys.insert(KeyRec {
-                    key,
-                    head: NIL,
-                    count: 0,
-                });
-                let hasher = &self.hasher;
-                table.insert_unique(hash, kid, |&i| {
-                    keys.get(i).map_or(0, |k| hasher.hash_one(&k.key))
-                });
-                kid
-            }
+        let Some(kid) = found else {
+            let kid = keys.insert(KeyRec {
+                key,
+                value: Some(value),
+                seq,
+                actor,
+                more: NIL,
+            });
+            let hasher = &self.hasher;
+            table.insert_unique(hash, kid, |&i| {
+                keys.get(i).map_or(0, |k| hasher.hash_one(&k.key))
+            });
+            return gid(si, Place::Inline(kid));
         };
         let Some(krec) = keys.get_mut(kid) else {
-            unreachable!("key {kid} was just found or stored")
+            unreachable!("key {kid} was just found")
         };
-        let rid = recs.insert(Rec {
+        if krec.value.is_none() {
+            krec.value = Some(value);
+            krec.seq = seq;
+            krec.actor = actor;
+            return gid(si, Place::Inline(kid));
+        }
+        let rid = extra.insert(Extra {
             key: kid,
             actor,
-            next: krec.head,
+            next: krec.more,
             seq,
             value,
         });
-        krec.head = rid;
-        krec.count += 1;
-        gid(si, rid)
+        krec.more = rid;
+        gid(si, Place::Extra(rid))
     }
 
     /// Takes the entry with global id `id` out; drops its key when it was the key's last entry.
     pub(crate) fn remove(&self, id: u32) -> Option<Taken<K, V>> {
-        let (si, rid) = ungid(id);
+        let (si, place) = ungid(id);
         let mut guard = write(self.shards.get(si)?);
         let Shard {
-            table, keys, recs, ..
+            table, keys, extra, ..
         } = &mut *guard;
-        let rec = recs.remove(rid)?;
-        let krec = keys.get_mut(rec.key)?;
-        if krec.head == rid {
-            krec.head = rec.next;
-        } else {
-            let mut cur = krec.head;
-            while let Some(r) = recs.get_mut(cur) {
-                if r.next == rid {
-                    r.next = rec.next;
-                    break;
+        let (kid, value) = match place {
+            Place::Inline(kid) => (kid, keys.get_mut(kid)?.value.take()?),
+            Place::Extra(rid) => {
+                let rec = extra.remove(rid)?;
+                let krec = keys.get_mut(rec.key)?;
+                if krec.more == rid {
+                    krec.more = rec.next;
+                } else {
+                    let mut cur = krec.more;
+                    while let Some(r) = extra.get_mut(cur) {
+                        if r.next == rid {
+                            r.next = rec.next;
+                            break;
+                        }
+                        cur = r.next;
+                    }
                 }
-                cur = r.next;
+                (rec.key, rec.value)
             }
-        }
-        krec.count -= 1;
-        let key = if krec.count == 0 {
+        };
+        let krec = keys.get(kid)?;
+        let key = if krec.value.is_none() && krec.more == NIL {
             let hash = self.hasher.hash_one(&krec.key);
-            if let Ok(slot) = table.find_entry(hash, |&i| i == rec.key) {
+            if let Ok(slot) = table.find_entry(hash, |&i| i == kid) {
                 slot.remove();
             }
-            keys.remove(rec.key)?.key
+            keys.remove(kid)?.key
         } else {
             krec.key.clone()
         };
-        Some(Taken {
-            key,
-            value: rec.value,
-        })
+        Some(Taken { key, value })
     }
 
     /// Calls `f` with the entry of global id `id` and its key.
@@ -282,19 +373,26 @@ where
         id: u32,
         f: impl FnOnce(&K, SlotRef<'_, A, V>) -> R,
     ) -> Option<R> {
-        let (si, rid) = ungid(id);
+        let (si, place) = ungid(id);
         let guard = read(self.shards.get(si)?);
-        let rec = guard.recs.get(rid)?;
-        let key = &guard.keys.get(rec.key)?.key;
-        let actor = guard.actors.get(rec.actor as usize)?;
-        Some(f(
-            key,
-            SlotRef {
-                actor,
-                seq: rec.seq,
-                value: &rec.value,
-            },
-        ))
+        let (key, actor, seq, value) = match place {
+            Place::Inline(kid) => {
+                let krec = guard.keys.get(kid)?;
+                let (actor, seq, value) = krec.first()?;
+                (&krec.key, actor, seq, value)
+            }
+            Place::Extra(rid) => {
+                let rec = guard.extra.get(rid)?;
+                (
+                    &guard.keys.get(rec.key)?.key,
+                    rec.actor,
+                    rec.seq,
+                    &rec.value,
+                )
+            }
+        };
+        let actor = guard.actors.get(actor as usize)?;
+        Some(f(key, SlotRef { actor, seq, value }))
     }
 
     /// Calls `f` with the entries of `key`.
@@ -307,13 +405,10 @@ where
             .find(hash, |&i| shard.keys.get(i).is_some_and(|k| k.key == *key))
             .and_then(|&i| shard.keys.get(i));
         let iter = match found {
-            Some(k) => SlotIter {
-                shard: Some(shard),
-                cur: k.head,
-                left: k.count as usize,
-            },
+            Some(k) => shard.iter(k),
             None => SlotIter {
                 shard: None,
+                first: None,
                 cur: NIL,
                 left: 0,
             },
@@ -327,14 +422,7 @@ where
             let guard = read(s);
             let shard = &*guard;
             for (_, k) in shard.keys.iter() {
-                f(
-                    &k.key,
-                    SlotIter {
-                        shard: Some(shard),
-                        cur: k.head,
-                        left: k.count as usize,
-                    },
-                );
+                f(&k.key, shard.iter(k));
             }
         }
     }
@@ -401,3 +489,7 @@ where
         });
     }
 }
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;

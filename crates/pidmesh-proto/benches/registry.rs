@@ -8,6 +8,7 @@
 //!
 //! * `lookup_unique`: `RegistryReader::lookup` (what `pidmesh::Registry::lookup` calls) of a
 //!   name picked pseudo-randomly among all registered ones, so most probes miss the CPU caches,
+//!   and `pidmesh_borrowed`, its borrowed form `RegistryReader::with_lookup`,
 //!   beside a std `HashMap<String, Entry>` holding the same entries, probed with the same names
 //!   in the same order (`std_hashmap_borrowed`: a reference; `std_hashmap_cloned`: an owned copy);
 //!   `lookup_unique_hot` looks up the same name again and again (cache-resident: the CPU cost).
@@ -104,6 +105,14 @@ fn lookups(c: &mut Criterion) {
                 // A stride coprime with n visits every name in a cache-unfriendly order.
                 i = (i + 7_919) % n;
                 black_box(reader.lookup(&names[i]))
+            })
+        });
+        // The borrowed form (`Registry::with_lookup`): the closure reads the winner in place.
+        g.bench_with_input(BenchmarkId::new("pidmesh_borrowed", n), &n, |b, &n| {
+            let mut i = 0usize;
+            b.iter(|| {
+                i = (i + 7_919) % n;
+                reader.with_lookup(&names[i], |e| black_box(e).is_some())
             })
         });
         // The naive baseline: the same entries in a std map keyed by name, probed with the same

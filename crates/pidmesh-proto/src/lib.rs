@@ -13,6 +13,7 @@
 mod clock;
 mod config;
 mod entry;
+mod entry_ref;
 mod error;
 mod member;
 mod node;
@@ -26,6 +27,7 @@ mod timers;
 pub use clock::HlcClock;
 pub use config::{Config, Lifeguard};
 pub use entry::{Entry, Event, Reason};
+pub use entry_ref::EntryRef;
 pub use error::{JoinError, RegisterError, RemoveError};
 pub use member::Member;
 pub use node::{Node, NodeOptions, Registry, RememberedAddr, Transmit};

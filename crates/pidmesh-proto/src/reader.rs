@@ -1,9 +1,10 @@
 //! Reading the registry from other threads while the node keeps changing it.
 
 use pidmesh_crdt::{MapReader, SlotIter, SlotRef};
-use pidmesh_wire::{Key, NodeId, Pid, Value};
+use pidmesh_wire::{Key, NodeId, Value};
 
 use crate::entry::Entry;
+use crate::entry_ref::EntryRef;
 use crate::resolver::{Resolver, Verdict};
 
 /// A read handle on a node's registry that can be used from any thread, without access to
@@ -36,6 +37,21 @@ impl RegistryReader {
         winner(&self.resolver, name, found)
     }
 
+    /// Calls `f` with a borrowed view of the entry that holds the unique `name` (`None` if
+    /// none), the same winner [`RegistryReader::lookup`] returns, without copying it.
+    ///
+    /// The name's storage shard stays locked for reading while `f` runs, which delays the
+    /// node's changes to that shard (not reads): keep `f` short, copy out what you need
+    /// ([`EntryRef::to_entry`], [`EntryRef::pid`]) and act on it after. A name with one entry
+    /// costs one table probe and one record read; a conflicted name also resolves its
+    /// entries as `lookup` does (copying them, as rare as conflicts are).
+    pub fn with_lookup<R>(&self, name: &str, f: impl FnOnce(Option<EntryRef<'_>>) -> R) -> R {
+        let key = Key::name(name);
+        self.map.read(&key, |slots| {
+            with_winner(&self.resolver, &key, name, slots, f)
+        })
+    }
+
     /// The members of `group`, canonically sorted.
     pub fn members_of(&self, group: &str) -> Vec<Entry> {
         self.entries(&Key::group(group))
@@ -54,16 +70,29 @@ impl RegistryReader {
 
 /// The [`Entry`] of one stored slot.
 pub(crate) fn entry_from(key: &Key, slot: &SlotRef<'_, NodeId, Value>) -> Entry {
-    Entry {
-        key: key.clone(),
-        pid: Pid {
-            node: slot.actor.clone(),
-            local: slot.value.pid,
-        },
-        meta: slot.value.meta.clone(),
-        registered_at: slot.value.at,
-        dot: slot.dot(),
+    EntryRef::new(key, slot).to_entry()
+}
+
+/// Calls `f` with the winner among `slots` (under the name `key`), borrowed: the only entry, or
+/// the resolver's pick among the canonically sorted entries of a conflict.
+pub(crate) fn with_winner<R>(
+    resolver: &Resolver,
+    key: &Key,
+    name: &str,
+    mut slots: SlotIter<'_, NodeId, Key, Value>,
+    f: impl FnOnce(Option<EntryRef<'_>>) -> R,
+) -> R {
+    if slots.count_hint() <= 1 {
+        let one = slots.next();
+        return f(one.as_ref().map(|s| EntryRef::new(key, s)));
     }
+    let all = sorted_entries(key, slots.clone());
+    let won = match resolver.resolve(name, &all).verdict {
+        Verdict::Keep(i) => all.get(i).map(|e| &e.dot),
+        Verdict::DropAll => None,
+    };
+    let slot = won.and_then(|d| slots.find(|s| s.seq == d.seq && *s.actor == d.actor));
+    f(slot.as_ref().map(|s| EntryRef::new(key, s)))
 }
 
 /// The entries of `slots` (under `key`), canonically sorted.
@@ -105,3 +134,7 @@ pub(crate) fn winner(resolver: &Resolver, name: &str, found: Found) -> Option<En
         },
     }
 }
+
+#[cfg(test)]
+#[path = "reader_tests.rs"]
+mod tests;

@@ -79,7 +79,7 @@ pub use mailbox::{Envelope, Mailbox};
 pub use messaging::MailStats;
 pub use monitor::{DownReason, Monitor};
 pub use pidmesh_proto::{
-    Config, Entry, Event, Hlc, Key, KeyKind, Lifeguard, NodeId, Pid, Reason, Resolver,
+    Config, Entry, EntryRef, Event, Hlc, Key, KeyKind, Lifeguard, NodeId, Pid, Reason, Resolver,
     SingletonPolicy, Stats, StopReason, Verdict,
 };
 pub use placement::{

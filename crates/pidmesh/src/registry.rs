@@ -9,7 +9,7 @@ use crate::singleton::Candidacy;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use pidmesh_proto::{Entry, Event, Key, Node, NodeId, Pid, Reason, Stats};
+use pidmesh_proto::{Entry, EntryRef, Event, Key, Node, NodeId, Pid, Reason, Stats};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::builder::RegistryBuilder;
@@ -202,6 +202,20 @@ impl Registry {
             return None;
         }
         self.shared.reader.lookup(name)
+    }
+
+    /// Calls `f` with a borrowed view of the entry holding the unique `name` (`None` if none):
+    /// the same winner [`Registry::lookup`] returns, without copying the entry (no allocation,
+    /// no reference-count traffic). Never touches the network.
+    ///
+    /// `f` runs while the name's storage shard is locked for reading, which holds up the
+    /// driver's changes to that shard: keep it short (read a field, compare, copy out a
+    /// [`Pid`] with [`EntryRef::pid`]) and do not call back into the registry from it.
+    pub fn with_lookup<R>(&self, name: &str, f: impl FnOnce(Option<EntryRef<'_>>) -> R) -> R {
+        if crate::scope::is_scoped(name) {
+            return f(None);
+        }
+        self.shared.reader.with_lookup(name, f)
     }
 
     /// The members of `group` on every node, as this node knows them. Reads like

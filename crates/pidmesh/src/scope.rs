@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use pidmesh_proto::{Entry, Pid};
+use pidmesh_proto::{Entry, EntryRef, Pid};
 use pidmesh_wire::{CompactString, SCOPE_MARK};
 use tokio::sync::oneshot;
 
@@ -202,6 +202,16 @@ impl Scope {
     pub fn lookup(&self, name: &str) -> Option<Entry> {
         let key = self.key_name(name).ok()?;
         self.registry.shared.reader.lookup(&key)
+    }
+
+    /// Calls `f` with a borrowed view of the entry holding `name` in this scope (`None` if
+    /// none), the winner [`Scope::lookup`] returns, without copying it; keep `f` short (see
+    /// [`Registry::with_lookup`]).
+    pub fn with_lookup<R>(&self, name: &str, f: impl FnOnce(Option<EntryRef<'_>>) -> R) -> R {
+        match self.key_name(name) {
+            Ok(key) => self.registry.shared.reader.with_lookup(&key, f),
+            Err(_) => f(None),
+        }
     }
 
     /// The members of `group` in this scope; see [`Registry::members_of`].

@@ -243,3 +243,45 @@ async fn custom_resolver_reads_singleton_metadata() {
         regs[0].lookup("svc/janitor")
     );
 }
+
+/// The borrowed lookup (`with_lookup`) sees what `lookup` sees, in the default scope and in a
+/// named one, and nothing across scopes. Conflicted names: `pidmesh-proto`'s reader tests.
+#[tokio::test]
+async fn with_lookup_matches_lookup() {
+    let seed = 0x5c0_9e03;
+    println!("seed = {seed:#x}");
+    let net = MemNetwork::new(seed);
+    let regs = cluster(&net, 2, Resolver::keep_oldest()).await;
+    let jobs = regs[0].scope("jobs").expect("valid scope");
+    let (p0, _m0) = regs[0].spawn_mailbox().expect("running");
+    let (p1, _m1) = regs[0].spawn_mailbox().expect("running");
+    let _a = regs[0].register("x", &p0, "plain").await.expect("x");
+    let _b = jobs.register("x", &p1, "scoped").await.expect("jobs/x");
+
+    let plain = regs[0].with_lookup("x", |e| e.map(|e| (e.pid(), e.meta.clone())));
+    assert_eq!(plain, Some((p0.clone(), Bytes::from_static(b"plain"))));
+    assert_eq!(
+        regs[0].with_lookup("x", |e| e.map(|e| e.to_entry())),
+        regs[0].lookup("x")
+    );
+    assert!(regs[0].with_lookup("x", |e| e.is_some_and(|e| e.is_pid(&p0))));
+    let scoped = jobs.with_lookup("x", |e| {
+        e.map(|e| (e.pid(), e.key.scope().map(str::to_owned)))
+    });
+    assert_eq!(scoped, Some((p1.clone(), Some("jobs".to_owned()))));
+    assert_eq!(
+        jobs.with_lookup("x", |e| e.map(|e| e.to_entry())),
+        jobs.lookup("x")
+    );
+    // Absent names, and a scope's stored key spelled in the default scope, give `None`.
+    assert!(regs[0].with_lookup("absent", |e| e.is_none()));
+    assert!(jobs.with_lookup("absent", |e| e.is_none()));
+    let stored = jobs.key_name("x").expect("valid");
+    assert!(regs[0].with_lookup(&stored, |e| e.is_none()));
+    // The other node sees the same once the delta arrived.
+    let seen = eventually(LIMIT, || {
+        regs[1].with_lookup("x", |e| e.is_some_and(|e| e.is_pid(&p0)))
+    })
+    .await;
+    assert!(seen.is_some(), "x did not reach node 1");
+}

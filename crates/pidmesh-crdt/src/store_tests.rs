@@ -1,0 +1,223 @@
+//! Unit tests of the sharded store: inline and extra entries, stable ids, growth.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use super::*;
+
+type TestStore = Store<&'static str, String, u64>;
+
+fn store_with_actors() -> TestStore {
+    let s = TestStore::default();
+    for a in ["a", "b", "c", "d"] {
+        s.push_actor(&a);
+    }
+    s
+}
+
+/// The entries under `key` as sorted `(actor, seq, value)`.
+fn entries(s: &TestStore, key: &str) -> Vec<(&'static str, u64, u64)> {
+    let mut v: Vec<_> = s.read(&key.to_owned(), |it| {
+        it.map(|e| (*e.actor, e.seq, *e.value)).collect()
+    });
+    v.sort_unstable();
+    v
+}
+
+fn count(s: &TestStore, key: &str) -> usize {
+    s.read(&key.to_owned(), |it| it.count_hint())
+}
+
+fn at(s: &TestStore, id: u32) -> Option<(String, &'static str, u64, u64)> {
+    s.with_id(id, |k, e| (k.clone(), *e.actor, e.seq, *e.value))
+}
+
+#[test]
+fn ids_round_trip() {
+    for shard in [0, 1, SHARDS - 1] {
+        for local in [0, 1, 12_345, LOCAL_MASK] {
+            for place in [Place::Inline(local), Place::Extra(local)] {
+                assert_eq!(ungid(gid(shard, place)), (shard, place));
+            }
+        }
+    }
+}
+
+#[test]
+fn conflicted_key_keeps_every_entry() {
+    let s = store_with_actors();
+    let ids: Vec<u32> = (0..3)
+        .map(|a| s.insert("billing".into(), a, 10 + u64::from(a), 100 + u64::from(a)))
+        .collect();
+    assert_eq!(
+        entries(&s, "billing"),
+        vec![("a", 10, 100), ("b", 11, 101), ("c", 12, 102)]
+    );
+    assert_eq!(count(&s, "billing"), 3);
+    assert_eq!(s.key_count(), 1);
+    // The first entry is inline, the others extra; every id reads its own entry.
+    assert!(matches!(ungid(ids[0]).1, Place::Inline(_)));
+    assert!(matches!(ungid(ids[1]).1, Place::Extra(_)));
+    for (a, &id) in ids.iter().enumerate() {
+        let (k, _, seq, _) = at(&s, id).expect("live");
+        assert_eq!(k, "billing");
+        assert_eq!(seq, 10 + a as u64);
+    }
+}
+
+#[test]
+fn removing_the_inline_entry_keeps_the_extra_ones_and_their_ids() {
+    let s = store_with_actors();
+    let first = s.insert("k".into(), 0, 1, 7);
+    let second = s.insert("k".into(), 1, 1, 8);
+    let third = s.insert("k".into(), 2, 1, 9);
+    let taken = s.remove(first).expect("live");
+    assert_eq!((taken.key.as_str(), taken.value), ("k", 7));
+    assert_eq!(at(&s, first), None);
+    assert_eq!(s.key_count(), 1, "the key stays while it has entries");
+    assert_eq!(entries(&s, "k"), vec![("b", 1, 8), ("c", 1, 9)]);
+    assert_eq!(count(&s, "k"), 2);
+    assert_eq!(at(&s, second), Some(("k".into(), "b", 1, 8)));
+    assert_eq!(at(&s, third), Some(("k".into(), "c", 1, 9)));
+    // The next entry of the key fills the empty inline place again, under the old id.
+    let again = s.insert("k".into(), 3, 5, 10);
+    assert_eq!(again, first);
+    assert_eq!(
+        entries(&s, "k"),
+        vec![("b", 1, 8), ("c", 1, 9), ("d", 5, 10)]
+    );
+    // Removing every entry (extra ones first, in the middle of the list too) drops the key.
+    assert_eq!(s.remove(third).map(|t| t.value), Some(9));
+    assert_eq!(s.remove(second).map(|t| t.value), Some(8));
+    assert_eq!(s.key_count(), 1);
+    let last = s.remove(again).expect("live");
+    assert_eq!((last.key.as_str(), last.value), ("k", 10));
+    assert_eq!(s.key_count(), 0);
+    assert_eq!(count(&s, "k"), 0);
+    assert_eq!(
+        s.remove(again).map(|t| t.value),
+        None,
+        "ids are not live twice"
+    );
+}
+
+#[test]
+fn removing_the_last_extra_entry_leaves_an_empty_key_gone() {
+    let s = store_with_actors();
+    let first = s.insert("k".into(), 0, 1, 1);
+    let second = s.insert("k".into(), 1, 1, 2);
+    assert!(s.remove(first).is_some());
+    assert_eq!(s.remove(second).map(|t| t.key), Some("k".to_owned()));
+    assert_eq!(s.key_count(), 0);
+    // The key comes back cleanly, inline.
+    let id = s.insert("k".into(), 2, 3, 4);
+    assert!(matches!(ungid(id).1, Place::Inline(_)));
+    assert_eq!(entries(&s, "k"), vec![("c", 3, 4)]);
+}
+
+#[test]
+fn growth_keeps_every_entry_reachable() {
+    let s = store_with_actors();
+    let n = 50_000u64;
+    let ids: Vec<u32> = (0..n)
+        .map(|i| s.insert(format!("svc/{i}"), (i % 4) as u32, i, i * 3))
+        .collect();
+    assert_eq!(s.key_count(), n as usize);
+    for (i, &id) in ids.iter().enumerate().step_by(97) {
+        let i = i as u64;
+        assert_eq!(
+            at(&s, id),
+            Some((
+                format!("svc/{i}"),
+                ["a", "b", "c", "d"][(i % 4) as usize],
+                i,
+                i * 3
+            ))
+        );
+        assert_eq!(entries(&s, &format!("svc/{i}")).len(), 1);
+    }
+    // Drop every other one; the rest stay where they are.
+    for &id in ids.iter().step_by(2) {
+        assert!(s.remove(id).is_some());
+    }
+    assert_eq!(s.key_count(), (n / 2) as usize);
+    let mut seen = 0;
+    s.for_each_key(|_, it| seen += it.count());
+    assert_eq!(seen, (n / 2) as usize);
+    assert_eq!(at(&s, ids[1]).map(|e| e.3), Some(3));
+}
+
+/// Steps of the model test: add an entry under one of a few keys, or remove the `i`-th live one.
+#[derive(Debug, Clone)]
+enum Op {
+    Add { key: u8, actor: u8 },
+    Remove { pick: usize },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0u8..6, 0u8..4).prop_map(|(key, actor)| Op::Add { key, actor }),
+        any::<usize>().prop_map(|pick| Op::Remove { pick }),
+    ]
+}
+
+proptest! {
+    /// Random adds and removals on a few keys (so most keys are conflicted at some point) agree
+    /// with a plain model: every key's entries, every live id, the key count.
+    #[test]
+    fn matches_a_model(ops in proptest::collection::vec(op(), 0..200)) {
+        let s = store_with_actors();
+        let actors = ["a", "b", "c", "d"];
+        // id → (key, actor, seq, value)
+        let mut model: BTreeMap<u32, (String, &'static str, u64, u64)> = BTreeMap::new();
+        let mut seq = 0u64;
+        for op in ops {
+            match op {
+                Op::Add { key, actor } => {
+                    seq += 1;
+                    let key = format!("k{key}");
+                    let id = s.insert(key.clone(), u32::from(actor), seq, seq * 10);
+                    prop_assert!(model.insert(id, (key, actors[usize::from(actor)], seq, seq * 10)).is_none());
+                }
+                Op::Remove { pick } => {
+                    if model.is_empty() {
+                        continue;
+                    }
+                    let id = *model.keys().nth(pick % model.len()).expect("in range");
+                    let want = model.remove(&id).expect("live");
+                    let got = s.remove(id).expect("live in the store");
+                    prop_assert_eq!((got.key, got.value), (want.0, want.3));
+                    prop_assert!(s.remove(id).is_none());
+                }
+            }
+            for (&id, want) in &model {
+                prop_assert_eq!(at(&s, id), Some(want.clone()));
+            }
+            let mut keys = std::collections::BTreeSet::new();
+            for k in 0..6u8 {
+                let key = format!("k{k}");
+                let mut want: Vec<_> = model.values().filter(|e| e.0 == key).map(|e| (e.1, e.2, e.3)).collect();
+                want.sort_unstable();
+                if !want.is_empty() {
+                    keys.insert(key.clone());
+                }
+                prop_assert_eq!(count(&s, &key), want.len());
+                prop_assert_eq!(entries(&s, &key), want);
+            }
+            prop_assert_eq!(s.key_count(), keys.len());
+        }
+    }
+}
+
+#[test]
+fn a_key_record_costs_sixteen_bytes_beside_key_and_value() {
+    // A 32-byte key and a 56-byte value, both with a niche (like pidmesh's `Key`, whose kind is
+    // an enum, and `Value`, whose metadata holds a reference).
+    type Key = (bool, [u64; 3]);
+    type Value = (Box<u8>, [u64; 6]);
+    let size = std::mem::size_of::<KeyRec<Key, Value>>();
+    assert_eq!(size, 32 + 56 + 16);
+    // The slab's `Option` costs nothing either.
+    assert_eq!(std::mem::size_of::<Option<KeyRec<Key, Value>>>(), size);
+}
