@@ -87,7 +87,10 @@ use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use pidmesh_transport::SocketBytes;
 use pidmesh_transport::stats::StatsCounters;
+
+mod counting;
 #[cfg(feature = "dev-ca")]
 pub use pidmesh_transport::tls::dev_ca;
 pub use pidmesh_transport::tls::{
@@ -329,6 +332,7 @@ struct Shared {
     cancel: CancellationToken,
     closed: AtomicBool,
     stats: StatsCounters,
+    socket_bytes: SocketBytes,
     inbox: mpsc::Sender<Incoming>,
     tasks: TaskTracker,
     runtime: tokio::runtime::Handle,
@@ -420,8 +424,20 @@ impl QuicTransport {
             .map_err(|e| BindError::Tls(e.to_string()))?;
         let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
         client.transport_config(transport);
-        let mut endpoint =
-            Endpoint::server(server, addr).map_err(|source| BindError::Io { addr, source })?;
+        // quinn's own socket for the runtime, wrapped to count the bytes on the wire.
+        let socket_bytes = SocketBytes::new();
+        let io_err = |source| BindError::Io { addr, source };
+        let quinn_runtime: Arc<dyn quinn::Runtime> = Arc::new(quinn::TokioRuntime);
+        let udp = quinn_runtime
+            .wrap_udp_socket(std::net::UdpSocket::bind(addr).map_err(io_err)?)
+            .map_err(io_err)?;
+        let mut endpoint = Endpoint::new_with_abstract_socket(
+            quinn::EndpointConfig::default(),
+            Some(server),
+            Arc::new(counting::CountingSocket::new(udp, socket_bytes.clone())),
+            quinn_runtime,
+        )
+        .map_err(io_err)?;
         endpoint.set_default_client_config(client);
         let local_addr = endpoint
             .local_addr()
@@ -435,6 +451,7 @@ impl QuicTransport {
             cancel: CancellationToken::new(),
             closed: AtomicBool::new(false),
             stats: StatsCounters::new("quic"),
+            socket_bytes,
             inbox,
             tasks: TaskTracker::new(),
             runtime,
@@ -447,6 +464,14 @@ impl QuicTransport {
     /// This transport's counters.
     pub fn stats(&self) -> TransportStats {
         self.shared.stats.snapshot()
+    }
+
+    /// UDP payload bytes this transport's socket sent and received (every QUIC packet: TLS
+    /// handshakes, acknowledgements, retransmissions, keep-alives, headers and all), next to
+    /// the message payloads of [`QuicTransport::stats`]. The handle is live: it keeps counting
+    /// after the transport is handed to a registry, and stops when the socket closes.
+    pub fn socket_bytes(&self) -> SocketBytes {
+        self.shared.socket_bytes.clone()
     }
 
     /// This node's name (from its certificate).

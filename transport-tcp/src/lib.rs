@@ -92,6 +92,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod counting;
 mod limits;
 
 use std::collections::{BTreeMap, HashMap};
@@ -112,8 +113,10 @@ use tokio_util::task::TaskTracker;
 
 pub use auth::{ClusterKey, ClusterKeyError, FRAME_TAG_LEN};
 use auth::{NONCE_LEN, Session, TAG_LEN};
+use counting::Counting;
 pub use limits::TcpLimits;
 use limits::{Admission, Held, SMALL_FRAME};
+use pidmesh_transport::SocketBytes;
 use pidmesh_transport::stats::StatsCounters;
 pub use pidmesh_transport::{
     Incoming, Outgoing, SendError, TrafficClass, Transport, TransportStats,
@@ -301,6 +304,7 @@ struct Shared {
     cancel: CancellationToken,
     closed: AtomicBool,
     stats: StatsCounters,
+    socket_bytes: SocketBytes,
     mode: Mode,
     admission: Arc<Admission>,
     inbox: mpsc::Sender<(Incoming, Held)>,
@@ -431,6 +435,7 @@ impl TcpTransport {
             cancel: CancellationToken::new(),
             closed: AtomicBool::new(false),
             stats: StatsCounters::new("tcp"),
+            socket_bytes: SocketBytes::new(),
             inbox,
             tasks: TaskTracker::new(),
             runtime,
@@ -467,6 +472,14 @@ impl TcpTransport {
     /// Inbound connections currently open (handshaking or established).
     pub fn inbound_connections(&self) -> usize {
         self.shared.admission.open()
+    }
+
+    /// Bytes this transport wrote to and read from its TCP sockets (handshakes, hellos,
+    /// TLS records, frame headers and payloads), next to the message payloads of
+    /// [`TcpTransport::stats`]. The handle is live: it keeps counting after the transport is
+    /// handed to a registry.
+    pub fn socket_bytes(&self) -> SocketBytes {
+        self.shared.socket_bytes.clone()
     }
 
     /// A handle on this transport's counters that stays usable after the transport was
@@ -666,8 +679,13 @@ async fn accept_loop(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                s.tasks
-                    .spawn(reader(s.clone(), stream, remote, guard, cancel.clone()));
+                s.tasks.spawn(reader(
+                    s.clone(),
+                    Counting::new(stream, s.socket_bytes.clone()),
+                    remote,
+                    guard,
+                    cancel.clone(),
+                ));
             }
             Err(e) => {
                 // Typically EMFILE: back off briefly instead of spinning.
@@ -743,7 +761,7 @@ struct Accepted {
 /// challenge–response in key mode). `Err` carries the refusal reason to count.
 async fn accept_handshake(
     shared: &Shared,
-    stream: TcpStream,
+    stream: Counting<TcpStream>,
     remote: SocketAddr,
 ) -> Result<Accepted, &'static str> {
     let (mut io, peer_name): (BoxIo, Option<String>) = match accept_tls(shared, stream).await {
@@ -815,7 +833,7 @@ async fn accept_handshake(
 /// shutdown. `_guard` holds the connection's admission slot until the connection ends.
 async fn reader(
     shared: Arc<Shared>,
-    stream: TcpStream,
+    stream: Counting<TcpStream>,
     remote: SocketAddr,
     _guard: limits::Guard,
     cancel: CancellationToken,
@@ -982,7 +1000,10 @@ async fn read_frame<R: AsyncRead + Unpin>(
     Ok((class, payload, held))
 }
 
-async fn accept_tls(shared: &Shared, stream: TcpStream) -> Result<(BoxIo, Option<String>), String> {
+async fn accept_tls(
+    shared: &Shared,
+    stream: Counting<TcpStream>,
+) -> Result<(BoxIo, Option<String>), String> {
     #[cfg(feature = "tls")]
     if let Some(acceptor) = &shared.acceptor {
         let tls = acceptor.accept(stream).await.map_err(|e| e.to_string())?;
@@ -1020,6 +1041,7 @@ async fn connect(
         .map_err(|_| ConnectError::Timeout)?
         .map_err(ConnectError::Io)?;
     let _ = stream.set_nodelay(true);
+    let stream = Counting::new(stream, shared.socket_bytes.clone());
     let io: BoxIo = {
         #[cfg(feature = "tls")]
         match &shared.connector {

@@ -224,6 +224,8 @@ pub struct Cluster {
     pub addrs: Vec<SocketAddr>,
     /// Payload byte counters of each node's transport.
     pub bytes: Vec<Arc<ByteCounters>>,
+    /// Socket byte counters of each node's transport (under QUIC/TLS/TCP framing).
+    pub socket: Vec<pidmesh_transport::SocketBytes>,
     /// The partition switchboard every node obeys.
     pub faults: Faults,
     kind: Kind,
@@ -241,6 +243,7 @@ impl Cluster {
             nodes: Vec::new(),
             addrs: Vec::new(),
             bytes: Vec::new(),
+            socket: Vec::new(),
             faults: Faults::new(),
             kind,
             config,
@@ -280,6 +283,10 @@ impl Cluster {
             ),
         };
         let addr = transport.local_addr();
+        let socket = match &transport {
+            AnyTransport::Quic(t) => t.socket_bytes(),
+            AnyTransport::Tcp(t) => t.socket_bytes(),
+        };
         let seed = self.addrs.first().copied().unwrap_or(addr);
         let counters = Arc::new(ByteCounters::default());
         let stack = Counted {
@@ -298,6 +305,7 @@ impl Cluster {
         self.nodes.push(registry);
         self.addrs.push(addr);
         self.bytes.push(counters);
+        self.socket.push(socket);
         Ok(i)
     }
 
@@ -330,6 +338,14 @@ impl Cluster {
     /// Payload bytes each node has sent so far.
     pub fn bytes_now(&self) -> Vec<Bytes> {
         self.bytes.iter().map(|b| b.snapshot()).collect()
+    }
+
+    /// Socket bytes `(sent, received)` of each node so far.
+    pub fn socket_now(&self) -> Vec<(u64, u64)> {
+        self.socket
+            .iter()
+            .map(|b| (b.sent(), b.received()))
+            .collect()
     }
 
     /// Stops every node that still runs (gracefully, in parallel).

@@ -2,15 +2,19 @@
 //!
 //! ```text
 //! cargo run --release -p pidmesh-bench -- <scenario> [--transport quic|tcp] [--size N] [--smoke]
-//!     [--preset lan|local] [--no-erlang | --erlang] [--out DIR] [--nodes 10,100,1000]
-//!     [--scale-budget SECS]
+//!     [--preset lan|local] [--no-erlang | --erlang] [--no-ractor | --ractor] [--out DIR]
+//!     [--nodes 10,100,1000] [--scale-budget SECS]
 //! ```
 //!
 //! `--smoke` skips the Erlang comparison unless `--erlang` is given; `--no-erlang` skips it
-//! always.
+//! always. The same for the ractor_cluster peer (`--ractor`, `--no-ractor`): smoke skips it
+//! because building it (ractor_cluster, prost, a TLS stack) takes minutes.
 //!
 //! Scenarios (each module's docs say exactly what it measures):
-//! - `bulk` / `wire`: N registrations on one node → visible on all 3 ([`scenario::bulk`]);
+//! - `bulk`: N registrations on one node → visible on all 3 ([`scenario::bulk`]);
+//! - `groups`: N one-member groups joined on one node, `members_of` on two nodes: the `pg`
+//!   peers' workload ([`scenario::groups`]);
+//! - `wire`: the bulk workload's payload and socket bytes over QUIC and TCP ([`scenario::wire`]);
 //! - `latency`: one registration at a time → visible on all 3 ([`scenario::latency`]);
 //! - `call`: request/reply round trips local and remote, and calls/s ([`scenario::call`]);
 //! - `catch-up`: a new node joins a cluster holding N entries ([`scenario::catchup`]);
@@ -21,6 +25,7 @@
 //! - `node-memory`: resident bytes per entry of whole node processes ([`scenario::node_memory`]);
 //! - `scale`: convergence in the simulator at 10/100/1,000 nodes ([`scenario::scale`]);
 //! - `erlang`: Erlang/OTP `pg`/`global` on the same workloads ([`scenario::erlang`]);
+//! - `ractor`: ractor_cluster's `pg` on the same workloads ([`scenario::ractor`]);
 //! - `all`: every one of them in one run; writes `docs/bench/results.json`, the SVG plots under
 //!   `docs/bench/` and `BENCHMARKS.md` (under `--out`, default: the repository), and the raw run
 //!   under `bench-results/` (not committed);
@@ -144,6 +149,8 @@ pub struct Settings {
     pub lookup_iters: usize,
     /// Run the Erlang comparison.
     pub erlang: bool,
+    /// Run the ractor_cluster comparison.
+    pub ractor: bool,
     /// Where outputs go (the repository root by default).
     pub out: PathBuf,
     /// Set when `all` runs this scenario in a child process: write the results there only.
@@ -165,8 +172,8 @@ impl Settings {
     }
 }
 
-const USAGE: &str = "usage: pidmesh-bench <bulk|wire|latency|call|catch-up|failure|heal|memory|node-memory|lookup|scale|erlang|all|report> \
-[--transport quic|tcp] [--size N] [--smoke] [--preset lan|local] [--no-erlang | --erlang] [--out DIR] \
+const USAGE: &str = "usage: pidmesh-bench <bulk|wire|groups|latency|call|catch-up|failure|heal|memory|node-memory|lookup|scale|erlang|ractor|all|report> \
+[--transport quic|tcp] [--size N] [--smoke] [--preset lan|local] [--no-erlang | --erlang] [--no-ractor | --ractor] [--out DIR] \
 [--nodes 10,100,1000] [--scale-budget SECS]";
 
 /// The repository root (this crate lives in `crates/pidmesh-bench`).
@@ -186,6 +193,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<(String, Settings)> {
     let mut preset = None;
     let mut no_erlang = false;
     let mut force_erlang = false;
+    let (mut no_ractor, mut force_ractor) = (false, false);
     let mut out = None;
     let mut nodes = None;
     let mut budget = None;
@@ -216,6 +224,8 @@ fn parse_args(args: &[String]) -> anyhow::Result<(String, Settings)> {
             }
             "--no-erlang" => no_erlang = true,
             "--erlang" => force_erlang = true,
+            "--no-ractor" => no_ractor = true,
+            "--ractor" => force_ractor = true,
             "--out" => out = Some(PathBuf::from(value(a)?)),
             "--nodes" => {
                 nodes = Some(
@@ -241,7 +251,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<(String, Settings)> {
     let mut sizes = if smoke { Sizes::smoke() } else { Sizes::full() };
     if let Some(n) = size {
         match scenario.as_str() {
-            "bulk" | "wire" | "erlang" => sizes.bulk = n,
+            "bulk" | "wire" | "groups" | "erlang" | "ractor" => sizes.bulk = n,
             "latency" => sizes.latency = n,
             "catch-up" | "catchup" => sizes.catchup = n,
             "failure" => sizes.failure_names = n,
@@ -267,6 +277,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<(String, Settings)> {
         sample_every: Duration::from_millis(5),
         lookup_iters: if smoke { 10_000 } else { 1_000_000 },
         erlang: !no_erlang && (!smoke || force_erlang),
+        ractor: !no_ractor && (!smoke || force_ractor),
         out: out.unwrap_or_else(repo_root),
         result_json,
     };
@@ -280,7 +291,9 @@ async fn run_one(name: &str, s: &Settings, results: &mut Results) {
     let z = &s.sizes;
     let r: anyhow::Result<()> = async {
         match name {
-            "bulk" | "wire" => results.bulk = Some(scenario::bulk::run(s, z.bulk).await?),
+            "bulk" => results.bulk = Some(scenario::bulk::run(s, z.bulk).await?),
+            "wire" => results.wire = Some(scenario::wire::run(s, z.bulk).await?),
+            "groups" => results.groups = Some(scenario::groups::run(s, z.bulk).await?),
             "latency" => results.latency = Some(scenario::latency::run(s, z.latency).await?),
             "call" => results.call = Some(scenario::call::run(s, z.call).await?),
             "catch-up" => results.catchup = Some(scenario::catchup::run(s, z.catchup).await?),
@@ -311,12 +324,28 @@ async fn run_one(name: &str, s: &Settings, results: &mut Results) {
             }
             "erlang" => {
                 let timeout = Duration::from_secs(if s.smoke { 60 } else { 900 });
-                let o = scenario::erlang::run(&s.out, z.bulk, z.global_n, s.lookup_iters, timeout)
-                    .await;
+                let o = scenario::erlang::run(
+                    &repo_root(),
+                    z.bulk,
+                    z.global_n,
+                    s.lookup_iters,
+                    timeout,
+                )
+                .await;
                 if o.result.is_none() {
                     eprintln!("erlang: not available ({})", o.note);
                 }
                 results.erlang = Some(o);
+            }
+            "ractor" => {
+                // Includes building the peer on first use.
+                let timeout = Duration::from_secs(if s.smoke { 600 } else { 1800 });
+                // The peer lives in this repository, whatever `--out` says.
+                let o = scenario::ractor::run(&repo_root(), z.bulk, s.lookup_iters, timeout).await;
+                if o.result.is_none() {
+                    eprintln!("ractor: not available ({})", o.note);
+                }
+                results.ractor = Some(o);
             }
             other => bail!("unknown scenario {other:?}\n{USAGE}"),
         }
@@ -355,13 +384,17 @@ async fn run(scenario: &str, args: &[String], s: Settings, command: String) -> a
         scenario
     };
     if scenario == "all" {
-        // The Erlang run sits between pidmesh's bulk and read-path runs, so both sides see the
-        // same machine load within minutes of each other.
-        let mut order = vec!["bulk"];
+        // The Erlang and ractor runs sit right after pidmesh's bulk and groups runs, so all
+        // sides see the same machine load within minutes of each other.
+        let mut order = vec!["bulk", "groups"];
         if s.erlang {
             order.push("erlang");
         }
+        if s.ractor {
+            order.push("ractor");
+        }
         order.extend([
+            "wire",
             "latency",
             "call",
             "catch-up",
@@ -386,7 +419,18 @@ async fn run(scenario: &str, args: &[String], s: Settings, command: String) -> a
                 } else {
                     "skipped (--no-erlang)".to_string()
                 },
-                script: scenario::erlang::script_path(&s.out),
+                script: scenario::erlang::script_path(&repo_root()),
+                wall_secs: 0.0,
+            });
+        }
+        if !s.ractor {
+            results.ractor = Some(scenario::ractor::RactorOutcome {
+                result: None,
+                note: if s.smoke {
+                    "skipped (smoke run; --ractor runs it)".to_string()
+                } else {
+                    "skipped (--no-ractor)".to_string()
+                },
                 wall_secs: 0.0,
             });
         }

@@ -11,13 +11,15 @@ use crate::report::Results;
 /// A named series of (x, y) points.
 type Series = (String, Vec<(f64, f64)>);
 
-const COLORS: [RGBColor; 6] = [
+const COLORS: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
     RGBColor(214, 39, 40),
     RGBColor(148, 103, 189),
     RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
 ];
 
 /// Axis tick labels with as many decimals as their magnitude needs.
@@ -141,6 +143,16 @@ pub fn all(r: &Results, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
             .and_then(|e| e.pg_curve.as_ref());
         if let Some(curve) = pg {
             for (col, label) in [(1, "pg node 2"), (2, "pg node 3")] {
+                let v: Vec<(f64, f64)> = curve
+                    .iter()
+                    .filter_map(|row| Some((*row.first()?, *row.get(col)?)))
+                    .collect();
+                series.push((label.to_string(), v));
+            }
+        }
+        let ractor = r.ractor.as_ref().and_then(|o| o.result.as_ref());
+        if let Some(curve) = ractor.and_then(|x| x.curve.as_ref()) {
+            for (col, label) in [(1, "ractor pg node 1"), (2, "ractor pg node 2")] {
                 let v: Vec<(f64, f64)> = curve
                     .iter()
                     .filter_map(|row| Some((*row.first()?, *row.get(col)?)))

@@ -19,6 +19,9 @@ use crate::scenario::latency::LatencyResult;
 use crate::scenario::memory::MemoryResult;
 use crate::scenario::scale::ScaleResult;
 
+mod peers;
+use peers::{peers_and_wire, ractor_details};
+
 /// The machine a run happened on.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Machine {
@@ -128,6 +131,15 @@ pub struct Results {
     /// Request/reply round trips.
     #[serde(default)]
     pub call: Option<crate::scenario::call::CallResult>,
+    /// ractor_cluster's `pg` on the same workloads.
+    #[serde(default)]
+    pub ractor: Option<crate::scenario::ractor::RactorOutcome>,
+    /// Payload and socket bytes of the bulk workload over both transports.
+    #[serde(default)]
+    pub wire: Option<crate::scenario::wire::WireResult>,
+    /// The `pg` peers' workload on pidmesh (group joins, `members_of` on two nodes).
+    #[serde(default)]
+    pub groups: Option<crate::scenario::groups::GroupsResult>,
     /// Random lookups against a std map, same run.
     #[serde(default)]
     pub lookup: Option<crate::scenario::lookup::LookupResult>,
@@ -161,6 +173,9 @@ impl Results {
             memory: None,
             erlang: None,
             call: None,
+            ractor: None,
+            wire: None,
+            groups: None,
             lookup: None,
             node_memory: None,
             rss_after: None,
@@ -492,6 +507,7 @@ pub fn summary_table(r: &Results) -> String {
     if let Some(sc) = &r.scale {
         scale_table(&mut s, sc);
     }
+    s.push_str(&peers_and_wire(r));
     if !r.errors.is_empty() {
         let _ = writeln!(s);
         for (k, v) in &r.errors {
@@ -530,7 +546,7 @@ pub fn benchmarks_md(r: &Results) -> String {
     let _ = writeln!(
         s,
         "End-to-end figures of pidmesh on real sockets (3 nodes on 127.0.0.1 in one process unless \
-         said otherwise), of the simulator at scale, and of Erlang/OTP's `pg` and `global` on the \
+         said otherwise), of the simulator at scale, and of Erlang/OTP's `pg` and `global` and of ractor_cluster's `pg` on the \
          same workloads in the same run. These are measurements, not guarantees: on a shared \
          2-core machine they move by tens of percent from run to run.\n"
     );
@@ -543,11 +559,13 @@ pub fn benchmarks_md(r: &Results) -> String {
         s,
         "It runs every scenario, then rewrites this file, `docs/bench/results.json` and the plots \
          in `docs/bench/`; the raw run goes to `bench-results/` (not committed). One scenario: \
-         `cargo run --release -p pidmesh-bench -- <bulk|wire|latency|catch-up|failure|heal|scale|erlang> \
+         `cargo run --release -p pidmesh-bench -- <bulk|wire|groups|latency|catch-up|failure|heal|scale|erlang|ractor> \
          [--transport quic|tcp] [--size N] [--preset lan|local]`. `--smoke` uses tiny sizes \
          (CI runs `cargo run -p pidmesh-bench -- all --smoke --out <tmp>`). The Erlang comparison \
          runs `bench/erlang/run.sh` (or `$PIDMESH_ERLANG_BENCH`) when it exists and Erlang is \
-         installed; otherwise it is reported as not available. Each scenario is described in the \
+         installed; otherwise it is reported as not available. The ractor_cluster comparison \
+         builds and runs `bench/ractor` (its own Cargo project) with cargo (`--no-ractor` skips \
+         it; smoke runs skip it unless `--ractor` is given). Each scenario is described in the \
          module docs of `crates/pidmesh-bench/src/scenario/`.\n"
     );
     let _ = writeln!(s, "## Machine\n");
@@ -707,6 +725,7 @@ pub fn benchmarks_md(r: &Results) -> String {
         }
     }
     s.push_str(&node_memory_details(r));
+    s.push_str(&ractor_details(r));
     let _ = writeln!(
         s,
         "\nWall time per scenario: {}.",

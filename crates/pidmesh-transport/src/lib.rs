@@ -32,12 +32,14 @@ use std::net::SocketAddr;
 pub mod conformance;
 pub mod faults;
 pub mod mem;
+pub mod socket_bytes;
 pub mod stats;
 #[cfg(feature = "tls")]
 pub mod tls;
 
 pub use faults::{Faults, Faulty};
 pub use mem::{MemConfig, MemNetwork, MemTransport};
+pub use socket_bytes::SocketBytes;
 pub use stats::TransportStats;
 
 use bytes::Bytes;
