@@ -51,4 +51,10 @@ pub struct Stats {
     pub doubted_downs: u64,
     /// Suspicion timeouts dropped because the suspicion no longer stood (refuted in time).
     pub refuted_suspicions: u64,
+    /// Catch-up slices (another holder's relay of an origin's state) applied.
+    pub slices_applied: u64,
+    /// Catch-up fetches this node answered as a holder.
+    pub fetches_answered: u64,
+    /// Catch-up windows asked again of another holder (the first stalled or went down).
+    pub catch_up_refetches: u64,
 }

@@ -29,6 +29,8 @@ pub(crate) enum TimerKind {
     DoubtedDown,
     /// A suspicion held by Lifeguard may have reached its deadline (see `node/health.rs`).
     Suspicion,
+    /// A catch-up survey or fetch may have run out of time (see `node/catchup.rs`).
+    CatchUp,
 }
 
 #[derive(Debug)]

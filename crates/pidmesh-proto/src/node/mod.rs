@@ -125,6 +125,8 @@ pub struct Node {
     liveness: liveness::Liveness,
     /// Lifeguard's local health and suspicions (see `health.rs`).
     health: health::Health,
+    /// Catching up after joining: surveys, windows fetched from holders (see `catchup.rs`).
+    catchup: catchup::CatchUp,
 }
 
 impl std::fmt::Debug for Node {
@@ -149,6 +151,7 @@ fn entry_of(key: &Key, slot: &Slot<NodeId, Value>) -> Entry {
     }
 }
 
+mod catchup;
 mod discovery;
 mod dissemination;
 mod local;
@@ -177,7 +180,9 @@ impl Node {
             StdRng::seed_from_u64(opts.rng_seed),
             PostcardCodec,
         );
+        let catchup = catchup::CatchUp::new(!opts.seeds.is_empty());
         let mut node = Self {
+            catchup,
             swim,
             swim_rt: AccumulatingRuntime::new(),
             rng: StdRng::seed_from_u64(opts.rng_seed ^ 0x9e37_79b9_7f4a_7c15),
@@ -404,6 +409,7 @@ impl Node {
                 TimerKind::SnapshotWindow => self.send_snapshot_window(now),
                 TimerKind::DoubtedDown => self.doubted_down_due(now),
                 TimerKind::Suspicion => self.suspicions_due(now),
+                TimerKind::CatchUp => self.catchup_tick(now),
             }
         }
         self.settle(now);
