@@ -29,6 +29,11 @@ use super::dissemination::split_origin_delta;
 /// Windows asked of one holder at a time: one being applied here while the next is built.
 pub(super) const INFLIGHT_PER_HOLDER: usize = 2;
 
+/// Members surveyed at most: the first ones met. Enough to spread the transfer (the receiver's
+/// join is the bound beyond a few), and it keeps the survey's cost independent of the cluster's
+/// size. Digests to the others wait until the catch-up ends.
+pub(super) const MAX_SURVEYED: usize = 8;
+
 /// One window of an origin's sequence numbers not yet held.
 #[derive(Debug)]
 struct Window {
@@ -87,7 +92,10 @@ impl Node {
         }
         if self.catchup.asked.contains_key(&peer.node)
             || self.catchup.holders.contains_key(&peer.node)
+            || self.catchup.asked.len() + self.catchup.holders.len() >= MAX_SURVEYED
         {
+            // Asked already, or enough members asked: the digest waits for the end of the
+            // catch-up (`catchup_progress` sends one to every peer).
             return true;
         }
         self.catchup.started = true;
@@ -139,26 +147,21 @@ impl Node {
             .filter(|r| r.origin != me && r.upto > 0)
             .map(|r| (r.origin, r.upto))
             .collect();
+        self.plan_windows(&covered);
         self.catchup.holders.insert(from, covered);
-        self.plan_windows();
         self.dispatch_fetches(now);
         self.catchup_progress(now);
     }
 
-    /// Cuts windows for every live origin up to the highest coverage any holder reported.
-    fn plan_windows(&mut self) {
+    /// Cuts windows for the live origins a holder covers, beyond what earlier holders' reports
+    /// already cut (so the plan reaches the highest coverage any holder reported).
+    fn plan_windows(&mut self, covered: &BTreeMap<NodeId, u64>) {
         let window = self.config.catch_up_window.max(1);
-        let mut target: BTreeMap<NodeId, u64> = BTreeMap::new();
-        for rows in self.catchup.holders.values() {
-            for (origin, &upto) in rows {
-                if self.peers.contains_key(origin) {
-                    let t = target.entry(origin.clone()).or_default();
-                    *t = (*t).max(upto);
-                }
+        for (origin, &upto) in covered {
+            if !self.peers.contains_key(origin) {
+                continue;
             }
-        }
-        for (origin, upto) in target {
-            let held = self.map.context().row(&origin).map_or(0, |r| r.contiguous());
+            let held = self.map.context().row(origin).map_or(0, |r| r.contiguous());
             let planned = self.catchup.planned.entry(origin.clone()).or_default();
             let mut start = (*planned).max(held) + 1;
             *planned = (*planned).max(upto);
@@ -445,7 +448,6 @@ impl Node {
             }
         }
         self.stats.catch_up_refetches += refetched;
-        self.plan_windows();
         self.dispatch_fetches(now);
         self.catchup_progress(now);
     }
