@@ -1,7 +1,7 @@
-//! Catch-up: a joining node asks every member it meets which origins' dots it can vouch for,
-//! fetches the registry from several of them at once in disjoint windows of sequence numbers,
-//! applies each slice in one pass with one event, and knows when it holds everything the
-//! holders named.
+//! Catch-up: a joining node asks the first members it meets (at most [`MAX_SURVEYED`]) which
+//! origins' dots they can vouch for, fetches the registry from several of them at once in
+//! disjoint windows of sequence numbers, applies each slice in one pass with one event, and
+//! knows when it holds everything the surveyed origins reported.
 //!
 //! Why a holder may answer for another origin's row: a holder whose causal context covers an
 //! origin's sequence numbers `a ..= b` without a gap has seen every add and every removal in
@@ -10,7 +10,9 @@
 //! the range that was removed, and adds what it never saw. Only gap-free prefixes are vouched
 //! for (`HeldRow::upto` is the contiguous part of the row), and slices are accepted only from
 //! the holder a window was fetched from, only while catching up, only for origins that are live
-//! members here.
+//! members here. How far each origin's row goes comes from the origin's own answer, so a member
+//! cannot make the newcomer take sequence numbers the origin never minted as seen; within that
+//! bound a slice's content is taken on the holder's word (docs/architecture.md §6).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -147,20 +149,21 @@ impl Node {
             .filter(|r| r.origin != me && r.upto > 0)
             .map(|r| (r.origin, r.upto))
             .collect();
-        self.plan_windows(&covered);
+        // How far an origin's row goes is taken from the origin alone (it speaks for its own
+        // dots); other holders' rows only say who can serve which windows. So no member can
+        // make us fetch (and take as seen) sequence numbers the origin never minted.
+        if let Some(&own) = covered.get(&from) {
+            self.plan_windows(&from, own);
+        }
         self.catchup.holders.insert(from, covered);
         self.dispatch_fetches(now);
         self.catchup_progress(now);
     }
 
-    /// Cuts windows for the live origins a holder covers, beyond what earlier holders' reports
-    /// already cut (so the plan reaches the highest coverage any holder reported).
-    fn plan_windows(&mut self, covered: &BTreeMap<NodeId, u64>) {
+    /// Cuts `origin`'s sequence numbers we lack up to `upto` (its own report) into windows.
+    fn plan_windows(&mut self, origin: &NodeId, upto: u64) {
         let window = self.config.catch_up_window.max(1);
-        for (origin, &upto) in covered {
-            if !self.peers.contains_key(origin) {
-                continue;
-            }
+        {
             let held = self.map.context().row(origin).map_or(0, |r| r.contiguous());
             let planned = self.catchup.planned.entry(origin.clone()).or_default();
             let mut start = (*planned).max(held) + 1;
