@@ -401,15 +401,23 @@ impl Node {
                 },
             ));
         }
+        let keys_before = self.map.key_count();
         let report = self.map.join(&delta);
         self.stats.slices_applied += 1;
         if !report.removed.is_empty() {
             self.report_join(report);
             return;
         }
-        for (key, _) in &report.added {
-            if key.kind == KeyKind::Name && self.map.read(key, |mut slots| slots.nth(1).is_some()) {
-                self.dirty.insert(key.clone());
+        // When every added entry made a key of its own (the usual catch-up of a newcomer), no
+        // name gained a second claim; otherwise look at each added name.
+        let alone = self.map.key_count() == keys_before + report.added.len();
+        if !alone {
+            for (key, _) in &report.added {
+                if key.kind == KeyKind::Name
+                    && self.map.read(key, |mut slots| slots.nth(1).is_some())
+                {
+                    self.dirty.insert(key.clone());
+                }
             }
         }
         if !report.added.is_empty() {
