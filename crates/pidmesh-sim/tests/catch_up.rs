@@ -49,7 +49,11 @@ fn converge(sim: &mut Sim) {
         Duration::from_millis(20),
         check::converged,
     );
-    assert!(took.is_some(), "no convergence: {:?}", check::equal_state(sim));
+    assert!(
+        took.is_some(),
+        "no convergence: {:?}",
+        check::equal_state(sim)
+    );
 }
 
 fn id(sim: &Sim, i: usize) -> NodeId {
@@ -88,7 +92,9 @@ fn a_newcomer_catches_up_from_three_holders_under_churn() {
             let owner = sim
                 .node(0)
                 .and_then(|n| n.entries(&key).first().map(|e| e.dot.actor.clone()));
-            let j = (0..3).find(|&j| owner.as_ref() == Some(&id(&sim, j))).expect("owned");
+            let j = (0..3)
+                .find(|&j| owner.as_ref() == Some(&id(&sim, j)))
+                .expect("owned");
             sim.remove(j, &key, &pid).expect("removes");
             sim.run_for(Duration::from_millis(2));
             step += 1;
@@ -102,7 +108,10 @@ fn a_newcomer_catches_up_from_three_holders_under_churn() {
         let helped: Vec<usize> = (0..3)
             .filter(|&i| fetches_answered(&sim, i) > before[i])
             .collect();
-        assert!(helped.len() >= 2, "holders that answered fetches: {helped:?}");
+        assert!(
+            helped.len() >= 2,
+            "holders that answered fetches: {helped:?}"
+        );
         let events: Vec<&Event> = sim.hosts[3].life.events.iter().map(|(_, e)| e).collect();
         let caught = events
             .iter()
@@ -125,7 +134,10 @@ fn a_newcomer_catches_up_from_three_holders_under_churn() {
             synced >= held / 2,
             "{synced} entries came in Synced events, {single} as Registered, {held} held"
         );
-        assert!(single < held / 4, "{single} Registered events for {held} entries");
+        assert!(
+            single < held / 4,
+            "{single} Registered events for {held} entries"
+        );
     }
 }
 
@@ -142,7 +154,10 @@ fn a_holder_crashing_mid_stream_does_not_stop_the_catch_up() {
             fetches_answered(s, 1) > 0
         });
         assert!(started.is_some(), "n1 never answered a fetch");
-        assert!(!sim.node(3).is_some_and(|n| n.is_caught_up()), "caught up too early");
+        assert!(
+            !sim.node(3).is_some_and(|n| n.is_caught_up()),
+            "caught up too early"
+        );
         sim.crash(1);
         let done = sim.run_until(Duration::from_secs(30), Duration::from_millis(10), |s| {
             s.node(3).is_some_and(|n| n.is_caught_up())
@@ -173,7 +188,10 @@ fn removals_are_not_resurrected_by_stale_slices() {
                 && s.node(0).is_some_and(|n| n.peers().any(|m| m.node == n3))
         });
         assert!(joined.is_some(), "n3 did not start catching up");
-        assert!(!sim.node(3).is_some_and(|n| n.is_caught_up()), "caught up too early");
+        assert!(
+            !sim.node(3).is_some_and(|n| n.is_caught_up()),
+            "caught up too early"
+        );
         sim.cut_one_way(&[0], &[1, 2]);
         let mut removed: BTreeSet<Dot<NodeId>> = BTreeSet::new();
         for _ in 0..300 {
@@ -181,9 +199,11 @@ fn removals_are_not_resurrected_by_stale_slices() {
             let e = sim.remove(0, &key, &pid).expect("removes");
             removed.insert(e.dot);
         }
-        let done = sim.run_until(Duration::from_millis(400), Duration::from_micros(500), |s| {
-            s.node(3).is_some_and(|n| n.is_caught_up())
-        });
+        let done = sim.run_until(
+            Duration::from_millis(400),
+            Duration::from_micros(500),
+            |s| s.node(3).is_some_and(|n| n.is_caught_up()),
+        );
         assert!(done.is_some(), "n3 did not catch up during the cut");
         let node3 = sim.node(3).expect("runs");
         let back: Vec<_> = removed

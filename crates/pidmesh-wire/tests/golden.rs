@@ -465,7 +465,8 @@ fn sync_catch_up_v1() {
 const GOLDEN_CATCH_UP_ASK: &str = "0004036e657709016101";
 const GOLDEN_HOLDINGS: &str = "0005016101036e65770901016202f0a204e8fb03";
 const GOLDEN_FETCH: &str = "0006036e657709016101016202818002808004";
-const GOLDEN_SLICE: &str = "0007016101036e6577090162020102010307070102000762696c6c696e670502763180d095ffbc31030001";
+const GOLDEN_SLICE: &str =
+    "0007016101036e6577090162020102010307070102000762696c6c696e670502763180d095ffbc31030001";
 
 /// A catch-up message that breaks its rules is refused at decode.
 #[test]
@@ -478,7 +479,10 @@ fn malformed_catch_up_messages_are_rejected() {
         end: 9,
     });
     let bytes = encode(&bad_fetch).expect("encodes");
-    assert!(decode::<SyncMsg>(&bytes).is_err(), "an empty fetch range decoded");
+    assert!(
+        decode::<SyncMsg>(&bytes).is_err(),
+        "an empty fetch range decoded"
+    );
     let relayed_release = SyncMsg::V1(SyncV1::Slice {
         from: node("a", 1),
         to: node("new", 9),

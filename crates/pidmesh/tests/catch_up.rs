@@ -44,7 +44,11 @@ async fn a_joining_node_reports_when_it_is_caught_up() {
         .expect("starts");
     let mut events = newcomer.subscribe_prefix("cu/");
     assert!(newcomer.caught_up(LIMIT).await, "not caught up");
-    assert!(newcomer.entry_count() >= n, "{} entries", newcomer.entry_count());
+    assert!(
+        newcomer.entry_count() >= n,
+        "{} entries",
+        newcomer.entry_count()
+    );
     assert!(newcomer.lookup("cu/02999").is_some_and(|e| e.pid == pid));
 
     let (mut synced, mut registered, mut caught) = (0usize, 0usize, 0usize);
@@ -57,8 +61,14 @@ async fn a_joining_node_reports_when_it_is_caught_up() {
         }
     }
     assert_eq!(caught, 1, "CaughtUp events");
-    assert!(synced >= n / 2, "{synced} entries in Synced events, {registered} Registered");
-    assert!(registered < n / 4, "{registered} Registered events for {n} entries");
+    assert!(
+        synced >= n / 2,
+        "{synced} entries in Synced events, {registered} Registered"
+    );
+    assert!(
+        registered < n / 4,
+        "{registered} Registered events for {n} entries"
+    );
     newcomer.shutdown().await;
     for r in regs {
         r.shutdown().await;

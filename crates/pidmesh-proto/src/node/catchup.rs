@@ -19,7 +19,9 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use pidmesh_crdt::{Delta, Dot, DotSet, Slot};
-use pidmesh_wire::{HeldRow, KeyKind, NodeId, OriginDelta, SyncMsg, SyncV1, TrafficClass, WireEntry};
+use pidmesh_wire::{
+    HeldRow, KeyKind, NodeId, OriginDelta, SyncMsg, SyncV1, TrafficClass, WireEntry,
+};
 
 use crate::entry::Event;
 use crate::member::Member;
@@ -229,8 +231,16 @@ impl Node {
                 if load >= INFLIGHT_PER_HOLDER {
                     continue;
                 }
-                let rank = (w.tried.contains(h), load, (i + n - self.catchup.cursor % n) % n, h);
-                if best.as_ref().is_none_or(|b| (rank.0, rank.1, rank.2) < (b.0, b.1, b.2)) {
+                let rank = (
+                    w.tried.contains(h),
+                    load,
+                    (i + n - self.catchup.cursor % n) % n,
+                    h,
+                );
+                if best
+                    .as_ref()
+                    .is_none_or(|b| (rank.0, rank.1, rank.2) < (b.0, b.1, b.2))
+                {
                     best = Some(rank);
                 }
             }
@@ -280,7 +290,10 @@ impl Node {
         let covered = if origin == me {
             self.map.context().max(&me)
         } else if self.peers.contains_key(&origin) {
-            self.map.context().row(&origin).map_or(0, |r| r.contiguous())
+            self.map
+                .context()
+                .row(&origin)
+                .map_or(0, |r| r.contiguous())
         } else {
             0
         };
@@ -354,7 +367,10 @@ impl Node {
         if delta.seen.iter().any(|&(a, b)| a < start || b > end) {
             return Err("slice outside the fetched window");
         }
-        if !last && let Some((h, deadline)) = w.holder.as_mut() && *h == from {
+        if !last
+            && let Some((h, deadline)) = w.holder.as_mut()
+            && *h == from
+        {
             // A long answer is making progress: give it more time.
             *deadline = now + self.config.sync_timeout;
         }
