@@ -102,6 +102,9 @@ pub(crate) struct EventJson {
     pub(crate) losers: Vec<EntryJson>,
     #[serde(default)]
     pub(crate) node: Option<String>,
+    /// Entries a `synced` event made visible, or held at `caught_up`.
+    #[serde(default)]
+    pub(crate) count: Option<usize>,
 }
 
 impl From<&Event> for EventJson {
@@ -156,6 +159,15 @@ impl From<&Event> for EventJson {
             Event::NodeDown(n) => {
                 j.kind = "node_down".into();
                 j.node = Some(n.to_string());
+            }
+            Event::Synced { origin, count } => {
+                j.kind = "synced".into();
+                j.node = Some(origin.to_string());
+                j.count = Some(*count);
+            }
+            Event::CaughtUp { entries } => {
+                j.kind = "caught_up".into();
+                j.count = Some(*entries);
             }
             #[allow(unreachable_patterns)]
             _ => j.kind = "other".into(),

@@ -449,7 +449,9 @@ where
     /// Joins a delta (or a whole state) into this replica.
     pub fn join(&mut self, delta: &Delta<A, K, V>) -> JoinReport<A, K, V> {
         let mut report = JoinReport::default();
-        let carried: HashSet<&Dot<A>> = delta.adds.iter().map(|(_, s)| &s.dot).collect();
+        // The carried dots, built only when a local entry lies in the delta's ranges (a
+        // newcomer's catch-up has none: it skips hashing every dot of the delta).
+        let mut carried: Option<HashSet<&Dot<A>>> = None;
         // 1. Drop local entries whose dot the delta has seen but does not carry.
         for (actor, row) in delta.ctx.rows() {
             let Some(local) = self.entries_of(actor) else {
@@ -459,6 +461,8 @@ where
             for &(a, b) in row.ranges() {
                 for (seq, _) in local.index.range(a, b) {
                     let dot = Dot::new(actor.clone(), seq);
+                    let carried = carried
+                        .get_or_insert_with(|| delta.adds.iter().map(|(_, s)| &s.dot).collect());
                     if !carried.contains(&dot) {
                         doomed.push(dot);
                     }

@@ -52,6 +52,11 @@ pub struct Config {
     /// more removals than this gets a whole-row resend (which costs the live entries, not the
     /// history). 16 bytes each.
     pub removal_log: usize,
+    /// A joining node fetches each origin's state from the holders in windows of this many
+    /// sequence numbers (a holder answers at most this many live entries per fetch), at most
+    /// two windows per holder at a time. 32,768 in the presets (~0.9 MB of entries with
+    /// ~17-byte names). See `Node::is_caught_up`.
+    pub catch_up_window: u64,
     /// SWIM parameters (see `foca::Config`); `max_packet_size` must fit the transport's datagrams.
     pub swim: foca::Config,
     /// Lifeguard's local health awareness and dynamic suspicion around SWIM (see
@@ -175,6 +180,7 @@ impl Config {
             remember_for: Duration::from_secs(24 * 3600),
             max_remembered: 1024,
             removal_log: 65_536,
+            catch_up_window: 32_768,
             lifeguard: Some(Lifeguard::default()),
             push_pull: Some(PushPull::default()),
             swim: swim_base(

@@ -109,6 +109,22 @@ pub enum Event {
         /// Why.
         reason: crate::singleton::StopReason,
     },
+    /// `count` entries of `origin` became visible at once: a slice of this node's catch-up
+    /// after it joined, joined in one pass. They are not reported one by one as
+    /// [`Event::Registered`]; a subscriber that needs them reads the registry (`members_of`,
+    /// `list_prefix`, `lookup`). Subscriptions filtered by prefix receive it unfiltered.
+    Synced {
+        /// Whose entries.
+        origin: NodeId,
+        /// How many became visible.
+        count: usize,
+    },
+    /// This node holds everything the members it met when it joined reported holding (see
+    /// `Node::is_caught_up`). Emitted once per node life.
+    CaughtUp {
+        /// Live entries held at that moment.
+        entries: usize,
+    },
     /// A node joined (or came back).
     NodeUp(NodeId),
     /// A node was declared down, left, or was replaced by a newer life of itself.

@@ -59,4 +59,10 @@ pub struct Stats {
     pub push_pull_refused: u64,
     /// Push-pull exchanges this node completed as the asker.
     pub push_pull_completed: u64,
+    /// Catch-up slices (another holder's relay of an origin's state) applied.
+    pub slices_applied: u64,
+    /// Catch-up fetches this node answered as a holder.
+    pub fetches_answered: u64,
+    /// Catch-up windows asked again of another holder (the first stalled or went down).
+    pub catch_up_refetches: u64,
 }

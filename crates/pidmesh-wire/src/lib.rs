@@ -242,6 +242,69 @@ pub enum SyncV1 {
     /// Push-pull membership exchange: a joining node's list of members and the contacted
     /// node's answer (see [`MembersMsg`]).
     Members(MembersMsg),
+    /// "Which origins' dots can you vouch for?" Sent by a node catching up (a newcomer) to each
+    /// member it meets; answered with [`SyncV1::Holdings`]. Nodes that predate this variant
+    /// fail to decode it and drop it; the asker then falls back to [`SyncV1::Digest`].
+    CatchUpAsk {
+        /// The node catching up.
+        from: NodeId,
+        /// The intended receiver.
+        to: NodeId,
+    },
+    /// The answer to [`SyncV1::CatchUpAsk`]: for each origin, how far the sender's causal
+    /// context covers that origin's sequence numbers without a gap (so it can vouch for every
+    /// entry and every removal up to there), and how many live entries of it it holds.
+    Holdings {
+        /// The answering holder.
+        from: NodeId,
+        /// The node catching up.
+        to: NodeId,
+        /// One row per origin.
+        rows: Vec<HeldRow>,
+    },
+    /// "Send me `origin`'s state for sequence numbers `start ..= end`." Sent to a holder whose
+    /// [`SyncV1::Holdings`] covered them; answered with [`SyncV1::Slice`]s.
+    Fetch {
+        /// The node catching up.
+        from: NodeId,
+        /// The holder asked.
+        to: NodeId,
+        /// Whose dots.
+        origin: NodeId,
+        /// First sequence number wanted.
+        start: u64,
+        /// Last sequence number wanted (inclusive).
+        end: u64,
+    },
+    /// A part of `origin`'s state relayed by a holder (the answer to a [`SyncV1::Fetch`]).
+    /// `delta.seen` is the part of the fetched range the holder's context covers without a gap,
+    /// so a sequence number in it with no entry in `delta.adds` was removed; `delta.released`
+    /// is always empty (only an origin ships its own released claims).
+    Slice {
+        /// The holder that relays.
+        from: NodeId,
+        /// The node catching up.
+        to: NodeId,
+        /// Whose dots the slice carries.
+        origin: NodeId,
+        /// The fetched range's first sequence number (identifies the request).
+        start: u64,
+        /// The state.
+        delta: OriginDelta,
+        /// True on the last message of the answer to one fetch.
+        last: bool,
+    },
+}
+
+/// One row of [`SyncV1::Holdings`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldRow {
+    /// The origin.
+    pub origin: NodeId,
+    /// The holder's context covers the origin's sequence numbers `1 ..= upto`.
+    pub upto: u64,
+    /// Live entries of the origin the holder holds.
+    pub live: u64,
 }
 
 /// A mail-class message: application bytes for one mailbox.
@@ -570,6 +633,45 @@ impl Validate for SyncMsg {
                 holders.iter().try_for_each(|(n, _)| check_node(n))
             }
             SyncV1::Members(m) => m.check(),
+            SyncV1::CatchUpAsk { from, to } => {
+                check_node(from)?;
+                check_node(to)
+            }
+            SyncV1::Holdings { from, to, rows } => {
+                check_node(from)?;
+                check_node(to)?;
+                rows.iter().try_for_each(|r| check_node(&r.origin))
+            }
+            SyncV1::Fetch {
+                from,
+                to,
+                origin,
+                start,
+                end,
+            } => {
+                check_node(from)?;
+                check_node(to)?;
+                check_node(origin)?;
+                if *start == 0 || start > end {
+                    return Err(DecodeError::Invalid("fetch of an empty or zero range"));
+                }
+                Ok(())
+            }
+            SyncV1::Slice {
+                from,
+                to,
+                origin,
+                delta,
+                ..
+            } => {
+                check_node(from)?;
+                check_node(to)?;
+                check_node(origin)?;
+                if !delta.released.is_empty() {
+                    return Err(DecodeError::Invalid("a relayed slice carries releases"));
+                }
+                delta.validate()
+            }
         }
     }
 }

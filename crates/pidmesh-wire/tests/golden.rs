@@ -413,3 +413,87 @@ fn malformed_scoped_names_are_rejected() {
     assert!(scoped_name(&"s".repeat(MAX_SCOPE_LEN + 1), "x").is_err());
     assert!(scoped_name("jobs", &"n".repeat(MAX_NAME_LEN)).is_ok());
 }
+
+/// The catch-up messages (appended to version 1's `SyncV1`, so earlier variants keep their
+/// bytes): survey, holdings, fetch and a relayed slice.
+#[test]
+fn sync_catch_up_v1() {
+    check(
+        SyncMsg::V1(SyncV1::CatchUpAsk {
+            from: node("new", 9),
+            to: node("a", 1),
+        }),
+        GOLDEN_CATCH_UP_ASK,
+    );
+    check(
+        SyncMsg::V1(SyncV1::Holdings {
+            from: node("a", 1),
+            to: node("new", 9),
+            rows: vec![HeldRow {
+                origin: node("b", 2),
+                upto: 70_000,
+                live: 65_000,
+            }],
+        }),
+        GOLDEN_HOLDINGS,
+    );
+    check(
+        SyncMsg::V1(SyncV1::Fetch {
+            from: node("new", 9),
+            to: node("a", 1),
+            origin: node("b", 2),
+            start: 32_769,
+            end: 65_536,
+        }),
+        GOLDEN_FETCH,
+    );
+    let mut slice = sample_delta();
+    slice.released.clear();
+    check(
+        SyncMsg::V1(SyncV1::Slice {
+            from: node("a", 1),
+            to: node("new", 9),
+            origin: node("b", 2),
+            start: 1,
+            delta: slice,
+            last: true,
+        }),
+        GOLDEN_SLICE,
+    );
+}
+
+const GOLDEN_CATCH_UP_ASK: &str = "0005036e657709016101";
+const GOLDEN_HOLDINGS: &str = "0006016101036e65770901016202f0a204e8fb03";
+const GOLDEN_FETCH: &str = "0007036e657709016101016202818002808004";
+const GOLDEN_SLICE: &str =
+    "0008016101036e6577090162020102010307070102000762696c6c696e670502763180d095ffbc31030001";
+
+/// A catch-up message that breaks its rules is refused at decode.
+#[test]
+fn malformed_catch_up_messages_are_rejected() {
+    let bad_fetch = SyncMsg::V1(SyncV1::Fetch {
+        from: node("new", 9),
+        to: node("a", 1),
+        origin: node("b", 2),
+        start: 10,
+        end: 9,
+    });
+    let bytes = encode(&bad_fetch).expect("encodes");
+    assert!(
+        decode::<SyncMsg>(&bytes).is_err(),
+        "an empty fetch range decoded"
+    );
+    let relayed_release = SyncMsg::V1(SyncV1::Slice {
+        from: node("a", 1),
+        to: node("new", 9),
+        origin: node("b", 2),
+        start: 1,
+        delta: sample_delta(),
+        last: true,
+    });
+    let bytes = encode(&relayed_release).expect("encodes");
+    assert!(
+        decode::<SyncMsg>(&bytes).is_err(),
+        "a slice relaying another origin's releases decoded"
+    );
+}

@@ -133,6 +133,8 @@ fn event_kind(e: &Event) -> &'static str {
         Event::SingletonStopped { .. } => "singleton_stopped",
         Event::NodeUp(_) => "node_up",
         Event::NodeDown(_) => "node_down",
+        Event::Synced { .. } => "synced",
+        Event::CaughtUp { .. } => "caught_up",
         Event::Lagged { .. } => "lagged",
         _ => "other",
     }

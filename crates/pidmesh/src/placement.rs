@@ -701,7 +701,9 @@ impl Server {
                     if retry && self.retry_pending().await.is_err() {
                         return;
                     }
-                    let joined = matches!(&ev, Event::Registered(e) if *e.key.name == *group);
+                    // A joining node learns the group's members in bulk (`CaughtUp`).
+                    let joined = matches!(&ev, Event::Registered(e) if *e.key.name == *group)
+                        || matches!(ev, Event::CaughtUp { .. });
                     if self.options.rebalance && (joined || matches!(ev, Event::NodeUp(_))) {
                         self.rebalance().await;
                     }

@@ -127,6 +127,8 @@ pub struct Node {
     health: health::Health,
     /// The push-pull membership exchange on join (see `push_pull.rs`).
     push_pull: push_pull::PushPullState,
+    /// Catching up after joining: surveys, windows fetched from holders (see `catchup.rs`).
+    catchup: catchup::CatchUp,
 }
 
 impl std::fmt::Debug for Node {
@@ -151,6 +153,7 @@ fn entry_of(key: &Key, slot: &Slot<NodeId, Value>) -> Entry {
     }
 }
 
+mod catchup;
 mod discovery;
 mod dissemination;
 mod local;
@@ -180,7 +183,9 @@ impl Node {
             StdRng::seed_from_u64(opts.rng_seed),
             PostcardCodec,
         );
+        let catchup = catchup::CatchUp::new(!opts.seeds.is_empty());
         let mut node = Self {
+            catchup,
             swim,
             swim_rt: AccumulatingRuntime::new(),
             rng: StdRng::seed_from_u64(opts.rng_seed ^ 0x9e37_79b9_7f4a_7c15),
@@ -409,6 +414,7 @@ impl Node {
                 TimerKind::DoubtedDown => self.doubted_down_due(now),
                 TimerKind::Suspicion => self.suspicions_due(now),
                 TimerKind::PushPull(generation) => self.push_pull_timer(now, generation),
+                TimerKind::CatchUp => self.catchup_tick(now),
             }
         }
         self.settle(now);

@@ -141,6 +141,58 @@ impl Node {
                 self.on_claim_ack(now, &name, ack);
                 Ok(())
             }
+            SyncV1::CatchUpAsk { from, to } => {
+                if to != self.me.node {
+                    return Err("catch-up survey for another life of this node");
+                }
+                if peer_name.is_some_and(|n| n != &*from.name) {
+                    return Err(crate::reject::FOREIGN_ORIGIN);
+                }
+                self.answer_catchup_ask(from, from_addr);
+                Ok(())
+            }
+            SyncV1::Holdings { from, to, rows } => {
+                if to != self.me.node {
+                    return Err("holdings for another life of this node");
+                }
+                if peer_name.is_some_and(|n| n != &*from.name) {
+                    return Err(crate::reject::FOREIGN_ORIGIN);
+                }
+                self.on_holdings(now, from, rows);
+                Ok(())
+            }
+            SyncV1::Fetch {
+                from,
+                to,
+                origin,
+                start,
+                end,
+            } => {
+                if to != self.me.node {
+                    return Err("fetch for another life of this node");
+                }
+                if peer_name.is_some_and(|n| n != &*from.name) {
+                    return Err(crate::reject::FOREIGN_ORIGIN);
+                }
+                self.answer_fetch(from, from_addr, origin, start, end);
+                Ok(())
+            }
+            SyncV1::Slice {
+                from,
+                to,
+                origin,
+                start,
+                delta,
+                last,
+            } => {
+                if to != self.me.node {
+                    return Err("slice for another life of this node");
+                }
+                if peer_name.is_some_and(|n| n != &*from.name) {
+                    return Err(crate::reject::FOREIGN_ORIGIN);
+                }
+                self.on_slice(now, from, origin, start, delta, last)
+            }
             SyncV1::Chunk {
                 from,
                 to,
@@ -311,6 +363,9 @@ impl Node {
     }
 
     pub(super) fn send_digest(&mut self, now: Instant, peer: &Member) {
+        if self.catchup_intercepts(now, peer) {
+            return;
+        }
         if self
             .sync_inflight
             .get(&peer.node)
