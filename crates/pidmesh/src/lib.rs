@@ -52,6 +52,7 @@
 #![forbid(unsafe_code)]
 
 mod builder;
+mod bulk;
 mod discovery;
 mod driver;
 mod error;
