@@ -91,7 +91,11 @@ fn changes_slower_than_the_burst_rate_each_leave_at_once() {
 
 #[test]
 fn a_burst_is_batched() {
-    for (seed, n) in [(0xd1_0020u64, 100usize), (0xd1_0021, 1_000), (0xd1_0022, 5_000)] {
+    for (seed, n) in [
+        (0xd1_0020u64, 100usize),
+        (0xd1_0021, 1_000),
+        (0xd1_0022, 5_000),
+    ] {
         let mut sim = cluster(seed);
         let pid = sim.spawn(0).expect("runs");
         let c = Config::lan();
@@ -105,7 +109,11 @@ fn a_burst_is_batched() {
                     .expect("registers");
             });
         }
-        assert_eq!(batches(&sim) - before, burst, "only the bucket's tokens left at once");
+        assert_eq!(
+            batches(&sim) - before,
+            burst,
+            "only the bucket's tokens left at once"
+        );
         sim.run_for(c.delta_batch_window + Duration::from_millis(1));
         let sent = batches(&sim) - before;
         println!("n = {n}: {sent} batches");

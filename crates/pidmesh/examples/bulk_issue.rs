@@ -15,7 +15,9 @@ use pidmesh::{Config, Pid, Registration, Registry, Resolver};
 use pidmesh_transport::MemNetwork;
 
 async fn cluster(net: &MemNetwork) -> Vec<Registry> {
-    let transports: Vec<_> = (0..3).map(|i| net.bind_named(format!("node-{i}"))).collect();
+    let transports: Vec<_> = (0..3)
+        .map(|i| net.bind_named(format!("node-{i}")))
+        .collect();
     let seeds: Vec<_> = transports
         .iter()
         .map(pidmesh_transport::Transport::local_addr)
@@ -81,9 +83,9 @@ async fn main() {
                 let part = part.to_vec();
                 let (pid, mb) = regs[0].spawn_mailbox().expect("running");
                 std::mem::forget(mb);
-                tasks.push(tokio::spawn(async move {
-                    issue_one(&node, &pid, &part).await
-                }));
+                tasks.push(tokio::spawn(
+                    async move { issue_one(&node, &pid, &part).await },
+                ));
             }
             let mut all = Vec::new();
             for t in tasks {

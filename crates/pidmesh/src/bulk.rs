@@ -89,8 +89,7 @@ impl Registry {
         };
         let mut out = Vec::with_capacity(results.len());
         let mut failed = Vec::new();
-        for ((result, (ours, rx)), (name, pid, _)) in results.into_iter().zip(watches).zip(&items)
-        {
+        for ((result, (ours, rx)), (name, pid, _)) in results.into_iter().zip(watches).zip(&items) {
             match result {
                 Ok(entry) => out.push(Ok(Registration {
                     registry: self.clone(),

@@ -254,7 +254,8 @@ pub(crate) fn register_stored(
     let (tx, rx) = oneshot::channel();
     // Only a watcher this call put in is taken out on failure (a live guard of the same name
     // and pid keeps its own).
-    let watching = pid.node == shared.id && crate::bulk::watch(&mut lock(&shared.watchers), watch_key.clone(), tx);
+    let watching = pid.node == shared.id
+        && crate::bulk::watch(&mut lock(&shared.watchers), watch_key.clone(), tx);
     let unwatch = || {
         if watching {
             lock(&shared.watchers).remove(&watch_key);

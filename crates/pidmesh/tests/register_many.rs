@@ -54,8 +54,12 @@ async fn results_in_order_and_visible_everywhere() {
     }
     assert_eq!(ok, n, "every valid item registered once");
     let took = eventually(LIMIT, || {
-        regs.iter()
-            .all(|r| names.iter().skip(1).all(|x| x.is_empty() || r.lookup(x).is_some()))
+        regs.iter().all(|r| {
+            names
+                .iter()
+                .skip(1)
+                .all(|x| x.is_empty() || r.lookup(x).is_some())
+        })
     })
     .await;
     println!("{n} registrations visible on all 3 after {took:?}");
@@ -69,7 +73,9 @@ async fn results_in_order_and_visible_everywhere() {
     assert!(
         eventually(LIMIT, || regs
             .iter()
-            .all(|r| r.lookup("many/0000").is_none() && r.lookup("many/0699").is_none()))
+            .all(
+                |r| r.lookup("many/0000").is_none() && r.lookup("many/0699").is_none()
+            ))
         .await
         .is_some(),
         "dropping the guards unregisters"
@@ -113,9 +119,7 @@ async fn a_stopped_node_registers_nothing() {
     let regs = cluster(&net, 2, Resolver::keep_oldest()).await;
     let (pid, _inbox) = regs[0].spawn_mailbox().expect("running");
     regs[0].shutdown().await;
-    let r = regs[0]
-        .register_many([("late", &pid, Vec::new())])
-        .await;
+    let r = regs[0].register_many([("late", &pid, Vec::new())]).await;
     assert!(matches!(r, Err(Stopped)));
     assert!(regs[1].lookup("late").is_none());
 }

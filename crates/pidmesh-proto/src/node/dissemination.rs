@@ -163,11 +163,34 @@ impl Node {
         }
     }
 
+    /// Queues the delta of one add just made by [`OrMap::add`](pidmesh_crdt::OrMap::add) on
+    /// this node: its dot is fresh (the highest of ours plus one), so no pending removal covers
+    /// it and merging it is appending it (what `Delta::merge` would do, without its checks).
+    pub(super) fn queue_own_add(&mut self, now: Instant, mut delta: Delta<NodeId, Key, Value>) {
+        match (&mut self.pending, delta.adds.pop()) {
+            (Some(p), Some((key, slot))) if delta.adds.is_empty() => {
+                p.ctx.insert(&slot.dot);
+                p.adds.push((key, slot));
+                self.schedule_push(now);
+            }
+            (_, add) => {
+                delta.adds.extend(add);
+                self.queue_delta(now, delta);
+            }
+        }
+    }
+
     pub(super) fn queue_delta(&mut self, now: Instant, delta: Delta<NodeId, Key, Value>) {
         match &mut self.pending {
             Some(p) => p.merge(delta),
             None => self.pending = Some(delta),
         }
+        self.schedule_push(now);
+    }
+
+    /// Pushes the pending batch now if the bucket has a token, else makes sure the window's
+    /// timer will.
+    fn schedule_push(&mut self, now: Instant) {
         if self.flush_scheduled {
             return;
         }
