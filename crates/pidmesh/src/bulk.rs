@@ -35,7 +35,8 @@ impl Registry {
     /// # Errors
     /// [`Stopped`] if the node has stopped; then nothing was registered.
     ///
-    /// Cancel-safe: it completes without waiting.
+    /// Cancel-safe: it waits for nothing, but once the task has used up tokio's cooperative
+    /// budget it yields first (see [`Registry::register`]); cancelled there, nothing changed.
     pub async fn register_many<'p, N, M>(
         &self,
         items: impl IntoIterator<Item = (N, &'p Pid, M)>,
@@ -44,6 +45,7 @@ impl Registry {
         N: AsRef<str>,
         M: Into<Bytes>,
     {
+        tokio::task::coop::consume_budget().await;
         let shared = &self.shared;
         shared.check_running()?;
         let items: Vec<(N, &Pid, Bytes)> = items
