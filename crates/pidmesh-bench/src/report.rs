@@ -263,6 +263,44 @@ fn count(n: usize) -> String {
     out
 }
 
+/// Rows for the ways of issuing the bulk registrations (per-name from 1 and 4 tasks,
+/// `register_many`) and the latency with one immediate push per window (same run).
+fn bulk_ways_rows(r: &Results, rows: &mut Vec<[String; 4]>) {
+    let na = || "—".to_string();
+    if let Some(vs) = r.bulk.as_ref().and_then(|b| b.variants.as_ref()) {
+        for v in vs {
+            rows.push([
+                format!(
+                    "bulk, {}: {} issued → visible on all 3",
+                    v.label,
+                    count(v.n)
+                ),
+                "≤ 0.25 s, ≥ 800 k/s issued (200k)".into(),
+                format!(
+                    "issued in {} ({}), visible on all 3 after {}",
+                    secs(Some(v.issue_secs)),
+                    rate(v.issue_per_sec),
+                    secs(v.converge_secs)
+                ),
+                na(),
+            ]);
+        }
+    }
+    if let Some(l) = &r.latency
+        && let Some(d) = &l.burst1_propagation_ms
+    {
+        rows.push([
+            format!(
+                "latency with `delta_burst` = 1 (one immediate push per window), {} one at a time",
+                l.n
+            ),
+            "(comparison)".into(),
+            format!("p50 {} · p99 {} · max {}", ms(d.p50), ms(d.p99), ms(d.max)),
+            na(),
+        ]);
+    }
+}
+
 /// The side-by-side table: figure, target, pidmesh, Erlang/OTP.
 pub fn summary_table(r: &Results) -> String {
     let erl = r.erlang.as_ref().and_then(|o| o.result.as_ref());
@@ -410,6 +448,7 @@ pub fn summary_table(r: &Results) -> String {
             na(),
         ]);
     }
+    bulk_ways_rows(r, &mut rows);
     if let Some(c) = &r.catchup {
         rows.push([
             format!(

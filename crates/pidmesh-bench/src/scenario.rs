@@ -1,6 +1,7 @@
 //! The benchmark scenarios, one module each.
 
 pub mod bulk;
+pub mod bulk_variants;
 pub mod call;
 pub mod catchup;
 pub mod erlang;

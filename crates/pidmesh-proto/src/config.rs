@@ -9,10 +9,15 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
-    /// How long local changes are collected before being pushed as one delta batch. A change
-    /// made when no batch went out for a whole window is pushed at once (an idle link adds no
-    /// delay); the changes that follow it within the window are collected and pushed together.
+    /// How long local changes are collected before being pushed as one delta batch, once
+    /// changes come faster than [`Config::delta_burst`] per window. Slower changes are pushed
+    /// at once (an idle or lightly used link adds no delay).
     pub delta_batch_window: Duration,
+    /// How many changes may be pushed at once, each in its own batch, within one
+    /// `delta_batch_window` (a token bucket refilled at `delta_burst` per window; a batch sent by
+    /// the window's timer empties it). A change that finds the bucket empty waits for the
+    /// window's batch. 1 pushes at most one lone change per window.
+    pub delta_burst: NonZeroU32,
     /// How often the node runs an anti-entropy round with the next live peer (round-robin in
     /// node-id order).
     pub sync_interval: Duration,
@@ -167,6 +172,7 @@ impl Config {
     pub fn lan() -> Self {
         Self {
             delta_batch_window: Duration::from_millis(2),
+            delta_burst: NonZeroU32::new(8).unwrap_or(NonZeroU32::MIN),
             sync_interval: Duration::from_secs(1),
             sync_timeout: Duration::from_secs(2),
             announce_min: Duration::from_millis(500),

@@ -52,6 +52,7 @@
 #![forbid(unsafe_code)]
 
 mod builder;
+mod bulk;
 mod catchup;
 mod discovery;
 mod driver;

@@ -112,13 +112,16 @@ impl Registry {
     /// # Errors
     /// See [`RegisterError`]; nothing changed on error.
     ///
-    /// Cancel-safe: it completes without waiting.
+    /// Cancel-safe: it waits for nothing, but once the task has used up tokio's cooperative
+    /// budget it yields first (so a loop of registrations lets the node's driver run on a busy
+    /// runtime); cancelled there, nothing changed.
     pub async fn register(
         &self,
         name: &str,
         pid: &Pid,
         meta: impl Into<Bytes>,
     ) -> Result<Registration, RegisterError> {
+        tokio::task::coop::consume_budget().await;
         if crate::scope::is_scoped(name) {
             return Err(RegisterError::InvalidName(crate::scope::SCOPED_NAME));
         }

@@ -262,17 +262,23 @@ pub(crate) fn register_stored(
     // Watch before registering: the driver may report a loss before this call returns.
     let watch_key: WatchKey = (key.into(), pid.local);
     let (tx, rx) = oneshot::channel();
-    if pid.node == shared.id {
-        lock(&shared.watchers).insert(watch_key.clone(), tx);
-    }
+    // Only a watcher this call put in is taken out on failure (a live guard of the same name
+    // and pid keeps its own).
+    let watching = pid.node == shared.id
+        && crate::bulk::watch(&mut lock(&shared.watchers), watch_key.clone(), tx);
+    let unwatch = || {
+        if watching {
+            lock(&shared.watchers).remove(&watch_key);
+        }
+    };
     let entry = match shared.mutate(|n, now| n.register(now, key, pid, meta)) {
         Ok(Ok(e)) => e,
         Ok(Err(e)) => {
-            lock(&shared.watchers).remove(&watch_key);
+            unwatch();
             return Err(e.into());
         }
         Err(stopped) => {
-            lock(&shared.watchers).remove(&watch_key);
+            unwatch();
             return Err(stopped.into());
         }
     };

@@ -8,7 +8,9 @@
 //!   curve of entries held per node sampled every few milliseconds on a separate OS thread;
 //! - the payload bytes every node handed to its transport between the first registration and
 //!   convergence, by traffic class, per registration ("wire");
-//! - then, on a replica (node 1), `lookup` and `members_of` in a loop (nanoseconds per call).
+//! - then, on a replica (node 1), `lookup` and `members_of` in a loop (nanoseconds per call);
+//! - then the same N issued from 4 tasks at once and with `register_many`, each on a fresh
+//!   cluster ([`crate::scenario::bulk_variants`]).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -54,6 +56,10 @@ pub struct BulkResult {
     /// `pg:get_members` figure.
     #[serde(default)]
     pub members_of_random_ns: Option<f64>,
+    /// The same N registrations issued other ways, each on a fresh cluster (see
+    /// [`crate::scenario::bulk_variants`]); the first row repeats this run's per-name figures.
+    #[serde(default)]
+    pub variants: Option<Vec<crate::scenario::bulk_variants::BulkVariant>>,
 }
 
 /// Times `f` over `iters` calls and returns nanoseconds per call.
@@ -181,7 +187,7 @@ pub async fn run(s: &Settings, n: usize) -> anyhow::Result<BulkResult> {
         }
     }
 
-    let result = BulkResult {
+    let mut result = BulkResult {
         n,
         name_example: names.first().cloned().unwrap_or_default(),
         issue_secs: issue.as_secs_f64(),
@@ -199,9 +205,15 @@ pub async fn run(s: &Settings, n: usize) -> anyhow::Result<BulkResult> {
         lookup_ns,
         members_of_ns,
         members_of_random_ns,
+        variants: None,
     };
     // Stop the nodes first: the guards then drop without unregistering 200k names one by one.
     cluster.shutdown().await;
     drop((guards, group_mailboxes));
+    let mut variants = vec![crate::scenario::bulk_variants::BulkVariant::from_main(
+        &result,
+    )];
+    variants.extend(crate::scenario::bulk_variants::run(s, n).await?);
+    result.variants = Some(variants);
     Ok(result)
 }

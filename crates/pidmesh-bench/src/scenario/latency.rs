@@ -6,7 +6,10 @@
 //! registration starts only after the previous one is visible everywhere, so each measures an
 //! idle cluster's propagation path: delta batch window, transport, decode, merge, event.
 //!
-//! Also reported: how long `register` itself takes (the local write).
+//! Also reported: how long `register` itself takes (the local write), and, in the same run on
+//! a fresh cluster, the propagation with `Config::delta_burst` = 1: at most one change pushed
+//! at once per batch window, the rule before the burst bucket (the comparison shows what the
+//! bucket changes for changes that follow each other closely).
 
 use std::time::{Duration, Instant};
 
@@ -29,6 +32,9 @@ pub struct LatencyResult {
     pub samples_ms: Vec<f64>,
     /// Duration of the `register` call itself (µs).
     pub register_call_us: Dist,
+    /// The same measurement with `delta_burst` = 1 (one immediate push per window), same run.
+    #[serde(default)]
+    pub burst1_propagation_ms: Option<Dist>,
 }
 
 /// Runs the scenario.
@@ -36,7 +42,26 @@ pub struct LatencyResult {
 /// # Errors
 /// The cluster did not form, a registration failed, or an entry did not arrive within 10 s.
 pub async fn run(s: &Settings, n: usize) -> anyhow::Result<LatencyResult> {
-    let cluster = Cluster::start(s.kind, 3, s.config()).await?;
+    let mut one = s.config();
+    one.delta_burst = std::num::NonZeroU32::MIN;
+    let (burst1, _, _) = measure(s, n, one).await?;
+    let (lat, call, samples) = measure(s, n, s.config()).await?;
+    Ok(LatencyResult {
+        n,
+        propagation_ms: lat,
+        register_call_us: call,
+        samples_ms: samples,
+        burst1_propagation_ms: Some(burst1),
+    })
+}
+
+/// One cluster, `n` registrations one at a time: (propagation ms, register call µs, samples).
+async fn measure(
+    s: &Settings,
+    n: usize,
+    config: pidmesh::Config,
+) -> anyhow::Result<(Dist, Dist, Vec<f64>)> {
+    let cluster = Cluster::start(s.kind, 3, config).await?;
     let mut subs: Vec<_> = cluster.nodes[1..]
         .iter()
         .map(pidmesh::Registry::subscribe)
@@ -70,10 +95,5 @@ pub async fn run(s: &Settings, n: usize) -> anyhow::Result<LatencyResult> {
     }
     cluster.shutdown().await;
     drop(guards);
-    Ok(LatencyResult {
-        n,
-        propagation_ms: Dist::of(&lat),
-        register_call_us: Dist::of(&call),
-        samples_ms: lat,
-    })
+    Ok((Dist::of(&lat), Dist::of(&call), lat))
 }

@@ -163,27 +163,67 @@ impl Node {
         }
     }
 
+    /// Queues the delta of one add just made by [`OrMap::add`](pidmesh_crdt::OrMap::add) on
+    /// this node: its dot is fresh (the highest of ours plus one), so no pending removal covers
+    /// it and merging it is appending it (what `Delta::merge` would do, without its checks).
+    pub(super) fn queue_own_add(&mut self, now: Instant, mut delta: Delta<NodeId, Key, Value>) {
+        match (&mut self.pending, delta.adds.pop()) {
+            (Some(p), Some((key, slot))) if delta.adds.is_empty() => {
+                p.ctx.insert(&slot.dot);
+                p.adds.push((key, slot));
+                self.schedule_push(now);
+            }
+            (_, add) => {
+                delta.adds.extend(add);
+                self.queue_delta(now, delta);
+            }
+        }
+    }
+
     pub(super) fn queue_delta(&mut self, now: Instant, delta: Delta<NodeId, Key, Value>) {
         match &mut self.pending {
             Some(p) => p.merge(delta),
             None => self.pending = Some(delta),
         }
+        self.schedule_push(now);
+    }
+
+    /// Pushes the pending batch now if the bucket has a token, else makes sure the window's
+    /// timer will.
+    fn schedule_push(&mut self, now: Instant) {
         if self.flush_scheduled {
             return;
         }
-        let window = self.config.delta_batch_window;
-        let idle = self
-            .last_flush
-            .is_none_or(|last| now.saturating_duration_since(last) >= window);
-        if idle {
-            // Nothing went out for a whole window: send now rather than add the window to the
-            // latency of a lone change. Changes that follow within the window are batched.
-            self.last_flush = Some(now);
+        if self.take_push_token(now) {
+            // Changes come slower than the burst rate: push this one now rather than add the
+            // batch window to its latency.
             self.flush();
         } else {
             self.flush_scheduled = true;
-            self.timers.push(now + window, TimerKind::Flush);
+            self.timers
+                .push(now + self.config.delta_batch_window, TimerKind::Flush);
         }
+    }
+
+    /// Takes one token of the immediate-push bucket (generic cell rate algorithm: `flush_tat`
+    /// advances by `window / burst` per push and may run at most a window ahead of `now`).
+    fn take_push_token(&mut self, now: Instant) -> bool {
+        let window = self.config.delta_batch_window;
+        let interval = window / self.config.delta_burst.get();
+        let tat = self.flush_tat.map_or(now, |t| t.max(now));
+        if tat.saturating_duration_since(now) + interval <= window {
+            self.flush_tat = Some(tat + interval);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A batch went out on the window's timer: changes are coming faster than the burst rate,
+    /// so the next ones are batched too, until the bucket refills.
+    pub(super) fn batch_flushed(&mut self, now: Instant) {
+        let tat = self.flush_tat.map_or(now, |t| t.max(now));
+        self.flush_tat = Some(tat + self.config.delta_batch_window);
     }
 
     /// Pushes the pending batch to every live peer.

@@ -49,7 +49,7 @@ impl Node {
             },
         );
         let entry = entry_of(&key, &delta.adds[0].1);
-        self.queue_delta(now, delta);
+        self.queue_own_add(now, delta);
         self.events.push_back(Event::Registered(entry.clone()));
         if key.kind == KeyKind::Name && self.map.read(&key, |mut slots| slots.nth(1).is_some()) {
             self.dirty.insert(key);

@@ -77,9 +77,10 @@ pub struct Node {
     announce_gen: u64,
     pending: Option<Delta<NodeId, Key, Value>>,
     flush_scheduled: bool,
-    /// When the last delta batch went out: a change made a batch window or more after it is
-    /// pushed at once (an idle link), later ones wait for the window's timer.
-    last_flush: Option<Instant>,
+    /// The token bucket of immediate pushes, as a theoretical arrival time (GCRA): a change may
+    /// be pushed at once while this is at most `window - window / burst` ahead of now (see
+    /// `queue_delta`).
+    flush_tat: Option<Instant>,
     /// Peers we asked for a sync, with the time after which we may ask again.
     sync_inflight: HashMap<NodeId, Instant>,
     /// What each live peer last reported holding of this node's dots (from its digests).
@@ -200,7 +201,7 @@ impl Node {
             announce_gen: 0,
             pending: None,
             flush_scheduled: false,
-            last_flush: None,
+            flush_tat: None,
             sync_inflight: HashMap::new(),
             sync_cursor: None,
             peer_has: HashMap::new(),
@@ -394,7 +395,7 @@ impl Node {
                 }
                 TimerKind::Flush => {
                     self.flush_scheduled = false;
-                    self.last_flush = Some(now);
+                    self.batch_flushed(now);
                     self.flush();
                 }
                 TimerKind::Sync => {

@@ -1,0 +1,119 @@
+//! The issuing side of a bulk registration, on a 3-node cluster over the in-memory transport:
+//! N unique names registered on node 0, then the time until every node holds them.
+//!
+//! ```text
+//! cargo run --release -p pidmesh --example bulk_issue -- [N] [one|four|many]
+//! ```
+//!
+//! `one`: the per-name API from one task; `four`: the per-name API from four tasks at once;
+//! `many`: `register_many` in one call. Made for profiles (`valgrind --tool=callgrind
+//! --toggle-collect='*issue*'` counts only the issuing code), so it prints plain numbers.
+
+use std::time::{Duration, Instant};
+
+use pidmesh::{Config, Pid, Registration, Registry, Resolver};
+use pidmesh_transport::MemNetwork;
+
+async fn cluster(net: &MemNetwork) -> Vec<Registry> {
+    let transports: Vec<_> = (0..3)
+        .map(|i| net.bind_named(format!("node-{i}")))
+        .collect();
+    let seeds: Vec<_> = transports
+        .iter()
+        .map(pidmesh_transport::Transport::local_addr)
+        .collect();
+    let mut regs = Vec::new();
+    for (i, t) in transports.into_iter().enumerate() {
+        let r = Registry::builder()
+            .node_name(format!("node-{i}"))
+            .config(Config::lan())
+            .resolver(Resolver::keep_oldest())
+            .seeds(seeds.clone())
+            .transport(t)
+            .start()
+            .await
+            .expect("node starts");
+        regs.push(r);
+    }
+    while !regs.iter().all(|r| r.members().len() == 3) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    regs
+}
+
+#[inline(never)]
+async fn issue_one(node: &Registry, pid: &Pid, names: &[String]) -> Vec<Registration> {
+    let mut guards = Vec::with_capacity(names.len());
+    for n in names {
+        guards.push(node.register(n, pid, Vec::new()).await.expect("registers"));
+    }
+    guards
+}
+
+#[inline(never)]
+async fn issue_many(node: &Registry, pid: &Pid, names: &[String]) -> Vec<Registration> {
+    node.register_many(names.iter().map(|n| (n.as_str(), pid, bytes::Bytes::new())))
+        .await
+        .expect("node runs")
+        .into_iter()
+        .map(|r| r.expect("registers"))
+        .collect()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(200_000);
+    let mode = args.next().unwrap_or_else(|| "one".to_string());
+    let net = MemNetwork::new(1);
+    let regs = cluster(&net).await;
+    let names: Vec<String> = (0..n).map(|i| format!("bulk/{i:07}")).collect();
+    let t0 = Instant::now();
+    let guards: Vec<Registration> = match mode.as_str() {
+        "one" => {
+            let (pid, _mb) = regs[0].spawn_mailbox().expect("running");
+            let g = issue_one(&regs[0], &pid, &names).await;
+            std::mem::forget(_mb);
+            g
+        }
+        "four" => {
+            let mut tasks = Vec::new();
+            for part in names.chunks(n.div_ceil(4).max(1)) {
+                let node = regs[0].clone();
+                let part = part.to_vec();
+                let (pid, mb) = regs[0].spawn_mailbox().expect("running");
+                std::mem::forget(mb);
+                tasks.push(tokio::spawn(
+                    async move { issue_one(&node, &pid, &part).await },
+                ));
+            }
+            let mut all = Vec::new();
+            for t in tasks {
+                all.extend(t.await.expect("task"));
+            }
+            all
+        }
+        "many" => {
+            let (pid, _mb) = regs[0].spawn_mailbox().expect("running");
+            let g = issue_many(&regs[0], &pid, &names).await;
+            std::mem::forget(_mb);
+            g
+        }
+        other => panic!("unknown mode {other}"),
+    };
+    let issue = t0.elapsed();
+    while !regs.iter().all(|r| r.stats().entries >= n) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let all = t0.elapsed();
+    println!(
+        "mode={mode} n={n} issue_s={:.4} per_s={:.0} visible_all_s={:.4}",
+        issue.as_secs_f64(),
+        n as f64 / issue.as_secs_f64(),
+        all.as_secs_f64()
+    );
+    for r in &regs {
+        r.abort();
+    }
+    std::mem::forget(guards);
+}
