@@ -158,3 +158,48 @@ fn sustained_load_is_batched_per_window() {
     );
     assert!(converged.is_some(), "{:?}", check::equal_state(&sim));
 }
+
+/// After a burst has been batched, changes that then come one at a time leave at once again,
+/// even when each follows the previous batch closely (here 50 µs after it, as when a caller
+/// registers the next name as soon as it saw the last one). A timer batch of one change costs
+/// one token: were it charged a whole window, every such change would miss its token and wait
+/// for the next window's timer, for as long as the pattern lasts. Only the first single change
+/// may still meet the bucket the burst emptied.
+#[test]
+fn one_at_a_time_changes_after_a_burst_leave_at_once_again() {
+    for seed in [0xd1_0041u64, 0xd1_0042] {
+        let mut sim = cluster(seed);
+        let pid = sim.spawn(0).expect("runs");
+        let c = Config::lan();
+        for i in 0..100 {
+            register_now(&mut sim, &pid, &format!("burst/{i:03}"));
+        }
+        // The burst's timer batch goes out; the next change comes just after it.
+        let gap = Duration::from_micros(50);
+        sim.run_for(c.delta_batch_window + gap);
+        let mut at_once = 0;
+        let rounds = 30;
+        for i in 0..rounds {
+            let (sent, _) = register_now(&mut sim, &pid, &format!("single/{i:03}"));
+            if sent == 1 {
+                at_once += 1;
+                // Slower than the burst rate, so the bucket never runs dry on its own.
+                sim.run_for(c.delta_batch_window / c.delta_burst.get() + gap);
+            } else {
+                // Batched: the window's timer sends it; the next change comes just after.
+                sim.run_for(c.delta_batch_window + gap);
+            }
+        }
+        println!("{at_once} of {rounds} single changes left in their own step");
+        assert!(
+            at_once >= rounds - 1,
+            "single changes kept waiting for the window's timer ({at_once} of {rounds} at once)"
+        );
+        let converged = sim.run_until(
+            Duration::from_secs(5),
+            Duration::from_millis(1),
+            check::converged,
+        );
+        assert!(converged.is_some(), "{:?}", check::equal_state(&sim));
+    }
+}

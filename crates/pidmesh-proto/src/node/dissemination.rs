@@ -219,11 +219,21 @@ impl Node {
         }
     }
 
-    /// A batch went out on the window's timer: changes are coming faster than the burst rate,
-    /// so the next ones are batched too, until the bucket refills.
+    /// A batch of `changes` changes is going out on the window's timer: they are charged to the
+    /// bucket as if each had taken a token (the bucket runs at most a window ahead), so changes
+    /// coming faster than the burst rate stay batched. A batch of one change that merely missed
+    /// a token costs one token, not the whole window: otherwise one-at-a-time changes spaced
+    /// just over a window apart would each land in the next timer batch and never leave at once
+    /// again.
     pub(super) fn batch_flushed(&mut self, now: Instant) {
+        let changes = self.pending.as_ref().map_or(0, |p| p.adds.len()).max(1);
+        let window = self.config.delta_batch_window;
+        let interval = window / self.config.delta_burst.get();
+        let charge = interval
+            .saturating_mul(u32::try_from(changes).unwrap_or(u32::MAX))
+            .min(window);
         let tat = self.flush_tat.map_or(now, |t| t.max(now));
-        self.flush_tat = Some(tat + self.config.delta_batch_window);
+        self.flush_tat = Some((tat + charge).min(now + window));
     }
 
     /// Pushes the pending batch to every live peer.
