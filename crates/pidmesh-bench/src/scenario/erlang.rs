@@ -76,18 +76,7 @@ pub fn script_path(root: &Path) -> PathBuf {
 
 /// Parses the last line of `stdout` that is a JSON object of the expected shape.
 pub fn parse(stdout: &str) -> Result<ErlangResult, String> {
-    let mut last_err = "no JSON object line on stdout".to_string();
-    for line in stdout.lines().rev() {
-        let line = line.trim();
-        if !line.starts_with('{') {
-            continue;
-        }
-        match serde_json::from_str::<ErlangResult>(line) {
-            Ok(r) => return Ok(r),
-            Err(e) => last_err = format!("unparsable JSON line: {e}"),
-        }
-    }
-    Err(last_err)
+    super::parse_last_json(stdout)
 }
 
 /// Runs the script; never fails.

@@ -89,18 +89,7 @@ fn command(root: &Path) -> (tokio::process::Command, String) {
 
 /// Parses the last line of `stdout` that is a JSON object of the expected shape.
 pub fn parse(stdout: &str) -> Result<RactorResult, String> {
-    let mut last_err = "no JSON object line on stdout".to_string();
-    for line in stdout.lines().rev() {
-        let line = line.trim();
-        if !line.starts_with('{') {
-            continue;
-        }
-        match serde_json::from_str::<RactorResult>(line) {
-            Ok(r) => return Ok(r),
-            Err(e) => last_err = format!("unparsable JSON line: {e}"),
-        }
-    }
-    Err(last_err)
+    super::parse_last_json(stdout)
 }
 
 /// Builds (if needed) and runs the peer; never fails.

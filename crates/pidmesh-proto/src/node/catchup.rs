@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use pidmesh_crdt::{Delta, Dot, DotSet, Slot};
+use pidmesh_crdt::DotSet;
 use pidmesh_wire::{
     HeldRow, KeyKind, NodeId, OriginDelta, SyncMsg, SyncV1, TrafficClass, WireEntry,
 };
@@ -398,25 +398,7 @@ impl Node {
     /// Joins a relayed slice in one pass and reports it as one [`Event::Synced`] (entries it
     /// removes, rare in a catch-up, are reported one by one as usual).
     fn apply_slice(&mut self, now: Instant, origin: &NodeId, od: OriginDelta) {
-        let wall = self.wall_ms(now);
-        let max_ahead = u64::try_from(self.config.max_clock_drift.as_millis()).unwrap_or(u64::MAX);
-        let mut delta = Delta::default();
-        delta
-            .ctx
-            .set_row(origin.clone(), DotSet::from_ranges(od.seen.iter().copied()));
-        delta.adds.reserve(od.adds.len());
-        for e in od.adds {
-            if !self.clock.observe(e.value.at, wall, max_ahead) {
-                self.stats.clock_readings_ignored += 1;
-            }
-            delta.adds.push((
-                e.key,
-                Slot {
-                    dot: Dot::new(origin.clone(), e.seq),
-                    value: e.value,
-                },
-            ));
-        }
+        let delta = self.delta_of(now, origin, &od.seen, od.adds);
         let keys_before = self.map.key_count();
         let report = self.map.join(&delta);
         self.stats.slices_applied += 1;

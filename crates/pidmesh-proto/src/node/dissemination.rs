@@ -114,14 +114,23 @@ impl Node {
         Ok(())
     }
 
-    pub(super) fn apply_origin_delta(&mut self, now: Instant, origin: &NodeId, od: OriginDelta) {
+    /// The CRDT delta of `origin`'s wire entries `adds` with context `seen`, observing each
+    /// entry's clock reading on the way (readings too far ahead are counted and ignored).
+    pub(super) fn delta_of(
+        &mut self,
+        now: Instant,
+        origin: &NodeId,
+        seen: &[(u64, u64)],
+        adds: Vec<WireEntry>,
+    ) -> Delta<NodeId, Key, Value> {
         let wall = self.wall_ms(now);
         let max_ahead = u64::try_from(self.config.max_clock_drift.as_millis()).unwrap_or(u64::MAX);
         let mut delta = Delta::default();
         delta
             .ctx
-            .set_row(origin.clone(), DotSet::from_ranges(od.seen.iter().copied()));
-        for e in od.adds {
+            .set_row(origin.clone(), DotSet::from_ranges(seen.iter().copied()));
+        delta.adds.reserve(adds.len());
+        for e in adds {
             if !self.clock.observe(e.value.at, wall, max_ahead) {
                 self.stats.clock_readings_ignored += 1;
             }
@@ -133,6 +142,11 @@ impl Node {
                 },
             ));
         }
+        delta
+    }
+
+    pub(super) fn apply_origin_delta(&mut self, now: Instant, origin: &NodeId, od: OriginDelta) {
+        let delta = self.delta_of(now, origin, &od.seen, od.adds);
         // Claims the origin gave up after a conflict that this node never saw: our own claims on
         // the same names were concurrent with them and must face the resolver too.
         let unseen_releases: Vec<Entry> = od
