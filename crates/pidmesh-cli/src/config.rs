@@ -534,14 +534,15 @@ mod tests {
         dir
     }
 
-    /// Writes a config file; a plain-TCP one gets a valid cluster key file (tested on its own
-    /// in `tcp_needs_a_readable_cluster_key`).
+    /// Writes a config file; a plain-TCP one gets a valid cluster key file of its own (tested
+    /// on its own in `tcp_needs_a_readable_cluster_key`). Tests run in parallel in one process,
+    /// so no two configs share a key file: one test's rewrite would race another's read.
     fn write(name: &str, text: &str) -> PathBuf {
         let dir = dir();
         let p = dir.join(name);
         let mut text = text.to_string();
         if text.contains("transport = \"tcp\"\n") {
-            let key = dir.join("cluster.key");
+            let key = dir.join(format!("{name}.key"));
             std::fs::write(&key, format!("{}\n", "ab".repeat(32))).unwrap();
             text.push_str(&format!(
                 "cluster_key_file = {:?}\n",
