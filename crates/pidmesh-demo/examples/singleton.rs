@@ -92,10 +92,13 @@ async fn main() -> Result<(), BoxError> {
         names[holder],
         t.elapsed()
     );
+    // Running means a majority backed the claim, not that every node has the name yet: wait
+    // for it to reach this node.
     let pid = nodes[(holder + 1) % names.len()]
-        .lookup("scheduler")
+        .lookup_timeout("scheduler", Duration::from_secs(10))
+        .await
         .map(|e| e.pid)
-        .ok_or("`scheduler` not visible")?;
+        .ok_or("`scheduler` not visible after 10 s")?;
     nodes[(holder + 1) % names.len()]
         .send(&pid, "rebuild-index")
         .await?;
