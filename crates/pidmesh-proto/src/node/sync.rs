@@ -232,6 +232,8 @@ impl Node {
         let mut missing = own.difference(have);
         // What the asker should hold of our live entries if it missed nothing but `missing`.
         let mut expected = self.map.actor_digest(&me);
+        // The entries it still holds that our unseen removals removed.
+        let mut victims = DotSet::new();
         for &(a, b) in missing.ranges() {
             for (_, slot) in self.map.actor_range(&me, a, b) {
                 expected.toggle(slot.dot.seq, false);
@@ -243,6 +245,7 @@ impl Node {
             for &(_, removed) in self.removals.range(from..).take_while(|&&(r, _)| r <= b) {
                 if have.contains(removed) {
                     expected.toggle(removed, true);
+                    victims.insert(removed);
                 }
             }
         }
@@ -251,6 +254,13 @@ impl Node {
             // context covers and so drops them.
             missing = own;
             self.stats.full_syncs += 1;
+        } else {
+            // The reply's context must name what those removals removed, as their own delta
+            // did: a reply that carried a removal's dot alone would mark it seen while the asker
+            // kept its victims, and the asker's next digest (sent before the removal's own
+            // delta arrives, or at all if that delta was lost) would then show an entry we
+            // removed beside a removal it has seen, which only a whole-row resend repairs.
+            missing.union_with(&victims);
         }
         self.stats.digests_answered += 1;
         // A reply replaces any earlier one still being sent to the same asker.
