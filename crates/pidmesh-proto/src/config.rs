@@ -9,14 +9,16 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
-    /// How long local changes are collected before being pushed as one delta batch, once
-    /// changes come faster than [`Config::delta_burst`] per window. Slower changes are pushed
-    /// at once (an idle or lightly used link adds no delay).
+    /// The longest a local change waits before it is pushed, reached only while changes keep
+    /// coming closer together than the push gap (`delta_batch_window / delta_burst`): they
+    /// then travel in one delta batch per window. A change that finds the link idle (nothing
+    /// waiting, the last push at least one gap ago) is pushed at once.
     pub delta_batch_window: Duration,
-    /// How many changes may be pushed at once, each in its own batch, within one
-    /// `delta_batch_window` (a token bucket refilled at `delta_burst` per window; a batch sent by
-    /// the window's timer empties it). A change that finds the bucket empty waits for the
-    /// window's batch. 1 pushes at most one lone change per window.
+    /// How many changes one `delta_batch_window` may push at once, each in its own batch, when
+    /// they come evenly spaced: two pushes made at once are at least
+    /// `delta_batch_window / delta_burst` apart (the push gap). A change that comes sooner
+    /// waits one gap after the last push, then twice as long for each further timer push while
+    /// changes keep coming, up to the window. 1 pushes at most one lone change per window.
     pub delta_burst: NonZeroU32,
     /// How often the node runs an anti-entropy round with the next live peer (round-robin in
     /// node-id order).
@@ -172,7 +174,7 @@ impl Config {
     pub fn lan() -> Self {
         Self {
             delta_batch_window: Duration::from_millis(2),
-            delta_burst: NonZeroU32::new(8).unwrap_or(NonZeroU32::MIN),
+            delta_burst: NonZeroU32::new(32).unwrap_or(NonZeroU32::MIN),
             sync_interval: Duration::from_secs(1),
             sync_timeout: Duration::from_secs(2),
             announce_min: Duration::from_millis(500),

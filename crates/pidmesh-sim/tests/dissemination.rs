@@ -1,22 +1,32 @@
-//! When deltas leave: a lone change on an idle link goes out in the same step as the change
-//! (no batch window, no timer), and changes that come faster than `Config::delta_burst` per
-//! `delta_batch_window` are batched (counted in outgoing batches).
+//! When deltas leave: a change that finds the link idle (nothing waiting, the last push at least
+//! one push gap — `delta_batch_window / delta_burst` — ago) goes out in the same step as the
+//! change; changes that keep coming closer together than that are batched, one batch per
+//! window once the load lasts (counted in outgoing batches).
 
 use std::time::Duration;
 
-use pidmesh_proto::Config;
+use pidmesh_proto::{Config, Pid};
 use pidmesh_sim::{LinkConfig, Sim, SimConfig, check};
+use rand::RngExt;
 
 /// Every message takes exactly this long, so arrival times tell when a message left.
 const LATENCY: Duration = Duration::from_micros(300);
 
+/// How often visibility is checked while waiting for it.
+const STEP: Duration = Duration::from_micros(5);
+
 fn cluster(seed: u64) -> Sim {
+    cluster_with(seed, LATENCY)
+}
+
+/// Three `lan` nodes whose every message takes exactly `latency`.
+fn cluster_with(seed: u64, latency: Duration) -> Sim {
     println!("seed = {seed:#x}");
     let mut cfg = SimConfig::new(3, seed);
     cfg.node = Config::lan();
     cfg.link = LinkConfig {
-        min_latency: LATENCY,
-        max_latency: LATENCY,
+        min_latency: latency,
+        max_latency: latency,
         ..LinkConfig::default()
     };
     let mut sim = Sim::new(cfg);
@@ -26,9 +36,15 @@ fn cluster(seed: u64) -> Sim {
         check::membership_agrees_ok,
     );
     assert!(formed.is_some(), "the cluster did not form");
-    // Quiet: nothing queued, the push bucket full.
+    // Quiet: nothing queued, the last push long ago.
     sim.run_for(Duration::from_secs(1));
     sim
+}
+
+/// The push gap of `Config::lan`.
+fn gap() -> Duration {
+    let c = Config::lan();
+    c.delta_batch_window / c.delta_burst.get()
 }
 
 fn batches(sim: &Sim) -> u64 {
@@ -37,7 +53,7 @@ fn batches(sim: &Sim) -> u64 {
 
 /// Registers `name` on node 0 and returns how many delta batches node 0 sent in that same
 /// step (no virtual time passes), and to how many peers each went.
-fn register_now(sim: &mut Sim, pid: &pidmesh_proto::Pid, name: &str) -> (u64, usize) {
+fn register_now(sim: &mut Sim, pid: &Pid, name: &str) -> (u64, usize) {
     let before = batches(sim);
     sim.with_node(0, |n, now| {
         n.register(now, name, pid, bytes::Bytes::new())
@@ -48,6 +64,19 @@ fn register_now(sim: &mut Sim, pid: &pidmesh_proto::Pid, name: &str) -> (u64, us
         batches(sim) - before,
         sim.node(0).map_or(0, |n| n.peers().count()),
     )
+}
+
+fn visible(sim: &Sim, name: &str) -> bool {
+    (1..3).all(|i| sim.node(i).is_some_and(|n| n.lookup(name).is_some()))
+}
+
+fn converged(sim: &mut Sim) {
+    let took = sim.run_until(
+        Duration::from_secs(5),
+        Duration::from_millis(1),
+        check::converged,
+    );
+    assert!(took.is_some(), "{:?}", check::equal_state(sim));
 }
 
 #[test]
@@ -63,143 +92,169 @@ fn a_lone_change_on_an_idle_link_leaves_in_the_same_step() {
         assert!(bytes > 0, "the batch was queued for the peers");
         // It arrives one link latency later: it left in the step of the change.
         let took = sim
-            .run_until(Duration::from_secs(1), Duration::from_micros(50), |s| {
-                (1..3).all(|i| s.node(i).is_some_and(|n| n.lookup("lone").is_some()))
-            })
+            .run_until(Duration::from_secs(1), STEP, |s| visible(s, "lone"))
             .expect("visible on every node");
         println!("lone change visible everywhere after {took:?} of virtual time");
         assert!(
-            took <= LATENCY + Duration::from_micros(50),
+            took <= LATENCY + STEP,
             "arrived one link latency after the change ({took:?})"
         );
     }
 }
 
+/// Changes 100 µs apart (10,000 a second, one at a time) each leave in their own step, however
+/// long the pattern lasts: no bucket runs dry.
 #[test]
-fn changes_slower_than_the_burst_rate_each_leave_at_once() {
-    let mut sim = cluster(0xd1_0010);
-    let pid = sim.spawn(0).expect("runs");
-    let c = Config::lan();
-    // Twice the bucket's refill interval between changes: the bucket never empties.
-    let gap = c.delta_batch_window / c.delta_burst.get() * 2;
-    for i in 0..50 {
-        let (sent, _) = register_now(&mut sim, &pid, &format!("paced/{i}"));
-        assert_eq!(sent, 1, "change {i} pushed at once");
-        sim.run_for(gap);
+fn changes_100_us_apart_each_leave_at_once() {
+    for seed in [0xd1_0011u64, 0xd1_0012] {
+        let mut sim = cluster(seed);
+        let pid = sim.spawn(0).expect("runs");
+        let n = 1_000;
+        for i in 0..n {
+            let (sent, _) = register_now(&mut sim, &pid, &format!("paced/{i:04}"));
+            assert_eq!(sent, 1, "change {i} pushed at once");
+            sim.run_for(Duration::from_micros(100));
+        }
+        converged(&mut sim);
     }
 }
 
+/// As the bench's `latency` scenario over loopback: each registration waits until it is
+/// visible on both peers (links of 80 µs), then a think time of 0–100 µs (seeded), so changes
+/// come 80–180 µs apart. Each one is visible everywhere one link latency after it was made
+/// (virtual time): it left at once.
 #[test]
-fn a_burst_is_batched() {
-    for (seed, n) in [
-        (0xd1_0020u64, 100usize),
-        (0xd1_0021, 1_000),
-        (0xd1_0022, 5_000),
-    ] {
+fn one_at_a_time_changes_are_visible_after_one_link_latency() {
+    const LINK: Duration = Duration::from_micros(80);
+    for seed in [0xd1_0021u64, 0xd1_0022] {
+        let mut sim = cluster_with(seed, LINK);
+        let pid = sim.spawn(0).expect("runs");
+        let before = batches(&sim);
+        let n = 500u64;
+        let mut worst = Duration::ZERO;
+        for i in 0..n {
+            let name = format!("one/{i:04}");
+            register_now(&mut sim, &pid, &name);
+            let took = sim
+                .run_until(Duration::from_secs(1), STEP, |s| visible(s, &name))
+                .expect("visible");
+            worst = worst.max(took);
+            let think = Duration::from_micros(sim.rng().random_range(0..=100));
+            sim.run_for(think);
+        }
+        let sent = batches(&sim) - before;
+        println!("{n} one at a time: {sent} batches, slowest visible after {worst:?}");
+        assert_eq!(sent, n, "one batch per change");
+        assert!(worst <= LINK + STEP, "slowest took {worst:?}");
+    }
+}
+
+/// 10,000 changes in one instant: the first leaves at once, all the others in the batch
+/// pushed one gap later (cut only where `delta_batch_bytes` requires).
+#[test]
+fn a_burst_is_batched_into_few_messages() {
+    for (seed, n) in [(0xd1_0031u64, 1_000usize), (0xd1_0032, 10_000)] {
         let mut sim = cluster(seed);
         let pid = sim.spawn(0).expect("runs");
         let c = Config::lan();
-        let burst = u64::from(c.delta_burst.get());
         let before = batches(&sim);
-        // n changes in one instant: the bucket's tokens go out one change each, the rest wait
-        // for the window's timer and leave together.
+        let bytes_before = sim.node(0).map_or(0, |n| n.stats().delta_bytes_sent);
         for i in 0..n {
-            sim.with_node(0, |node, now| {
-                node.register(now, &format!("burst/{i:05}"), &pid, bytes::Bytes::new())
-                    .expect("registers");
-            });
+            register_now(&mut sim, &pid, &format!("burst/{i:05}"));
         }
-        assert_eq!(
-            batches(&sim) - before,
-            burst,
-            "only the bucket's tokens left at once"
-        );
-        sim.run_for(c.delta_batch_window + Duration::from_millis(1));
+        assert_eq!(batches(&sim) - before, 1, "only the first change left at once");
+        sim.run_for(gap());
         let sent = batches(&sim) - before;
-        println!("n = {n}: {sent} batches");
-        assert_eq!(sent, burst + 1, "the rest left in one batch");
-        let converged = sim.run_until(
-            Duration::from_secs(5),
-            Duration::from_millis(1),
-            check::converged,
+        let per_peer =
+            (sim.node(0).map_or(0, |n| n.stats().delta_bytes_sent) - bytes_before) as usize / 2;
+        println!("n = {n}: {sent} batches, {per_peer} bytes per peer");
+        // The rest left as one batch, cut into pieces under `delta_batch_bytes` (on a size
+        // estimate that may double an entry's encoded size): every piece but the last holds
+        // at least a quarter of the limit.
+        let pieces = (sent - 1) as usize;
+        assert!(
+            pieces <= 1 + per_peer / (c.delta_batch_bytes / 4),
+            "{sent} batches for {n} changes ({per_peer} bytes per peer)"
         );
-        assert!(converged.is_some(), "{:?}", check::equal_state(&sim));
+        let last = format!("burst/{:05}", n - 1);
+        let took = sim
+            .run_until(Duration::from_secs(1), STEP, |s| visible(s, &last))
+            .expect("visible");
+        assert!(took <= LATENCY + STEP, "the batch left one gap after the burst");
+        converged(&mut sim);
     }
 }
 
+/// Changes every 5 µs for 100 windows (at the bulk scenario's rate): after a few pushes, whose
+/// hold doubles from one gap to a window, one batch per window.
 #[test]
 fn sustained_load_is_batched_per_window() {
-    let mut sim = cluster(0xd1_0030);
+    let mut sim = cluster(0xd1_0041);
     let pid = sim.spawn(0).expect("runs");
     let c = Config::lan();
-    // Four times the burst rate for 50 windows.
-    let per_window = 4 * c.delta_burst.get() as usize;
-    let step = c.delta_batch_window / (per_window as u32);
-    let windows = 50;
+    let step = Duration::from_micros(5);
+    let windows = 100u32;
+    let n = (c.delta_batch_window * windows).as_micros() / step.as_micros();
     let before = batches(&sim);
-    for i in 0..per_window * windows {
-        sim.with_node(0, |node, now| {
-            node.register(now, &format!("load/{i:05}"), &pid, bytes::Bytes::new())
-                .expect("registers");
-        });
+    for i in 0..n {
+        register_now(&mut sim, &pid, &format!("load/{i:06}"));
         sim.run_for(step);
     }
-    let sent = (batches(&sim) - before) as usize;
-    println!("{} changes, {sent} batches", per_window * windows);
-    // Per window at most one timer batch and one push of a refilled token, plus the first burst.
+    let sent = batches(&sim) - before;
+    println!("{n} changes, {sent} batches");
+    // The climb from one gap to a window takes log2(delta_burst) pushes, then one per window.
+    let climb = u64::from(c.delta_burst.get().ilog2()) + 1;
     assert!(
-        sent <= c.delta_burst.get() as usize + 2 * (windows + 1),
+        sent <= u64::from(windows) + climb + 1,
         "{sent} batches for {windows} windows"
     );
-    let converged = sim.run_until(
-        Duration::from_secs(5),
-        Duration::from_millis(1),
-        check::converged,
-    );
-    assert!(converged.is_some(), "{:?}", check::equal_state(&sim));
+    converged(&mut sim);
 }
 
-/// After a burst has been batched, changes that then come one at a time leave at once again,
-/// even when each follows the previous batch closely (here 50 µs after it, as when a caller
-/// registers the next name as soon as it saw the last one). A timer batch of one change costs
-/// one token: were it charged a whole window, every such change would miss its token and wait
-/// for the next window's timer, for as long as the pattern lasts. Only the first single change
-/// may still meet the bucket the burst emptied.
+/// A change that comes sooner than one gap after the last push, on an otherwise quiet link,
+/// waits one gap after that push, not a window.
 #[test]
-fn one_at_a_time_changes_after_a_burst_leave_at_once_again() {
-    for seed in [0xd1_0041u64, 0xd1_0042] {
+fn an_early_change_waits_one_gap() {
+    let mut sim = cluster(0xd1_0051);
+    let pid = sim.spawn(0).expect("runs");
+    let soon = gap() / 4;
+    for i in 0..50 {
+        let (first, _) = register_now(&mut sim, &pid, &format!("pair/{i:02}/a"));
+        assert_eq!(first, 1, "the first of pair {i} left at once");
+        sim.run_for(soon);
+        let name = format!("pair/{i:02}/b");
+        let (second, _) = register_now(&mut sim, &pid, &name);
+        assert_eq!(second, 0, "the second of pair {i} came within the gap");
+        let took = sim
+            .run_until(Duration::from_secs(1), STEP, |s| visible(s, &name))
+            .expect("visible");
+        assert!(
+            took <= gap() - soon + LATENCY + STEP,
+            "pair {i}: the early change took {took:?}"
+        );
+        sim.run_for(Duration::from_millis(1));
+    }
+    converged(&mut sim);
+}
+
+/// After load has been batched per window, changes that then come one at a time 100 µs apart
+/// leave at once again, from the first one.
+#[test]
+fn one_at_a_time_changes_after_load_leave_at_once_again() {
+    for seed in [0xd1_0061u64, 0xd1_0062] {
         let mut sim = cluster(seed);
         let pid = sim.spawn(0).expect("runs");
-        let c = Config::lan();
+        for i in 0..2_000 {
+            register_now(&mut sim, &pid, &format!("load/{i:04}"));
+            sim.run_for(Duration::from_micros(5));
+        }
+        // The last batch of the load went out; the next change comes 100 µs after it.
+        sim.run_for(Config::lan().delta_batch_window + Duration::from_micros(100));
         for i in 0..100 {
-            register_now(&mut sim, &pid, &format!("burst/{i:03}"));
-        }
-        // The burst's timer batch goes out; the next change comes just after it.
-        let gap = Duration::from_micros(50);
-        sim.run_for(c.delta_batch_window + gap);
-        let mut at_once = 0;
-        let rounds = 30;
-        for i in 0..rounds {
             let (sent, _) = register_now(&mut sim, &pid, &format!("single/{i:03}"));
-            if sent == 1 {
-                at_once += 1;
-                // Slower than the burst rate, so the bucket never runs dry on its own.
-                sim.run_for(c.delta_batch_window / c.delta_burst.get() + gap);
-            } else {
-                // Batched: the window's timer sends it; the next change comes just after.
-                sim.run_for(c.delta_batch_window + gap);
-            }
+            assert_eq!(sent, 1, "single change {i} left in its own step");
+            sim.run_for(Duration::from_micros(100));
         }
-        println!("{at_once} of {rounds} single changes left in their own step");
-        assert!(
-            at_once >= rounds - 1,
-            "single changes kept waiting for the window's timer ({at_once} of {rounds} at once)"
-        );
-        let converged = sim.run_until(
-            Duration::from_secs(5),
-            Duration::from_millis(1),
-            check::converged,
-        );
-        assert!(converged.is_some(), "{:?}", check::equal_state(&sim));
+        converged(&mut sim);
     }
 }

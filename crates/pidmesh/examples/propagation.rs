@@ -111,5 +111,7 @@ async fn main() {
     let mut one = Config::lan();
     one.delta_burst = NonZeroU32::MIN;
     measure("lan, delta_burst = 1", one, n, 1).await;
-    measure("lan (delta_burst = 8)", Config::lan(), n, 1).await;
+    let lan = Config::lan();
+    let label = format!("lan (delta_burst = {})", lan.delta_burst);
+    measure(&label, lan, n, 1).await;
 }

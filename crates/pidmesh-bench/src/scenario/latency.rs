@@ -7,9 +7,9 @@
 //! idle cluster's propagation path: delta batch window, transport, decode, merge, event.
 //!
 //! Also reported: how long `register` itself takes (the local write), and, in the same run on
-//! a fresh cluster, the propagation with `Config::delta_burst` = 1: at most one change pushed
-//! at once per batch window, the rule before the burst bucket (the comparison shows what the
-//! bucket changes for changes that follow each other closely).
+//! a fresh cluster, the propagation with `Config::delta_burst` = 1: a push gap of a whole batch
+//! window, so at most one change pushed at once per window (the comparison shows what pushing
+//! on an idle link changes for changes that follow each other closely).
 
 use std::time::{Duration, Instant};
 

@@ -202,52 +202,56 @@ impl Node {
         self.schedule_push(now);
     }
 
-    /// Pushes the pending batch now if the bucket has a token, else makes sure the window's
-    /// timer will.
+    /// Pushes the pending batch now if the link is idle, else makes sure a timer will.
+    ///
+    /// The link is idle when no push is waiting (no `Flush` timer armed) and the last push left
+    /// at least `delta_batch_window / delta_burst` ago (the push gap): a lone change, or
+    /// changes coming one at a time slower than that, leave in the step they are made. A change
+    /// that comes sooner waits for the pending batch's timer, armed `push_hold` after the last
+    /// push. The hold starts at one gap (a change that merely came a little early waits no more
+    /// than that) and doubles with each timer push whose batch gathered further changes while it
+    /// waited, up to a whole window, so changes that keep coming (load) travel in one batch per
+    /// window. A timer push of a lone change brings it back to one gap; a push that finds the
+    /// link idle halves it (so a caller that pauses now and then under load costs one extra
+    /// push per pause, not a climb from one gap back to the window).
     fn schedule_push(&mut self, now: Instant) {
         if self.flush_scheduled {
+            self.batch_grew = true;
             return;
         }
-        if self.take_push_token(now) {
-            // Changes come slower than the burst rate: push this one now rather than add the
-            // batch window to its latency.
+        let gap = self.push_gap();
+        if self.last_push.is_none_or(|t| now >= t + gap) {
+            self.push_hold = (self.push_hold / 2).max(gap);
+            self.last_push = Some(now);
             self.flush();
         } else {
+            let at = self.last_push.map_or(now, |t| t + self.push_hold).max(now);
             self.flush_scheduled = true;
-            self.timers
-                .push(now + self.config.delta_batch_window, TimerKind::Flush);
+            self.timers.push(at, TimerKind::Flush);
         }
     }
 
-    /// Takes one token of the immediate-push bucket (generic cell rate algorithm: `flush_tat`
-    /// advances by `window / burst` per push and may run at most a window ahead of `now`).
-    fn take_push_token(&mut self, now: Instant) -> bool {
-        let window = self.config.delta_batch_window;
-        let interval = window / self.config.delta_burst.get();
-        let tat = self.flush_tat.map_or(now, |t| t.max(now));
-        if tat.saturating_duration_since(now) + interval <= window {
-            self.flush_tat = Some(tat + interval);
-            true
+    /// The shortest time between two pushes made at once (see [`Node::schedule_push`]).
+    fn push_gap(&self) -> std::time::Duration {
+        self.config.delta_batch_window / self.config.delta_burst.get()
+    }
+
+    /// The `Flush` timer fired: pushes the pending batch, and sets the hold for the next change
+    /// that comes before the link is idle again (see [`Node::schedule_push`]): twice as long if
+    /// changes kept joining this batch while it waited, one gap if it held a lone change.
+    pub(super) fn flush_due(&mut self, now: Instant) {
+        let gap = self.push_gap();
+        self.push_hold = if std::mem::take(&mut self.batch_grew) {
+            self.push_hold
+                .max(gap)
+                .saturating_mul(2)
+                .min(self.config.delta_batch_window.max(gap))
         } else {
-            false
-        }
-    }
-
-    /// A batch of `changes` changes is going out on the window's timer: they are charged to the
-    /// bucket as if each had taken a token (the bucket runs at most a window ahead), so changes
-    /// coming faster than the burst rate stay batched. A batch of one change that merely missed
-    /// a token costs one token, not the whole window: otherwise one-at-a-time changes spaced
-    /// just over a window apart would each land in the next timer batch and never leave at once
-    /// again.
-    pub(super) fn batch_flushed(&mut self, now: Instant) {
-        let changes = self.pending.as_ref().map_or(0, |p| p.adds.len()).max(1);
-        let window = self.config.delta_batch_window;
-        let interval = window / self.config.delta_burst.get();
-        let charge = interval
-            .saturating_mul(u32::try_from(changes).unwrap_or(u32::MAX))
-            .min(window);
-        let tat = self.flush_tat.map_or(now, |t| t.max(now));
-        self.flush_tat = Some((tat + charge).min(now + window));
+            gap
+        };
+        self.flush_scheduled = false;
+        self.last_push = Some(now);
+        self.flush();
     }
 
     /// Pushes the pending batch to every live peer.

@@ -77,10 +77,13 @@ pub struct Node {
     announce_gen: u64,
     pending: Option<Delta<NodeId, Key, Value>>,
     flush_scheduled: bool,
-    /// The token bucket of immediate pushes, as a theoretical arrival time (GCRA): a change may
-    /// be pushed at once while this is at most `window - window / burst` ahead of now (see
-    /// `queue_delta`).
-    flush_tat: Option<Instant>,
+    /// When the last delta batch was pushed (see `schedule_push` in `dissemination.rs`).
+    last_push: Option<Instant>,
+    /// How long after the last push a change that came too soon waits: one push gap after an
+    /// idle link, doubling per timer push up to `delta_batch_window` under load.
+    push_hold: Duration,
+    /// Whether a change joined the pending batch after its `Flush` timer was armed.
+    batch_grew: bool,
     /// Peers we asked for a sync, with the time after which we may ask again.
     sync_inflight: HashMap<NodeId, Instant>,
     /// What each live peer last reported holding of this node's dots (from its digests).
@@ -201,7 +204,9 @@ impl Node {
             announce_gen: 0,
             pending: None,
             flush_scheduled: false,
-            flush_tat: None,
+            last_push: None,
+            push_hold: Duration::ZERO,
+            batch_grew: false,
             sync_inflight: HashMap::new(),
             sync_cursor: None,
             peer_has: HashMap::new(),
@@ -393,11 +398,7 @@ impl Node {
                     }
                     self.drain_swim(now);
                 }
-                TimerKind::Flush => {
-                    self.flush_scheduled = false;
-                    self.batch_flushed(now);
-                    self.flush();
-                }
+                TimerKind::Flush => self.flush_due(now),
                 TimerKind::Sync => {
                     self.sync_round(now);
                     let next = now + self.config.sync_interval;
