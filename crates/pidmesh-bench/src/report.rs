@@ -286,6 +286,7 @@ fn bulk_ways_rows(r: &Results, rows: &mut Vec<[String; 4]>) {
             ]);
         }
     }
+    latency_pushes(r, rows);
     if let Some(l) = &r.latency
         && let Some(d) = &l.burst1_propagation_ms
     {
@@ -980,4 +981,24 @@ fn catchup_signal_rows(c: &CatchupResult) -> Vec<[String; 4]> {
             "—".to_string(),
         ],
     ]
+}
+
+/// How many one-at-a-time registrations of the `latency` scenario left within the `register`
+/// call (the rest waited for the flush timer), with the default push rule and with
+/// `delta_burst` = 1: a count, so it does not depend on the machine's load.
+fn latency_pushes(r: &Results, rows: &mut Vec<[String; 4]>) {
+    let Some(l) = &r.latency else { return };
+    let Some(now) = l.pushed_at_once else { return };
+    let burst1 = l
+        .burst1_pushed_at_once
+        .map_or_else(String::new, |b| format!(" (`delta_burst` = 1: {b})"));
+    rows.push([
+        format!(
+            "latency: registrations pushed within the `register` call, {} one at a time",
+            l.n
+        ),
+        "(count)".into(),
+        format!("{now} of {}{burst1}", l.n),
+        "—".to_string(),
+    ]);
 }

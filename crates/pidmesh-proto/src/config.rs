@@ -174,7 +174,7 @@ impl Config {
     pub fn lan() -> Self {
         Self {
             delta_batch_window: Duration::from_millis(2),
-            delta_burst: NonZeroU32::new(32).unwrap_or(NonZeroU32::MIN),
+            delta_burst: NonZeroU32::new(128).unwrap_or(NonZeroU32::MIN),
             sync_interval: Duration::from_secs(1),
             sync_timeout: Duration::from_secs(2),
             announce_min: Duration::from_millis(500),

@@ -167,11 +167,16 @@ fn churn(seed: u64, config: Config, loss: f64) {
     sim.set_link_loss(0, 1, 0.0);
     sim.set_link_loss(1, 0, 0.0);
     converge(&mut sim);
-    let stats: Vec<_> = (0..2).filter_map(|i| sim.node(i).map(|n| n.stats())).collect();
+    let stats: Vec<_> = (0..2)
+        .filter_map(|i| sim.node(i).map(|n| n.stats()))
+        .collect();
     let full: u64 = stats.iter().map(|s| s.full_syncs).sum();
     let answered: u64 = stats.iter().map(|s| s.digests_answered).sum();
     let gaps: u64 = stats.iter().map(|s| s.gaps_detected).sum();
     println!("{answered} digests answered, {gaps} gaps detected, {full} whole-row resends");
     assert!(answered > 50, "anti-entropy ran: {answered} digests");
-    assert_eq!(full, 0, "whole-row resends in a churn without lasting faults");
+    assert_eq!(
+        full, 0,
+        "whole-row resends in a churn without lasting faults"
+    );
 }

@@ -162,7 +162,11 @@ fn a_burst_is_batched_into_few_messages() {
         for i in 0..n {
             register_now(&mut sim, &pid, &format!("burst/{i:05}"));
         }
-        assert_eq!(batches(&sim) - before, 1, "only the first change left at once");
+        assert_eq!(
+            batches(&sim) - before,
+            1,
+            "only the first change left at once"
+        );
         sim.run_for(gap());
         let sent = batches(&sim) - before;
         let per_peer =
@@ -180,7 +184,10 @@ fn a_burst_is_batched_into_few_messages() {
         let took = sim
             .run_until(Duration::from_secs(1), STEP, |s| visible(s, &last))
             .expect("visible");
-        assert!(took <= LATENCY + STEP, "the batch left one gap after the burst");
+        assert!(
+            took <= LATENCY + STEP,
+            "the batch left one gap after the burst"
+        );
         converged(&mut sim);
     }
 }

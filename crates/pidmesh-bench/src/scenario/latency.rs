@@ -35,6 +35,13 @@ pub struct LatencyResult {
     /// The same measurement with `delta_burst` = 1 (one immediate push per window), same run.
     #[serde(default)]
     pub burst1_propagation_ms: Option<Dist>,
+    /// How many of the `n` registrations had their delta batch pushed within the `register`
+    /// call (the rest waited for the node's flush timer): a count, not a time.
+    #[serde(default)]
+    pub pushed_at_once: Option<usize>,
+    /// The same count with `delta_burst` = 1.
+    #[serde(default)]
+    pub burst1_pushed_at_once: Option<usize>,
 }
 
 /// Runs the scenario.
@@ -44,23 +51,26 @@ pub struct LatencyResult {
 pub async fn run(s: &Settings, n: usize) -> anyhow::Result<LatencyResult> {
     let mut one = s.config();
     one.delta_burst = std::num::NonZeroU32::MIN;
-    let (burst1, _, _) = measure(s, n, one).await?;
-    let (lat, call, samples) = measure(s, n, s.config()).await?;
+    let (burst1, _, _, burst1_at_once) = measure(s, n, one).await?;
+    let (lat, call, samples, at_once) = measure(s, n, s.config()).await?;
     Ok(LatencyResult {
         n,
         propagation_ms: lat,
         register_call_us: call,
         samples_ms: samples,
         burst1_propagation_ms: Some(burst1),
+        pushed_at_once: Some(at_once),
+        burst1_pushed_at_once: Some(burst1_at_once),
     })
 }
 
-/// One cluster, `n` registrations one at a time: (propagation ms, register call µs, samples).
+/// One cluster, `n` registrations one at a time: (propagation ms, register call µs, samples,
+/// registrations whose batch was pushed within the call).
 async fn measure(
     s: &Settings,
     n: usize,
     config: pidmesh::Config,
-) -> anyhow::Result<(Dist, Dist, Vec<f64>)> {
+) -> anyhow::Result<(Dist, Dist, Vec<f64>, usize)> {
     let cluster = Cluster::start(s.kind, 3, config).await?;
     let mut subs: Vec<_> = cluster.nodes[1..]
         .iter()
@@ -70,8 +80,10 @@ async fn measure(
     let mut guards = Vec::with_capacity(n);
     let mut lat = Vec::with_capacity(n);
     let mut call = Vec::with_capacity(n);
+    let mut at_once = 0;
     for i in 0..n {
         let name = format!("lat/{i:07}");
+        let batches = cluster.nodes[0].stats().batches_sent;
         let t_call = Instant::now();
         let reg = cluster.nodes[0]
             .register(&name, &pid, Vec::new())
@@ -79,6 +91,9 @@ async fn measure(
             .with_context(|| format!("register {name}"))?;
         let t0 = Instant::now();
         call.push((t0 - t_call).as_secs_f64() * 1e6);
+        if cluster.nodes[0].stats().batches_sent > batches {
+            at_once += 1;
+        }
         let dot = reg.entry().dot.clone();
         for sub in &mut subs {
             loop {
@@ -95,5 +110,5 @@ async fn measure(
     }
     cluster.shutdown().await;
     drop(guards);
-    Ok((Dist::of(&lat), Dist::of(&call), lat))
+    Ok((Dist::of(&lat), Dist::of(&call), lat, at_once))
 }
