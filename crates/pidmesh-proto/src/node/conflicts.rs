@@ -11,6 +11,11 @@ use crate::resolver::Verdict;
 use super::{Node, entry_of};
 use crate::reader;
 
+/// Entries that lost a conflict as seen here, so their removal is reported as such. Touched
+/// once or twice per contested name after a heal: hashed with hashbrown's default (foldhash),
+/// not std's SipHash, which cost more than the rest of a decision.
+pub(super) type Losers = hashbrown::HashSet<Dot<NodeId>>;
+
 /// Names touched since conflicts were last checked. Pushed as they come (a join that touches
 /// ten thousand names pays a push each, not an ordered insert), sorted and deduplicated once
 /// when the node settles, so names are still resolved in key order.
@@ -61,7 +66,9 @@ impl Node {
 
     pub(super) fn report_join(&mut self, report: JoinReport<NodeId, Key, Value>) {
         // A removal and an add of the same pid under the same key in one join is a metadata update.
-        let mut removed = Vec::new();
+        let mut removed = Vec::with_capacity(report.removed.len());
+        self.events
+            .reserve(report.added.len() + report.removed.len());
         for (key, slot) in report.removed {
             let entry = entry_of(&key, &slot);
             self.dirty.insert(key);
