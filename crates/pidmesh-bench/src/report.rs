@@ -998,14 +998,16 @@ fn heal_phases_line(h: &HealResult) -> Option<String> {
     Some(format!(
         "- heal timeline (from the heal; 1-minute load {}): first contact across the link {}; \
          one winner everywhere {} after contact, all losers removed {} after contact; per node \
-         0 / 1 / 2: both claims held at {}, entry count settled at {}, conflicts resolved {:?}.",
+         0 / 1 / 2: all members seen at {}, registry first changed at {}, last changed at {}, \
+         conflicts resolved {:?}.",
         p.loadavg_1m
             .map_or_else(|| "unknown".to_string(), |l| format!("{l:.2}")),
         ms(&h.contact_secs),
         after(h.one_winner_secs),
         after(h.clean_secs),
-        list(&p.both_claims_secs),
-        list(&p.settled_secs),
+        list(&p.members_back_secs),
+        list(&p.first_change_secs),
+        list(&p.last_change_secs),
         p.conflicts_resolved
     ))
 }

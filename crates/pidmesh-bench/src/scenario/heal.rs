@@ -14,8 +14,8 @@
 //!
 //! Where the time goes is sampled every millisecond on a thread of its own ([`HealPhases`]):
 //! the first contact across the healed link (SWIM only; the registry cannot start before it),
-//! when each node first held both sides' claims, when each node's entry count last changed
-//! (its losers gone), and how many conflicts each node resolved.
+//! when each node saw all members again, when its registry first and last changed, and how
+//! many conflicts each node resolved.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -60,32 +60,39 @@ pub struct HealResult {
 /// The heal's timeline per node, sampled every millisecond (seconds from the heal).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct HealPhases {
-    /// When each node first held more than N entries: both sides' claims of some names
-    /// (`None`: it never did, e.g. a loser's removal reached it before the winner's claims).
-    pub both_claims_secs: Vec<Option<f64>>,
-    /// When each node's entry count last changed (from then on it held its final N entries).
-    pub settled_secs: Vec<Option<f64>>,
+    /// When each node first saw all 3 members again (the registry exchange with a peer starts
+    /// when the node sees it).
+    pub members_back_secs: Vec<Option<f64>>,
+    /// When each node's registry first changed (entry count or conflicts resolved): the other
+    /// side's state reached it. `None`: it never changed (it held the final state already).
+    pub first_change_secs: Vec<Option<f64>>,
+    /// When each node's registry last changed: from then on it held its final N entries.
+    pub last_change_secs: Vec<Option<f64>>,
     /// Conflicts each node resolved after the heal (one resolver run per contested name at most).
     pub conflicts_resolved: Vec<u64>,
     /// 1-minute load average when the heal started (from /proc/loadavg).
     pub loadavg_1m: Option<f64>,
 }
 
-/// Samples contact and every node's entry count every millisecond until `stop` is set (or
-/// 120 s pass); returns (contact, first time above `n`, last change) per node.
-fn sample(
-    nodes: Vec<Registry>,
-    n: usize,
-    t0: Instant,
-    stop: Arc<AtomicBool>,
-) -> (
+/// What the sampler saw, per node: members back, first and last registry change.
+type Timeline = (
     Option<Duration>,
     Vec<Option<Duration>>,
     Vec<Option<Duration>>,
-) {
+    Vec<Option<Duration>>,
+);
+
+/// Samples contact, every node's members and registry counters every millisecond until `stop`
+/// is set (or 120 s pass).
+fn sample(nodes: Vec<Registry>, t0: Instant, stop: Arc<AtomicBool>) -> Timeline {
+    let probe = |r: &Registry| {
+        let s = r.stats();
+        (s.entries, s.conflicts_resolved)
+    };
     let mut contact = None;
-    let mut last: Vec<usize> = nodes.iter().map(|r| r.stats().entries).collect();
-    let mut above = vec![None; nodes.len()];
+    let mut last: Vec<(usize, u64)> = nodes.iter().map(probe).collect();
+    let mut back = vec![None; nodes.len()];
+    let mut first = vec![None; nodes.len()];
     let mut changed = vec![None; nodes.len()];
     while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(120) {
         let now = t0.elapsed();
@@ -93,18 +100,19 @@ fn sample(
             contact = Some(now);
         }
         for (i, r) in nodes.iter().enumerate() {
-            let e = r.stats().entries;
-            if e > n && above[i].is_none() {
-                above[i] = Some(now);
+            if back[i].is_none() && r.members().len() == nodes.len() {
+                back[i] = Some(now);
             }
-            if e != last[i] {
-                last[i] = e;
+            let p = probe(r);
+            if p != last[i] {
+                last[i] = p;
+                first[i] = first[i].or(Some(now));
                 changed[i] = Some(now);
             }
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-    (contact, above, changed)
+    (contact, back, first, changed)
 }
 
 /// The winner of every name on `node` (`None` where it has none).
@@ -170,7 +178,7 @@ pub async fn run(s: &Settings, n: usize) -> anyhow::Result<HealResult> {
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
         let (nodes, stop) = (nodes.clone(), Arc::clone(&stop));
-        std::thread::spawn(move || sample(nodes, n, t0, stop))
+        std::thread::spawn(move || sample(nodes, t0, stop))
     };
     let limit = Duration::from_secs(120);
     let mut members = None;
@@ -195,12 +203,13 @@ pub async fn run(s: &Settings, n: usize) -> anyhow::Result<HealResult> {
         .map(|_| t0.elapsed());
     }
     stop.store(true, Ordering::Relaxed);
-    let (contact, above, changed) = sampler.join().unwrap_or_default();
+    let (contact, back, first, changed) = sampler.join().unwrap_or_default();
     let secs =
         |v: Vec<Option<Duration>>| v.into_iter().map(|d| d.map(|d| d.as_secs_f64())).collect();
     let phases = HealPhases {
-        both_claims_secs: secs(above),
-        settled_secs: secs(changed),
+        members_back_secs: secs(back),
+        first_change_secs: secs(first),
+        last_change_secs: secs(changed),
         conflicts_resolved: nodes
             .iter()
             .zip(&resolved_before)
