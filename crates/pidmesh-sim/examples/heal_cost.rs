@@ -45,10 +45,13 @@ fn winners_agree(sim: &Sim, names: &[String]) -> bool {
 #[inline(never)]
 fn heal_phase(sim: &mut Sim, names: &[String], n: usize) {
     sim.heal();
+    let healed_at = sim.elapsed();
+    let mut timeline = Timeline::new(sim);
     let step = Duration::from_millis(1);
     let t = Instant::now();
     let contact = sim
         .run_until(Duration::from_secs(120), step, |s| {
+            timeline.observe(s, s.elapsed() - healed_at);
             s.node(0).is_some_and(|x| x.peers().count() > 0)
         })
         .expect("contact");
@@ -70,6 +73,7 @@ fn heal_phase(sim: &mut Sim, names: &[String], n: usize) {
         }
         sim.run_for(step);
         elapsed += step;
+        timeline.observe(sim, elapsed);
     }
     let cpu = t.elapsed() - cpu0 - check_cpu;
     println!(
@@ -85,6 +89,61 @@ fn heal_phase(sim: &mut Sim, names: &[String], n: usize) {
         (elapsed - contact).as_millis(),
         cpu.as_secs_f64() * 1e3
     );
+    timeline.print();
+}
+
+/// Per node, in virtual time from the heal: when it saw both others again, and when its
+/// registry (entry count, conflicts resolved) first and last changed.
+struct Timeline {
+    last: Vec<(usize, u64)>,
+    back: Vec<Option<Duration>>,
+    first: Vec<Option<Duration>>,
+    changed: Vec<Option<Duration>>,
+}
+
+impl Timeline {
+    fn probe(sim: &Sim, i: usize) -> (usize, u64) {
+        sim.node(i).map_or((0, 0), |x| {
+            (x.stats().entries, x.stats().conflicts_resolved)
+        })
+    }
+
+    fn new(sim: &Sim) -> Self {
+        Self {
+            last: (0..3).map(|i| Self::probe(sim, i)).collect(),
+            back: vec![None; 3],
+            first: vec![None; 3],
+            changed: vec![None; 3],
+        }
+    }
+
+    fn observe(&mut self, sim: &Sim, at: Duration) {
+        for i in 0..3 {
+            if self.back[i].is_none() && sim.node(i).is_some_and(|x| x.peers().count() == 2) {
+                self.back[i] = Some(at);
+            }
+            let p = Self::probe(sim, i);
+            if p != self.last[i] {
+                self.last[i] = p;
+                self.first[i] = self.first[i].or(Some(at));
+                self.changed[i] = Some(at);
+            }
+        }
+    }
+
+    fn print(&self) {
+        let ms = |d: &Option<Duration>| {
+            d.map_or("—".into(), |d| format!("{:.0} ms", d.as_secs_f64() * 1e3))
+        };
+        for i in 0..3 {
+            println!(
+                "node {i}: saw both others at {}, registry first changed at {}, last at {}",
+                ms(&self.back[i]),
+                ms(&self.first[i]),
+                ms(&self.changed[i])
+            );
+        }
+    }
 }
 
 #[inline(never)]
