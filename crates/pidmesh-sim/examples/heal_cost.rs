@@ -15,18 +15,8 @@
 
 use std::time::{Duration, Instant};
 
-use pidmesh_proto::{Config, Event, Node};
+use pidmesh_proto::{Config, Node};
 use pidmesh_sim::{Sim, SimConfig, check};
-
-fn event_kind(e: &Event) -> &'static str {
-    match e {
-        Event::Registered(_) => "registered",
-        Event::Unregistered { .. } => "unregistered",
-        Event::MetaUpdated { .. } => "meta_updated",
-        Event::ConflictResolved { .. } => "conflict_resolved",
-        _ => "other",
-    }
-}
 
 #[inline(never)]
 fn winners_agree(sim: &Sim, names: &[String]) -> bool {
@@ -200,7 +190,6 @@ fn main() {
     println!("split detected after {split:?}; both sides hold their claims");
 
     let before: Vec<_> = (0..3).map(|i| sim.node(i).map(Node::stats)).collect();
-    let events_before: Vec<usize> = (0..3).map(|i| sim.hosts[i].life.events.len()).collect();
     let bytes_before = sim.bytes_sent;
     heal_phase(&mut sim, &names, n);
     println!("from the heal to clean, per node:");
@@ -209,14 +198,10 @@ fn main() {
             continue;
         };
         let s = x.stats();
-        let mut kinds = std::collections::BTreeMap::<&str, usize>::new();
-        for (_, e) in &sim.hosts[i].life.events[events_before[i]..] {
-            *kinds.entry(event_kind(e)).or_default() += 1;
-        }
         println!(
             "node {i}: entries {}, conflicts resolved {}, delta batches sent {} ({} B), \
              deltas applied {}, digests answered {}, chunks applied {}, full syncs {}, \
-             sync bytes sent {}, events {kinds:?}",
+             sync bytes sent {}",
             s.entries,
             s.conflicts_resolved - b.conflicts_resolved,
             s.batches_sent - b.batches_sent,
