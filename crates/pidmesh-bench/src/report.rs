@@ -744,6 +744,9 @@ pub fn benchmarks_md(r: &Results) -> String {
             h.winners,
             h.final_entries
         );
+        if let Some(line) = heal_phases_line(h) {
+            let _ = writeln!(s, "{line}");
+        }
     }
     if let Some(o) = &r.erlang {
         match &o.result {
@@ -1001,4 +1004,31 @@ fn latency_pushes(r: &Results, rows: &mut Vec<[String; 4]>) {
         format!("{now} of {}{burst1}", l.n),
         "—".to_string(),
     ]);
+}
+
+/// The heal's timeline (contact, then per node: both sides' claims held, entry count settled),
+/// for results that have it.
+fn heal_phases_line(h: &HealResult) -> Option<String> {
+    let p = h.phases.as_ref()?;
+    let ms = |v: &Option<f64>| v.map_or_else(|| "—".to_string(), |x| format!("{:.0} ms", x * 1e3));
+    let list = |v: &[Option<f64>]| v.iter().map(ms).collect::<Vec<_>>().join(" / ");
+    let after = |v: Option<f64>| match (v, h.contact_secs) {
+        (Some(x), Some(c)) => format!("{:.0} ms", (x - c) * 1e3),
+        _ => "—".to_string(),
+    };
+    Some(format!(
+        "- heal timeline (from the heal; 1-minute load {}): first contact across the link {}; \
+         one winner everywhere {} after contact, all losers removed {} after contact; per node \
+         0 / 1 / 2: all members seen at {}, registry first changed at {}, last changed at {}, \
+         conflicts resolved {:?}.",
+        p.loadavg_1m
+            .map_or_else(|| "unknown".to_string(), |l| format!("{l:.2}")),
+        ms(&h.contact_secs),
+        after(h.one_winner_secs),
+        after(h.clean_secs),
+        list(&p.members_back_secs),
+        list(&p.first_change_secs),
+        list(&p.last_change_secs),
+        p.conflicts_resolved
+    ))
 }

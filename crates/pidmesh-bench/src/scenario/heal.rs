@@ -11,8 +11,15 @@
 //!
 //! The resolver is keep-oldest, and node 0 registered first, so node 0 should win every name;
 //! the winners per node are reported as a check.
+//!
+//! Where the time goes is sampled every millisecond on a thread of its own ([`HealPhases`]):
+//! the first contact across the healed link (SWIM only; the registry cannot start before it),
+//! when each node saw all members again, when its registry first and last changed, and how
+//! many conflicts each node resolved.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -45,6 +52,67 @@ pub struct HealResult {
     pub final_entries: Vec<usize>,
     /// How many names each node's processes won (by node name), as node 0 sees it.
     pub winners: BTreeMap<String, usize>,
+    /// Where the time after the heal went, per node (results of older runs have none).
+    #[serde(default)]
+    pub phases: Option<HealPhases>,
+}
+
+/// The heal's timeline per node, sampled every millisecond (seconds from the heal).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HealPhases {
+    /// When each node first saw all 3 members again (the registry exchange with a peer starts
+    /// when the node sees it).
+    pub members_back_secs: Vec<Option<f64>>,
+    /// When each node's registry first changed (entry count or conflicts resolved): the other
+    /// side's state reached it. `None`: it never changed (it held the final state already).
+    pub first_change_secs: Vec<Option<f64>>,
+    /// When each node's registry last changed: from then on it held its final N entries.
+    pub last_change_secs: Vec<Option<f64>>,
+    /// Conflicts each node resolved after the heal (one resolver run per contested name at most).
+    pub conflicts_resolved: Vec<u64>,
+    /// 1-minute load average when the heal started (from /proc/loadavg).
+    pub loadavg_1m: Option<f64>,
+}
+
+/// What the sampler saw, per node: members back, first and last registry change.
+type Timeline = (
+    Option<Duration>,
+    Vec<Option<Duration>>,
+    Vec<Option<Duration>>,
+    Vec<Option<Duration>>,
+);
+
+/// Samples contact, every node's members and registry counters every millisecond until `stop`
+/// is set (or 120 s pass).
+fn sample(nodes: Vec<Registry>, t0: Instant, stop: Arc<AtomicBool>) -> Timeline {
+    let probe = |r: &Registry| {
+        let s = r.stats();
+        (s.entries, s.conflicts_resolved)
+    };
+    let mut contact = None;
+    let mut last: Vec<(usize, u64)> = nodes.iter().map(probe).collect();
+    let mut back = vec![None; nodes.len()];
+    let mut first = vec![None; nodes.len()];
+    let mut changed = vec![None; nodes.len()];
+    while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(120) {
+        let now = t0.elapsed();
+        if contact.is_none() && nodes[0].members().len() > 1 {
+            contact = Some(now);
+        }
+        for (i, r) in nodes.iter().enumerate() {
+            if back[i].is_none() && r.members().len() == nodes.len() {
+                back[i] = Some(now);
+            }
+            let p = probe(r);
+            if p != last[i] {
+                last[i] = p;
+                first[i] = first[i].or(Some(now));
+                changed[i] = Some(now);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    (contact, back, first, changed)
 }
 
 /// The winner of every name on `node` (`None` where it has none).
@@ -101,26 +169,21 @@ pub async fn run(s: &Settings, n: usize) -> anyhow::Result<HealResult> {
     })
     .await;
 
+    let resolved_before: Vec<u64> = nodes.iter().map(|r| r.stats().conflicts_resolved).collect();
+    let loadavg_1m = crate::report::loadavg().map(|l| l[0]);
     let t0 = Instant::now();
     cluster.faults.heal();
-    // Polled on a thread of its own, every millisecond, so the moment is not blurred by the
-    // (slower) winner checks below.
-    let contact = {
-        let n0 = nodes[0].clone();
-        std::thread::spawn(move || {
-            while t0.elapsed() < Duration::from_secs(120) {
-                if n0.members().len() > 1 {
-                    return Some(t0.elapsed());
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            None
-        })
+    // Sampled on a thread of its own, every millisecond, so the moments are not blurred by
+    // the (slower) winner checks below.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (nodes, stop) = (nodes.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || sample(nodes, t0, stop))
     };
     let limit = Duration::from_secs(120);
     let mut members = None;
     let mut agree = None;
-    let clean = wait_for(limit, Duration::from_millis(20), || {
+    let clean = wait_for(limit, Duration::from_millis(5), || {
         if members.is_none() && nodes.iter().all(|r| r.members().len() == 3) {
             members = Some(t0.elapsed());
         }
@@ -139,7 +202,21 @@ pub async fn run(s: &Settings, n: usize) -> anyhow::Result<HealResult> {
         .await
         .map(|_| t0.elapsed());
     }
-    let contact = contact.join().ok().flatten();
+    stop.store(true, Ordering::Relaxed);
+    let (contact, back, first, changed) = sampler.join().unwrap_or_default();
+    let secs =
+        |v: Vec<Option<Duration>>| v.into_iter().map(|d| d.map(|d| d.as_secs_f64())).collect();
+    let phases = HealPhases {
+        members_back_secs: secs(back),
+        first_change_secs: secs(first),
+        last_change_secs: secs(changed),
+        conflicts_resolved: nodes
+            .iter()
+            .zip(&resolved_before)
+            .map(|(r, b)| r.stats().conflicts_resolved.saturating_sub(*b))
+            .collect(),
+        loadavg_1m,
+    };
     let final_entries = cluster.entries();
     let mut won = BTreeMap::new();
     for w in winners(&nodes[0], &names).into_iter().flatten() {
@@ -156,5 +233,6 @@ pub async fn run(s: &Settings, n: usize) -> anyhow::Result<HealResult> {
         clean_secs: clean.map(|d| d.as_secs_f64()),
         final_entries,
         winners: won,
+        phases: Some(phases),
     })
 }

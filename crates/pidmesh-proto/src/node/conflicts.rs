@@ -9,6 +9,12 @@ use crate::entry::{Entry, Event, Reason};
 use crate::resolver::Verdict;
 
 use super::{Node, entry_of};
+use crate::reader;
+
+/// Entries that lost a conflict as seen here, so their removal is reported as such. Touched
+/// once or twice per contested name after a heal: hashed with hashbrown's default (foldhash),
+/// not std's SipHash, which cost more than the rest of a decision.
+pub(super) type Losers = hashbrown::HashSet<Dot<NodeId>>;
 
 /// Names touched since conflicts were last checked. Pushed as they come (a join that touches
 /// ten thousand names pays a push each, not an ordered insert), sorted and deduplicated once
@@ -47,10 +53,11 @@ impl Node {
         if !concurrent {
             return;
         }
+        let released_dot = released.dot.clone();
         candidates.push(released);
         candidates.sort_by(Entry::canonical_cmp);
         if self.resolver.resolve(&key.name, &candidates).verdict == Verdict::DropAll {
-            let mine = self.decide(&key, candidates);
+            let mine = self.decide(&key, candidates, Some(&released_dot));
             if !mine.is_empty() {
                 self.remove_own(now, &mine, Reason::Conflict);
             }
@@ -59,22 +66,31 @@ impl Node {
 
     pub(super) fn report_join(&mut self, report: JoinReport<NodeId, Key, Value>) {
         // A removal and an add of the same pid under the same key in one join is a metadata update.
-        let mut removed = Vec::new();
+        let mut removed = Vec::with_capacity(report.removed.len());
+        self.events
+            .reserve(report.added.len() + report.removed.len());
         for (key, slot) in report.removed {
             let entry = entry_of(&key, &slot);
             self.dirty.insert(key);
             removed.push(entry);
         }
         for (key, dot) in &report.added {
-            // Only a unique name with two or more claims has a conflict to settle (a bulk
-            // catch-up adds a million names, each alone).
-            if key.kind == KeyKind::Name && self.map.read(key, |mut slots| slots.nth(1).is_some()) {
+            // One read of the key gives both whether it is contested (only a unique name with
+            // two or more claims has a conflict to settle; a bulk catch-up adds a million names,
+            // each alone) and the added entry itself, among the key's few slots.
+            let (contested, entry) = self.map.read(key, |mut slots| {
+                let contested = key.kind == KeyKind::Name && slots.count_hint() > 1;
+                let entry = slots
+                    .find(|s| s.seq == dot.seq && *s.actor == dot.actor)
+                    .map(|s| reader::entry_from(key, &s));
+                (contested, entry)
+            });
+            if contested {
                 self.dirty.insert(key.clone());
             }
-            let Some((_, slot)) = self.map.get_dot(dot) else {
+            let Some(entry) = entry else {
                 continue;
             };
-            let entry = entry_of(key, &slot);
             let updated = removed
                 .iter()
                 .position(|r| r.key == entry.key && r.pid == entry.pid);
@@ -146,18 +162,27 @@ impl Node {
     }
 
     /// Decides `key` if it has a conflict; returns this node's losing claims (to remove).
+    /// A name left with one claim (the usual case when a loser's removal arrives) is seen to
+    /// have no conflict without copying its entry out.
     fn resolve(&mut self, key: &Key) -> Vec<Dot<NodeId>> {
-        let candidates = self.entries(key);
-        if candidates.len() >= 2 {
-            self.decide(key, candidates)
-        } else {
-            Vec::new()
+        let candidates = self.map.read(key, |slots| {
+            (slots.count_hint() >= 2).then(|| reader::sorted_entries(key, slots))
+        });
+        match candidates {
+            Some(candidates) if candidates.len() >= 2 => self.decide(key, candidates, None),
+            _ => Vec::new(),
         }
     }
 
     /// Runs the resolver over canonically sorted candidates and reports the outcome; returns
-    /// this node's losing entries, for the caller to remove.
-    fn decide(&mut self, key: &Key, candidates: Vec<Entry>) -> Vec<Dot<NodeId>> {
+    /// this node's losing entries, for the caller to remove. Every candidate is held here except
+    /// `released` (a claim its origin gave up that this node never saw), if given.
+    fn decide(
+        &mut self,
+        key: &Key,
+        candidates: Vec<Entry>,
+        released: Option<&Dot<NodeId>>,
+    ) -> Vec<Dot<NodeId>> {
         let resolution = self.resolver.resolve(&key.name, &candidates);
         if let Some(reason) = resolution.failure {
             tracing::warn!(key = ?key, %reason, "resolver failed; keep-oldest used");
@@ -167,33 +192,31 @@ impl Node {
                 reason,
             });
         }
-        let winner_idx = match resolution.verdict {
-            Verdict::Keep(i) => Some(i),
-            Verdict::DropAll => None,
+        let mut losers = candidates;
+        let winner = match resolution.verdict {
+            Verdict::Keep(i) if i < losers.len() => Some(losers.remove(i)),
+            _ => None,
         };
-        let winner = winner_idx.map(|i| candidates[i].clone());
-        let losers: Vec<Entry> = candidates
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| Some(*i) != winner_idx)
-            .map(|(_, e)| e)
-            .collect();
+        let mut mine: Vec<Dot<NodeId>> = Vec::new();
+        for e in &losers {
+            if released == Some(&e.dot) {
+                // Not held, so never reported as removed here.
+                continue;
+            }
+            if e.dot.actor == self.me.node {
+                // Removed by the caller, which reports it as lost to a conflict.
+                mine.push(e.dot.clone());
+            } else {
+                // Its origin's removal will reach us: report it then as lost to a conflict.
+                self.losers.insert(e.dot.clone());
+            }
+        }
         self.stats.conflicts_resolved += 1;
         self.events.push_back(Event::ConflictResolved {
             key: key.clone(),
             winner,
-            losers: losers.clone(),
+            losers,
         });
-        let mut mine: Vec<Dot<NodeId>> = Vec::new();
-        for e in &losers {
-            // Only entries we hold can be reported as removed later (released ones never are).
-            if self.map.get_dot(&e.dot).is_some() {
-                self.losers.insert(e.dot.clone());
-                if e.dot.actor == self.me.node {
-                    mine.push(e.dot.clone());
-                }
-            }
-        }
         mine
     }
 }

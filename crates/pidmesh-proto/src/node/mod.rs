@@ -1,6 +1,6 @@
 //! The sans-io node.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -93,7 +93,7 @@ pub struct Node {
     /// Names touched since conflicts were last checked.
     dirty: conflicts::DirtyKeys,
     /// Entries that lost a conflict as seen here, so their removal is reported as such.
-    losers: HashSet<Dot<NodeId>>,
+    losers: conflicts::Losers,
     /// Own entries removed after losing a conflict, by sequence number (bounded): shipped with
     /// the dots that cover them so claimants that never saw them can still resolve.
     released: BTreeMap<u64, (Key, Value)>,
@@ -211,7 +211,7 @@ impl Node {
             sync_cursor: None,
             peer_has: HashMap::new(),
             dirty: conflicts::DirtyKeys::default(),
-            losers: HashSet::new(),
+            losers: conflicts::Losers::default(),
             released: BTreeMap::new(),
             live_pids: BTreeSet::new(),
             next_pid: 1,

@@ -230,14 +230,30 @@ impl Node {
         let me = self.me.node.clone();
         let own = self.map.context().row(&me).cloned().unwrap_or_default();
         let mut missing = own.difference(have);
-        // What the asker should hold of our live entries if it missed nothing but `missing`.
-        let mut expected = self.map.actor_digest(&me);
+        // What the asker should hold of our live entries if it missed nothing but `missing`:
+        // the digest of our live entries in `held`, counted from whichever side is narrower (a
+        // peer back from a partition holds nothing of ours: nothing to count then).
+        let held = own.difference(&missing);
+        let mut expected = if held.len() < missing.len() {
+            let mut d = LiveDigest::default();
+            for &(a, b) in held.ranges() {
+                for (_, slot) in self.map.actor_range(&me, a, b) {
+                    d.toggle(slot.dot.seq, true);
+                }
+            }
+            d
+        } else {
+            let mut d = self.map.actor_digest(&me);
+            for &(a, b) in missing.ranges() {
+                for (_, slot) in self.map.actor_range(&me, a, b) {
+                    d.toggle(slot.dot.seq, false);
+                }
+            }
+            d
+        };
         // The entries it still holds that our unseen removals removed.
         let mut victims = DotSet::new();
         for &(a, b) in missing.ranges() {
-            for (_, slot) in self.map.actor_range(&me, a, b) {
-                expected.toggle(slot.dot.seq, false);
-            }
             // Our removals it has not seen yet (usually still in flight): it still holds what
             // they removed, if it saw that at all. Without this, any digest crossing a removal
             // looked like a lost removal and cost a whole-row resend.
