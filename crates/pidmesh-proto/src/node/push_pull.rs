@@ -40,6 +40,8 @@ pub(super) struct PushPullState {
     joined: bool,
     /// Exchanges in a row (finished or given up) that taught this node nothing.
     quiet: u32,
+    /// Exchanges in a row that nobody answered.
+    given_up: u32,
     /// Whether a member list taught this node a member since the last exchange ended.
     learned: bool,
     /// When the next exchange starts (`None` while one is in flight, or when none is planned).
@@ -202,11 +204,34 @@ impl Node {
         };
         self.push_pull.attempt += 1;
         if self.push_pull.attempt > cfg.attempts {
-            self.push_pull_finish(now);
+            self.push_pull_given_up(now);
             return;
         }
         let pause = self.jitter(self.config.swim.probe_period / 4);
         self.push_pull_schedule(now + pause);
+    }
+
+    /// Nobody answered the current exchange (every attempt refused as busy or timed out). That
+    /// says nothing about whether the node's view is complete, so it does not count as a quiet
+    /// exchange: the next one comes ½–1 × probe period × 2^(exchanges given up in a row) later,
+    /// never later than the periodic interval. (When many nodes join at once, most of the first
+    /// requests go to the seeds and are refused; counting them as quiet sent nodes that knew a
+    /// tenth of the cluster to the periodic interval.)
+    fn push_pull_given_up(&mut self, now: Instant) {
+        let Some(cfg) = self.config.push_pull else {
+            return;
+        };
+        let st = &mut self.push_pull;
+        st.inflight = None;
+        st.attempt = 1;
+        st.given_up = st.given_up.saturating_add(1);
+        let shift = (st.given_up - 1).min(16);
+        let mut wait = self.config.swim.probe_period * (1u32 << shift);
+        if let Some(every) = cfg.interval {
+            wait = wait.min(every);
+        }
+        let at = now + self.jitter(wait);
+        self.push_pull_next(at);
     }
 
     /// The current exchange is over: plan the next one by what the last ones taught.
@@ -217,6 +242,7 @@ impl Node {
         let st = &mut self.push_pull;
         st.inflight = None;
         st.attempt = 1;
+        st.given_up = 0;
         if std::mem::take(&mut st.learned) {
             st.quiet = 0;
         } else {
