@@ -240,3 +240,44 @@ fn once_formed_exchanges_fall_back_to_the_interval_or_stop() {
         }
     }
 }
+
+/// Answering budgets so small that most requests are refused as busy (a node can answer about
+/// one full list a second) and SWIM's gossip thinned as above: exchanges that nobody answered
+/// must not end a node's fast rounds, or the nodes whose first requests all hit busy members
+/// stop asking with a fraction of the cluster known. Bound: as above, plus one probe period
+/// per give-up in a row (a node waits at most probe × 2^k after its k-th).
+#[test]
+fn refused_exchanges_do_not_end_the_fast_rounds() {
+    let seed = std::env::var("PIDMESH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0xb05e);
+    let nodes = 120usize;
+    let list = 35 * nodes as u64;
+    let pp = PushPull {
+        answer_bytes_per_sec: list + list / 2,
+        interval: None,
+        ..PushPull::default()
+    };
+    let mut sim = cluster_with(nodes, 1, seed, Some(pp), |c| {
+        c.swim.max_transmissions = std::num::NonZeroU8::MIN;
+        c.swim.periodic_announce = None;
+    });
+    let probe = sim_probe(nodes);
+    let limit = probe * 30;
+    let took = sim.run_until(limit, Duration::from_millis(20), formed);
+    let fewest = sim
+        .live()
+        .iter()
+        .filter_map(|&i| sim.node(i).map(|n| n.peers().count() + 1))
+        .min();
+    let refused: u64 = (0..nodes)
+        .filter_map(|i| sim.node(i).map(|n| n.stats().push_pull_refused))
+        .sum();
+    println!("formed after {took:?} (limit {limit:?}); fewest seen {fewest:?}; {refused} refusals");
+    assert!(refused > nodes as u64, "the budgets never refused much: {refused}");
+    assert!(
+        took.is_some(),
+        "seed {seed:#x}: not formed within {limit:?} (fewest seen {fewest:?})"
+    );
+}
