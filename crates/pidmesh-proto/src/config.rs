@@ -75,15 +75,20 @@ pub struct Config {
 }
 
 /// A joining node exchanges whole member lists with the first member it meets (both sides
-/// merge), then again with a few random members, so it knows a large cluster after one round
-/// trip instead of after SWIM's gossip reached it update by update.
+/// merge), then again with random members, so it knows a large cluster after one round trip
+/// instead of after SWIM's gossip reached it update by update.
 ///
-/// The follow-up exchanges cover nodes that joined at the same time as this one: the first
-/// answer holds only the members the contacted node knew at that instant.
+/// The later exchanges cover nodes that joined at the same time as this one (the first answer
+/// holds only the members the contacted node knew at that instant). They follow the news: an
+/// exchange that taught this node a member it did not know (as asker or as the one asked) makes
+/// the next one start ½–1 probe period later, so while a cluster forms, what one node learns
+/// spreads epidemically; once `followups` exchanges in a row taught nothing, the node falls
+/// back to one exchange every `interval` (or stops, with `None`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PushPull {
-    /// Exchanges with random live members after the join exchange: the k-th (from 0) starts
-    /// between ½ and 1 times `swim.probe_period × 2^k` after the previous one ended.
+    /// Exchanges in a row that teach this node nothing before it leaves the fast rounds: after
+    /// the k-th such exchange (from 0: one that taught something) the next starts between ½ and
+    /// 1 times `swim.probe_period × 2^k` later.
     pub followups: u32,
     /// Bytes per second this node spends answering other nodes' requests (a token bucket
     /// holding one second's worth): a request that would overdraw it is refused with a `Busy`
@@ -93,15 +98,22 @@ pub struct PushPull {
     /// Attempts per exchange (the first included) before it is given up: a refused or
     /// unanswered request is sent again to another random live member.
     pub attempts: u32,
+    /// Out of the fast rounds, one exchange with a random live member every ½–1 × `interval`
+    /// (memberlist's periodic push-pull): repairs what gossip missed. Costs a request of this
+    /// node's member list (~35 B per member) and an answer holding only what the request
+    /// lacked. `None`: no periodic exchange once the fast rounds ended.
+    pub interval: Option<Duration>,
 }
 
 impl Default for PushPull {
-    /// Two follow-ups, 4 MiB/s of answers, 4 attempts.
+    /// Two quiet exchanges end the fast rounds, 4 MiB/s of answers, 4 attempts, a periodic
+    /// exchange every 30 s (scaled up for large clusters by [`Config::for_cluster_size`]).
     fn default() -> Self {
         Self {
             followups: 2,
             answer_bytes_per_sec: 4 << 20,
             attempts: 4,
+            interval: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -266,6 +278,15 @@ impl Config {
         // retransmissions before every node heard of every other; the rest is learned from
         // periodic announces, whose replies list about a packet's worth of random members. Ask
         // more often and more members, so the last few are found in seconds, not minutes.
+        // The periodic push-pull sends a whole member list: space it out as memberlist does,
+        // by one more interval per doubling of the cluster beyond 32 nodes.
+        if let Some(pp) = self.push_pull.as_mut()
+            && let Some(every) = pp.interval
+            && nodes > 32
+        {
+            let doublings = (f64::from(nodes) / 32.0).log2().ceil();
+            pp.interval = Some(every.mul_f64(1.0 + doublings));
+        }
         if nodes > 100 {
             let probe = self.swim.probe_period;
             self.swim.periodic_announce = Some(foca::PeriodicParams {

@@ -59,6 +59,10 @@ pub struct Stats {
     pub push_pull_refused: u64,
     /// Push-pull exchanges this node completed as the asker.
     pub push_pull_completed: u64,
+    /// Push-pull exchanges this node started as the asker (retries of one exchange included).
+    pub push_pull_started: u64,
+    /// Members that became live here through a push-pull list (as asker or as the one asked).
+    pub push_pull_learned: u64,
     /// Catch-up slices (another holder's relay of an origin's state) applied.
     pub slices_applied: u64,
     /// Catch-up fetches this node answered as a holder.

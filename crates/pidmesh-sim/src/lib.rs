@@ -143,6 +143,10 @@ pub struct Sim {
     seeds: Vec<SocketAddr>,
     by_addr: BTreeMap<SocketAddr, usize>,
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Per host, the deadline of an entry known to be in `timers` (see `schedule`): a node's
+    /// deadline is pushed again only when it changed, so the heap holds about one entry per
+    /// node instead of one per message handled.
+    scheduled: Vec<Option<Instant>>,
     /// Nodes whose processing is stalled, until when (see [`Sim::stall`]).
     stalls: BTreeMap<usize, Instant>,
     /// Extra loss on single directed links (see [`Sim::set_link_loss`]).
@@ -190,6 +194,7 @@ impl Sim {
             seeds,
             by_addr: BTreeMap::new(),
             timers: BinaryHeap::new(),
+            scheduled: vec![None; config.nodes],
             stalls: BTreeMap::new(),
             link_loss: BTreeMap::new(),
             config,
@@ -382,7 +387,8 @@ impl Sim {
                 if let Some(m) = self.net.pop_due(self.now) {
                     self.deliver(m);
                 }
-            } else if let Some(Reverse((_, i))) = self.timers.pop() {
+            } else if let Some(Reverse((at, i))) = self.timers.pop() {
+                self.unscheduled(i, at);
                 let now = self.now;
                 if let Some(&until) = self.stalls.get(&i) {
                     if until > now {
@@ -418,6 +424,13 @@ impl Sim {
         cond(self).then(|| self.now - start)
     }
 
+    /// The heap entry `(at, i)` was taken out: `i`'s deadline must be pushed again next time.
+    fn unscheduled(&mut self, i: usize, at: Instant) {
+        if self.scheduled[i] == Some(at) {
+            self.scheduled[i] = None;
+        }
+    }
+
     /// The earliest valid node deadline (stale heap entries are skipped).
     fn next_timer(&mut self) -> Option<Instant> {
         while let Some(Reverse((at, i))) = self.timers.peek().copied() {
@@ -429,6 +442,7 @@ impl Sim {
                 return Some(at);
             }
             self.timers.pop();
+            self.unscheduled(i, at);
         }
         None
     }
@@ -491,7 +505,10 @@ impl Sim {
         while let Some(e) = node.poll_event() {
             events.push(e);
         }
-        if let Some(at) = node.poll_timeout() {
+        if let Some(at) = node.poll_timeout()
+            && self.scheduled[i] != Some(at)
+        {
+            self.scheduled[i] = Some(at);
             self.timers.push(Reverse((at, i)));
         }
         for (to, class, payload) in sends {

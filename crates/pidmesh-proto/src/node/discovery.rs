@@ -127,16 +127,19 @@ impl Node {
         wall.saturating_sub(seen) > limit
     }
 
-    /// Keeps at most `Config::max_remembered` records, forgetting the oldest first.
+    /// Keeps at most `Config::max_remembered` records, forgetting the oldest first. Once over
+    /// the bound it trims to 7/8 of it, so a node meeting thousands of members sorts its memory
+    /// once per `max/8` new addresses instead of once per address.
     fn bound_remembered(&mut self) {
         let max = self.config.max_remembered;
         if self.remembered.len() <= max {
             return;
         }
+        let keep = max - max / 8;
         let mut by_age: Vec<(u64, SocketAddr)> =
             self.remembered.iter().map(|(a, s)| (*s, *a)).collect();
-        by_age.sort();
-        let excess = self.remembered.len() - max;
+        by_age.sort_unstable();
+        let excess = self.remembered.len() - keep;
         for (_, addr) in by_age.into_iter().take(excess) {
             self.remembered.remove(&addr);
         }

@@ -1,6 +1,14 @@
-//! Push-pull membership on join: a joining node sends the live members it knows to the first
-//! member it meets and gets that member's list back (both sides merge, as memberlist does), then
-//! repeats the exchange with a few random live members ([`crate::PushPull::followups`]).
+//! Push-pull membership: a joining node sends the live members it knows to the first member it
+//! meets and gets that member's list back (both sides merge, as memberlist does), then repeats
+//! the exchange with random live members.
+//!
+//! The repeats follow the news. An exchange that taught this node a member it did not know, as
+//! the asker or as the one asked, brings the next exchange to ½–1 probe period away; after
+//! [`crate::PushPull::followups`] exchanges in a row that taught nothing, the node falls back to
+//! one exchange every [`crate::PushPull::interval`]. So while a large cluster forms, every node
+//! that learns something passes its whole list on within a probe period (news spreads in
+//! O(log N) rounds, as in anti-entropy gossip), and once everyone agrees the exchanges slow to
+//! the periodic repair.
 //!
 //! A list of N members costs O(N) bytes once per exchange. The answering side spends at most
 //! [`crate::PushPull::answer_bytes_per_sec`] on other nodes' requests (a token bucket) and
@@ -30,8 +38,14 @@ pub(super) struct PushPullState {
     /// Set once the join exchange started for the current membership (cleared when the node
     /// loses the cluster, so a rejoin exchanges again).
     joined: bool,
-    /// Exchanges finished (completed or given up) since the join.
-    done: u32,
+    /// Exchanges in a row (finished or given up) that taught this node nothing.
+    quiet: u32,
+    /// Exchanges in a row that nobody answered.
+    given_up: u32,
+    /// Whether a member list taught this node a member since the last exchange ended.
+    learned: bool,
+    /// When the next exchange starts (`None` while one is in flight, or when none is planned).
+    next_at: Option<Instant>,
     /// Attempt number of the current exchange (1 for the first request).
     attempt: u32,
     /// The member asked in the exchange in flight.
@@ -52,7 +66,8 @@ impl Node {
             return;
         }
         self.push_pull.joined = true;
-        self.push_pull.done = 0;
+        self.push_pull.quiet = 0;
+        self.push_pull.learned = false;
         self.push_pull.attempt = 1;
         self.push_pull_start(now, Some(m.clone()));
     }
@@ -62,6 +77,7 @@ impl Node {
         let st = &mut self.push_pull;
         st.joined = false;
         st.inflight = None;
+        st.next_at = None;
         st.generation += 1;
     }
 
@@ -114,7 +130,9 @@ impl Node {
                 last,
                 ..
             } if answer_to_us => {
-                self.merge_members(now, &members);
+                if self.merge_members(now, &members) {
+                    self.push_pull.learned = true;
+                }
                 if last {
                     self.stats.push_pull_completed += 1;
                     self.push_pull_finish(now);
@@ -148,7 +166,9 @@ impl Node {
                     }
                     return Ok(());
                 }
-                self.merge_members(now, &members);
+                if self.merge_members(now, &members) {
+                    self.push_pull_news(now);
+                }
                 if reply_wanted {
                     self.stats.push_pull_answered += 1;
                     self.send_list(from_addr, &from, answer, false);
@@ -168,9 +188,11 @@ impl Node {
             return;
         };
         let mine = self.live_records(|r| r.node != target.node);
+        self.stats.push_pull_started += 1;
         self.send_list(target.addr, &target.node, mine, true);
         self.push_pull.inflight = Some(target.node.clone());
         self.push_pull.last_asked = Some(target.node);
+        self.push_pull.next_at = None;
         let wait = self.config.sync_timeout;
         self.push_pull_schedule(now + wait);
     }
@@ -182,14 +204,37 @@ impl Node {
         };
         self.push_pull.attempt += 1;
         if self.push_pull.attempt > cfg.attempts {
-            self.push_pull_finish(now);
+            self.push_pull_given_up(now);
             return;
         }
         let pause = self.jitter(self.config.swim.probe_period / 4);
         self.push_pull_schedule(now + pause);
     }
 
-    /// The current exchange is over: schedule the next follow-up, if any is left.
+    /// Nobody answered the current exchange (every attempt refused as busy or timed out). That
+    /// says nothing about whether the node's view is complete, so it does not count as a quiet
+    /// exchange: the next one comes ½–1 × probe period × 2^(exchanges given up in a row) later,
+    /// never later than the periodic interval. (When many nodes join at once, most of the first
+    /// requests go to the seeds and are refused; counting them as quiet sent nodes that knew a
+    /// tenth of the cluster to the periodic interval.)
+    fn push_pull_given_up(&mut self, now: Instant) {
+        let Some(cfg) = self.config.push_pull else {
+            return;
+        };
+        let st = &mut self.push_pull;
+        st.inflight = None;
+        st.attempt = 1;
+        st.given_up = st.given_up.saturating_add(1);
+        let shift = (st.given_up - 1).min(16);
+        let mut wait = self.config.swim.probe_period * (1u32 << shift);
+        if let Some(every) = cfg.interval {
+            wait = wait.min(every);
+        }
+        let at = now + self.jitter(wait);
+        self.push_pull_next(at);
+    }
+
+    /// The current exchange is over: plan the next one by what the last ones taught.
     fn push_pull_finish(&mut self, now: Instant) {
         let Some(cfg) = self.config.push_pull else {
             return;
@@ -197,16 +242,52 @@ impl Node {
         let st = &mut self.push_pull;
         st.inflight = None;
         st.attempt = 1;
-        st.done += 1;
-        if st.done > cfg.followups {
+        st.given_up = 0;
+        if std::mem::take(&mut st.learned) {
+            st.quiet = 0;
+        } else {
+            st.quiet = st.quiet.saturating_add(1);
+        }
+        let wait = if st.quiet < cfg.followups.max(1) {
+            // Uniform in [p/2, p) with p = probe period × 2^(quiet exchanges in a row).
+            let shift = st.quiet.min(16);
+            self.config.swim.probe_period * (1u32 << shift)
+        } else if let Some(every) = cfg.interval {
+            every
+        } else {
+            st.next_at = None;
             st.generation += 1;
             return;
+        };
+        let at = now + self.jitter(wait);
+        self.push_pull_next(at);
+    }
+
+    /// A member list taught this node a member it did not know: the next exchange comes within
+    /// a probe period, so the news travels on.
+    fn push_pull_news(&mut self, now: Instant) {
+        let st = &mut self.push_pull;
+        if !st.joined || self.left {
+            return;
         }
-        // Uniform in [p/2, p) with p = probe period × 2^(follow-ups done so far).
-        let shift = (st.done - 1).min(16);
-        let period = self.config.swim.probe_period * (1u32 << shift);
-        let wait = self.jitter(period);
-        self.push_pull_schedule(now + wait);
+        st.learned = true;
+        if st.inflight.is_some() {
+            // Counted when the exchange in flight ends.
+            return;
+        }
+        let soon = now + self.config.swim.probe_period;
+        if st.next_at.is_some_and(|at| at <= soon) {
+            return;
+        }
+        st.quiet = 0;
+        let at = now + self.jitter(self.config.swim.probe_period);
+        self.push_pull_next(at);
+    }
+
+    /// Plans the next exchange at `at`.
+    fn push_pull_next(&mut self, at: Instant) {
+        self.push_pull.next_at = Some(at);
+        self.push_pull_schedule(at);
     }
 
     fn push_pull_schedule(&mut self, at: Instant) {
@@ -248,8 +329,9 @@ impl Node {
             .collect()
     }
 
-    /// Feeds the members of a list that SWIM does not already know as live to foca.
-    fn merge_members(&mut self, now: Instant, members: &[MemberRecord]) {
+    /// Feeds the members of a list that SWIM does not already know as live to foca; true when
+    /// that made a member live here that was not.
+    fn merge_members(&mut self, now: Instant, members: &[MemberRecord]) -> bool {
         let me = &self.me;
         let peers = &self.peers;
         let fresh: Vec<foca::Member<Member>> = members
@@ -269,8 +351,10 @@ impl Node {
             .map(|(m, inc)| foca::Member::new(m, inc, foca::State::Alive))
             .collect();
         if fresh.is_empty() {
-            return;
+            return false;
         }
+        let before = self.stats.push_pull_learned;
+        let peers_before = self.peers.len();
         if let Err(e) = self
             .swim
             .apply_many(fresh.into_iter(), false, &mut self.swim_rt)
@@ -278,6 +362,9 @@ impl Node {
             tracing::debug!(error = %e, "member list not applied");
         }
         self.drain_swim(now);
+        let learned = self.peers.len().saturating_sub(peers_before) as u64;
+        self.stats.push_pull_learned = before + learned;
+        learned > 0
     }
 
     /// Sends `records` to `to` in parts of at most [`MAX_MEMBERS_PER_MSG`].
