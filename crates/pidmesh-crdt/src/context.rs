@@ -40,6 +40,18 @@ impl<A: Ord + Clone> CausalContext<A> {
         self.row_mut(&dot.actor).insert(dot.seq);
     }
 
+    /// Records the dot after the highest seen of `actor` and returns its sequence number (one
+    /// search of the rows, no clone of a known actor).
+    pub(crate) fn next_seq(&mut self, actor: &A) -> u64 {
+        if let Some(row) = self.rows.get_mut(actor) {
+            let seq = row.max() + 1;
+            row.insert(seq);
+            return seq;
+        }
+        self.rows.insert(actor.clone(), DotSet::from_range(1, 1));
+        1
+    }
+
     /// The row of `actor`, if any dot of it was seen.
     pub fn row(&self, actor: &A) -> Option<&DotSet> {
         self.rows.get(actor)
