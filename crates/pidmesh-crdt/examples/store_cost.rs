@@ -7,8 +7,8 @@
 //! valgrind --tool=callgrind --toggle-collect='*measured_*' target/release/examples/store_cost stream 200000
 //! ```
 //!
-//! The actor is shaped like pidmesh's node id (a short name and an incarnation number), the key is
-//! a 17-byte name, the value two words. Only the functions named `measured_*` do the work being
+//! The actor is shaped like pidmesh's node id (a short inline name and an incarnation number), the
+//! key is a 17-byte inline name, the value two words. Only the functions named `measured_*` do the work being
 //! measured (building the input and encoding it is outside them), so callgrind's
 //! `--toggle-collect='*measured_*'` counts just that work; divide by N for a per-entry figure.
 //!
@@ -21,35 +21,36 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use compact_str::{CompactString, format_compact};
 use pidmesh_crdt::{Delta, DotSet, OrMap};
 use serde::{Deserialize, Serialize};
 
 /// Shaped like pidmesh's `NodeId`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 struct Node {
-    name: String,
+    name: CompactString,
     incarnation: u64,
 }
 
-type Map = OrMap<Node, String, (u64, u64)>;
-type D = Delta<Node, String, (u64, u64)>;
+type Map = OrMap<Node, CompactString, (u64, u64)>;
+type D = Delta<Node, CompactString, (u64, u64)>;
 
 const BATCH: usize = 256;
 const WINDOW: u64 = 32_768;
 
 fn node(name: &str) -> Node {
     Node {
-        name: name.to_string(),
+        name: name.into(),
         incarnation: 1_790_000_000_000,
     }
 }
 
-fn keys(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("svc/name-{i:08}")).collect()
+fn keys(n: usize) -> Vec<CompactString> {
+    (0..n).map(|i| format_compact!("svc/name-{i:08}")).collect()
 }
 
 #[inline(never)]
-fn measured_adds(map: &mut Map, me: &Node, keys: Vec<String>) -> Vec<D> {
+fn measured_adds(map: &mut Map, me: &Node, keys: Vec<CompactString>) -> Vec<D> {
     let mut batches = Vec::new();
     let mut pending: Option<D> = None;
     for (i, k) in keys.into_iter().enumerate() {

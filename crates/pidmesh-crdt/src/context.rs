@@ -37,7 +37,13 @@ impl<A: Ord + Clone> CausalContext<A> {
 
     /// Records `dot` as seen.
     pub fn insert(&mut self, dot: &Dot<A>) {
-        self.row_mut(&dot.actor).insert(dot.seq);
+        // The actor is cloned only for a new row.
+        if let Some(row) = self.rows.get_mut(&dot.actor) {
+            row.insert(dot.seq);
+            return;
+        }
+        self.rows
+            .insert(dot.actor.clone(), DotSet::from_range(dot.seq, dot.seq));
     }
 
     /// Records the dot after the highest seen of `actor` and returns its sequence number (one
