@@ -170,6 +170,8 @@ pub struct OrMap<A: Ord, K, V> {
     /// Interned actors: index → actor, and back.
     actors: Vec<A>,
     actor_ids: HashMap<A, u32>,
+    /// The actor interned last (an index into `actors`; meaningless while `actors` is empty).
+    last_actor: u32,
     /// Per interned actor: its live entries by sequence number (global entry ids), and their digest.
     per_actor: Vec<ActorEntries>,
     ctx: CausalContext<A>,
@@ -188,6 +190,7 @@ impl<A: Ord, K, V> Default for OrMap<A, K, V> {
             store: Arc::default(),
             actors: Vec::new(),
             actor_ids: HashMap::new(),
+            last_actor: 0,
             per_actor: Vec::new(),
             ctx: CausalContext::default(),
             len: 0,
@@ -202,6 +205,7 @@ impl<A: Ord + Clone, K: Clone, V: Clone> Clone for OrMap<A, K, V> {
             store: Arc::new(self.store.deep_clone()),
             actors: self.actors.clone(),
             actor_ids: self.actor_ids.clone(),
+            last_actor: self.last_actor,
             per_actor: self.per_actor.clone(),
             ctx: self.ctx.clone(),
             len: self.len,
@@ -266,10 +270,16 @@ where
     }
 
     fn intern(&mut self, actor: &A) -> u32 {
+        // Runs of one actor (a node's own adds, a delta from one origin) skip the hash lookup.
+        if self.actors.get(self.last_actor as usize) == Some(actor) {
+            return self.last_actor;
+        }
         if let Some(&id) = self.actor_ids.get(actor) {
+            self.last_actor = id;
             return id;
         }
         let id = self.actors.len() as u32;
+        self.last_actor = id;
         self.actors.push(actor.clone());
         self.actor_ids.insert(actor.clone(), id);
         self.per_actor.push(ActorEntries::default());
