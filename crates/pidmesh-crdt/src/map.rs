@@ -266,6 +266,9 @@ where
     }
 
     fn actor_id(&self, actor: &A) -> Option<u32> {
+        if self.actors.get(self.last_actor as usize) == Some(actor) {
+            return Some(self.last_actor);
+        }
         self.actor_ids.get(actor).copied()
     }
 
