@@ -245,8 +245,8 @@ mod tests {
                 prop_assert_eq!(a.max(&actor), ma.get(&actor).map_or(0, DotSet::max));
             }
             // The encoding is the map's.
-            prop_assert_eq!(postcard::to_stdvec(&a).unwrap(), postcard::to_stdvec(&ma).unwrap());
-            let back: CausalContext<u8> = postcard::from_bytes(&postcard::to_stdvec(&a).unwrap()).unwrap();
+            prop_assert_eq!(postcard::to_stdvec(&a).expect("encodes"), postcard::to_stdvec(&ma).expect("encodes"));
+            let back: CausalContext<u8> = postcard::from_bytes(&postcard::to_stdvec(&a).expect("encodes")).expect("decodes");
             prop_assert_eq!(&back, &a);
             a.join(&b);
             for (k, r) in &mb {
@@ -270,9 +270,9 @@ mod tests {
         let mut wire = vec![3u8];
         for (actor, start, end) in [(5u8, 1u64, 2u64), (1, 4, 4), (5, 7, 9)] {
             wire.push(actor);
-            wire.extend(postcard::to_stdvec(&DotSet::from_range(start, end)).unwrap());
+            wire.extend(postcard::to_stdvec(&DotSet::from_range(start, end)).expect("encodes"));
         }
-        let c: CausalContext<u8> = postcard::from_bytes(&wire).unwrap();
+        let c: CausalContext<u8> = postcard::from_bytes(&wire).expect("decodes");
         let rows: Vec<(u8, DotSet)> = c.rows().map(|(a, r)| (*a, r.clone())).collect();
         assert_eq!(
             rows,

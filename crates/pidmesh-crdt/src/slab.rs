@@ -33,10 +33,9 @@ impl<T> Slab<T> {
     /// at most [`CHUNK_BYTES`] (at least 16 places whatever the value's size).
     pub(crate) const CHUNK_BITS: u32 = {
         let size = size_of::<Option<T>>();
-        let fit = if size == 0 {
-            CHUNK_BYTES
-        } else {
-            CHUNK_BYTES / size
+        let fit = match CHUNK_BYTES.checked_div(size) {
+            Some(fit) => fit,
+            None => CHUNK_BYTES,
         };
         // The largest power of two not above `fit` (`fit` < 32 gives the minimum anyway).
         if fit < 32 {
@@ -149,13 +148,16 @@ mod tests {
             for i in 1..Slab::<u64>::CHUNK as u64 {
                 assert_eq!(s.insert(i), i as u32);
             }
-            s.get(0).unwrap()
+            s.get(0).expect("the first value is stored")
         };
         for i in Slab::<u64>::CHUNK as u64..n as u64 {
             assert_eq!(s.insert(i), i as u32, "ids are handed out densely");
         }
         // Later chunks were added without moving the first one.
-        assert!(std::ptr::eq(first, s.get(0).unwrap()));
+        assert!(std::ptr::eq(
+            first,
+            s.get(0).expect("the first value is stored")
+        ));
         for i in 0..n as u32 {
             assert_eq!(s.get(i), Some(&u64::from(i)));
         }
@@ -213,9 +215,9 @@ mod tests {
                     let id = s.insert(v);
                     prop_assert!(model.insert(id, tag).is_none(), "id {} handed out twice", id);
                 } else {
-                    let id = *model.keys().nth(pick as usize % model.len()).unwrap();
-                    let v = s.remove(id).unwrap();
-                    prop_assert_eq!(u32::from_le_bytes([v[0], v[1], v[2], v[3]]), model.remove(&id).unwrap());
+                    let id = *model.keys().nth(pick as usize % model.len()).expect("the model is not empty");
+                    let v = s.remove(id).expect("a live id holds its value");
+                    prop_assert_eq!(u32::from_le_bytes([v[0], v[1], v[2], v[3]]), model.remove(&id).expect("the model holds the id"));
                 }
                 let live: Vec<(u32, u32)> = s
                     .iter()
