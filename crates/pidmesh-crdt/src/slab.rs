@@ -4,8 +4,8 @@
 //! The values live in fixed-size chunks (about [`CHUNK_BYTES`] each): growing appends a chunk and
 //! never copies what is stored (a `Vec` that doubles, or grows by a fraction, reallocates and
 //! copies the whole slab each time, and leaves the old blocks as holes in the allocator's heap).
-//! Only the first chunk grows gradually (by half), up to the full size, so a small slab stays
-//! small.
+//! Only the first chunk grows gradually (by an eighth), up to the full size, so a small slab
+//! stays small.
 //! An id is its chunk's number in the high bits and the place in the chunk in the low bits.
 
 /// The target size in bytes of one chunk.
@@ -68,7 +68,7 @@ impl<T> Slab<T> {
         if full {
             // The first chunk starts small and grows; later ones are allocated whole, once.
             let cap = if self.chunks.is_empty() {
-                4
+                16
             } else {
                 Self::CHUNK
             };
@@ -79,7 +79,8 @@ impl<T> Slab<T> {
             unreachable!("a chunk was just ensured")
         };
         if chunk.len() == chunk.capacity() {
-            let grown = (chunk.capacity() + chunk.capacity() / 2).min(Self::CHUNK);
+            // By an eighth (at least 16 places): at most ~12 % of a small slab is slack.
+            let grown = (chunk.capacity() + (chunk.capacity() / 8).max(16)).min(Self::CHUNK);
             chunk.reserve_exact(grown - chunk.len());
         }
         let id = ((c as u32) << Self::CHUNK_BITS) | chunk.len() as u32;
@@ -174,7 +175,7 @@ mod tests {
         for i in 0..5 {
             s.insert(i);
         }
-        assert_eq!(s.capacity(), 6);
+        assert_eq!(s.capacity(), 16);
     }
 
     #[test]
