@@ -1,9 +1,9 @@
 //! The delta-state add-wins OR-map.
 
-use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::sync::Arc;
 
+use hashbrown::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::context::CausalContext;
@@ -170,6 +170,8 @@ pub struct OrMap<A: Ord, K, V> {
     /// Interned actors: index → actor, and back.
     actors: Vec<A>,
     actor_ids: HashMap<A, u32>,
+    /// The actor interned last (an index into `actors`; meaningless while `actors` is empty).
+    last_actor: u32,
     /// Per interned actor: its live entries by sequence number (global entry ids), and their digest.
     per_actor: Vec<ActorEntries>,
     ctx: CausalContext<A>,
@@ -188,6 +190,7 @@ impl<A: Ord, K, V> Default for OrMap<A, K, V> {
             store: Arc::default(),
             actors: Vec::new(),
             actor_ids: HashMap::new(),
+            last_actor: 0,
             per_actor: Vec::new(),
             ctx: CausalContext::default(),
             len: 0,
@@ -202,6 +205,7 @@ impl<A: Ord + Clone, K: Clone, V: Clone> Clone for OrMap<A, K, V> {
             store: Arc::new(self.store.deep_clone()),
             actors: self.actors.clone(),
             actor_ids: self.actor_ids.clone(),
+            last_actor: self.last_actor,
             per_actor: self.per_actor.clone(),
             ctx: self.ctx.clone(),
             len: self.len,
@@ -262,14 +266,23 @@ where
     }
 
     fn actor_id(&self, actor: &A) -> Option<u32> {
+        if self.actors.get(self.last_actor as usize) == Some(actor) {
+            return Some(self.last_actor);
+        }
         self.actor_ids.get(actor).copied()
     }
 
     fn intern(&mut self, actor: &A) -> u32 {
+        // Runs of one actor (a node's own adds, a delta from one origin) skip the hash lookup.
+        if self.actors.get(self.last_actor as usize) == Some(actor) {
+            return self.last_actor;
+        }
         if let Some(&id) = self.actor_ids.get(actor) {
+            self.last_actor = id;
             return id;
         }
         let id = self.actors.len() as u32;
+        self.last_actor = id;
         self.actors.push(actor.clone());
         self.actor_ids.insert(actor.clone(), id);
         self.per_actor.push(ActorEntries::default());
@@ -363,13 +376,11 @@ where
     }
 
     fn next_dot(&mut self, actor: &A) -> Dot<A> {
-        let dot = Dot::new(actor.clone(), self.ctx.max(actor) + 1);
-        self.ctx.insert(&dot);
-        dot
+        Dot::new(actor.clone(), self.ctx.next_seq(actor))
     }
 
-    fn insert_slot(&mut self, key: K, actor: &A, seq: u64, value: V) {
-        let a = self.intern(actor);
+    /// Stores an entry of the interned actor `a` and indexes it.
+    fn insert_slot(&mut self, key: K, a: u32, seq: u64, value: V) {
         let id = self.store.insert(key, a, seq, value);
         let e = &mut self.per_actor[a as usize];
         if let Some(old) = e.index.insert(seq, id) {
@@ -406,7 +417,8 @@ where
     /// Adds `value` under `key` with a fresh dot of `actor`; returns the delta to ship.
     pub fn add(&mut self, actor: &A, key: K, value: V) -> Delta<A, K, V> {
         let dot = self.next_dot(actor);
-        self.insert_slot(key.clone(), actor, dot.seq, value.clone());
+        let a = self.intern(actor);
+        self.insert_slot(key.clone(), a, dot.seq, value.clone());
         let mut ctx = CausalContext::new();
         ctx.insert(&dot);
         Delta {
@@ -476,23 +488,39 @@ where
         }
         // 2. Take the delta's entries whose dots this replica has never seen (each dot once).
         //    The context is updated in bulk afterwards: inserting dot by dot in arbitrary order
-        //    fragments the range sets and makes a whole-state join quadratic.
-        let mut taken: HashSet<&Dot<A>> = HashSet::new();
+        //    fragments the range sets and makes a whole-state join quadratic. Until then an entry
+        //    whose dot is live here but not in the context was taken earlier in this loop (a
+        //    live entry's dot is always in the context), so a duplicate add is skipped by a look
+        //    in the actor's index. Adds come in runs of one actor: its context rows and interned
+        //    index are looked up once per run.
+        let ctx = std::mem::take(&mut self.ctx);
         let mut uncovered = Vec::new();
+        let mut run: Option<(&A, Option<&DotSet>, Option<&DotSet>, u32)> = None;
         for (key, slot) in &delta.adds {
-            if !self.ctx.contains(&slot.dot) && taken.insert(&slot.dot) {
-                self.insert_slot(
-                    key.clone(),
-                    &slot.dot.actor,
-                    slot.dot.seq,
-                    slot.value.clone(),
-                );
+            let actor = &slot.dot.actor;
+            let (mine, theirs, a) = match run {
+                Some((r, mine, theirs, a)) if r == actor => (mine, theirs, a),
+                _ => {
+                    let cur = (ctx.row(actor), delta.ctx.row(actor), self.intern(actor));
+                    run = Some((actor, cur.0, cur.1, cur.2));
+                    cur
+                }
+            };
+            let seq = slot.dot.seq;
+            let new = !mine.is_some_and(|r| r.contains(seq))
+                && self
+                    .per_actor
+                    .get(a as usize)
+                    .is_some_and(|e| e.index.get(seq).is_none());
+            if new {
+                self.insert_slot(key.clone(), a, seq, slot.value.clone());
                 report.added.push((key.clone(), slot.dot.clone()));
             }
-            if !delta.ctx.contains(&slot.dot) {
+            if !theirs.is_some_and(|r| r.contains(seq)) {
                 uncovered.push(slot.dot.clone());
             }
         }
+        self.ctx = ctx;
         // 3. Learn every dot the delta has seen (and any add dot its context forgot to list).
         self.ctx.join(&delta.ctx);
         for dot in &uncovered {

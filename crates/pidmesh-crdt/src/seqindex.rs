@@ -54,16 +54,30 @@ impl SeqIndex {
         self.len == 0
     }
 
+    /// The block `hi`; the highest block (where an actor's new numbers land) is found without a
+    /// search.
+    fn block(&self, hi: u64) -> Option<&Block> {
+        match self.blocks.last_key_value() {
+            Some((&last, b)) if last == hi => Some(b),
+            Some((&last, _)) if last < hi => None,
+            _ => self.blocks.get(&hi),
+        }
+    }
+
     pub(crate) fn get(&self, seq: u64) -> Option<u32> {
         let (hi, bit) = split(seq);
-        let block = self.blocks.get(&hi)?;
+        let block = self.block(hi)?;
         (block.bits & (1 << bit) != 0).then(|| block.ids[block.rank(bit)])
     }
 
     /// Maps `seq` to `id`; returns the id it replaced.
     pub(crate) fn insert(&mut self, seq: u64, id: u32) -> Option<u32> {
         let (hi, bit) = split(seq);
-        let block = self.blocks.entry(hi).or_default();
+        // An actor's next numbers land in the highest block: found without a search.
+        let block = match self.blocks.last_entry() {
+            Some(last) if *last.key() == hi => last.into_mut(),
+            _ => self.blocks.entry(hi).or_default(),
+        };
         let at = block.rank(bit);
         if block.bits & (1 << bit) != 0 {
             return Some(std::mem::replace(&mut block.ids[at], id));

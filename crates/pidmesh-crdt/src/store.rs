@@ -17,6 +17,7 @@
 use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use hashbrown::hash_table::Entry;
 use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::dots::Dot;
@@ -290,22 +291,25 @@ where
         let Shard {
             table, keys, extra, ..
         } = &mut *guard;
-        let found = table
-            .find(hash, |&i| keys.get(i).is_some_and(|k| k.key == key))
-            .copied();
-        let Some(kid) = found else {
-            let kid = keys.insert(KeyRec {
-                key,
-                value: Some(value),
-                seq,
-                actor,
-                more: NIL,
-            });
-            let hasher = &self.hasher;
-            table.insert_unique(hash, kid, |&i| {
-                keys.get(i).map_or(0, |k| hasher.hash_one(&k.key))
-            });
-            return gid(si, Place::Inline(kid));
+        let hasher = &self.hasher;
+        // One probe finds the key or the place for it.
+        let kid = match table.entry(
+            hash,
+            |&i| keys.get(i).is_some_and(|k| k.key == key),
+            |&i| keys.get(i).map_or(0, |k| hasher.hash_one(&k.key)),
+        ) {
+            Entry::Occupied(slot) => *slot.get(),
+            Entry::Vacant(slot) => {
+                let kid = keys.insert(KeyRec {
+                    key,
+                    value: Some(value),
+                    seq,
+                    actor,
+                    more: NIL,
+                });
+                slot.insert(kid);
+                return gid(si, Place::Inline(kid));
+            }
         };
         let Some(krec) = keys.get_mut(kid) else {
             unreachable!("key {kid} was just found")

@@ -284,3 +284,50 @@ fn forget_actor_drops_entries_and_row_and_a_resync_restores_them() {
     b.join(&a.to_delta());
     assert_eq!(b.len(), 11);
 }
+
+#[test]
+fn a_delta_carrying_the_same_add_twice_adds_it_once() {
+    let mut a = Map::new();
+    let d1 = a.add(&0, 1, 10);
+    let d2 = a.add(&2, 2, 20);
+    let d3 = a.add(&0, 3, 30);
+    // Interleaved actors, and the first add again (a peer's buggy or replayed batch), even with
+    // another value: the first copy is taken, the second ignored.
+    let mut adds = Vec::new();
+    for d in [&d1, &d2, &d3] {
+        adds.extend(d.adds.iter().cloned());
+    }
+    let mut again = d1.adds[0].clone();
+    again.1.value = 99;
+    adds.push(again);
+    let mut ctx = d1.ctx.clone();
+    ctx.join(&d2.ctx);
+    ctx.join(&d3.ctx);
+    let dup = D { ctx, adds };
+    let mut b = Map::new();
+    let report = b.join(&dup);
+    assert_eq!(report.added.len(), 3);
+    assert_eq!(b.len(), 3);
+    assert_eq!(b.canonical(), a.canonical());
+    // Joined again: nothing new.
+    assert!(b.join(&dup).is_empty());
+    assert_eq!(b.canonical(), a.canonical());
+}
+
+#[test]
+fn an_add_missing_from_its_delta_context_is_still_learned() {
+    let mut a = Map::new();
+    let d = a.add(&4, 1, 10);
+    // A delta that forgot to list its add's dot: the receiver takes the add and records the dot.
+    let bare = D {
+        ctx: Default::default(),
+        adds: d.adds.clone(),
+    };
+    let mut b = Map::new();
+    assert_eq!(b.join(&bare).added.len(), 1);
+    assert!(b.context().contains(&Dot::new(4, 1)));
+    assert!(
+        b.join(&bare).is_empty(),
+        "a dot once seen is not taken again"
+    );
+}
