@@ -377,6 +377,8 @@ impl Registry {
         self.shared.stopped.store(true, Ordering::Release);
         lock(&self.shared.mailboxes).clear();
         self.shared.msg.clear();
+        // Guards waiting for a loss hear `None`, as when the node stops.
+        self.shared.guards.close();
         // A crashed node runs nothing: cancel singleton runs (nothing is released).
         for (_, c) in lock(&self.shared.candidacies).drain() {
             c.withdraw.cancel();
