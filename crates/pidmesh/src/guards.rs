@@ -6,9 +6,12 @@
 //! gone away for a reason other than the guard, the [`Lost`] report. The driver finds a slot
 //! through a hash index of (name, local pid, registration time): the triple names one claim, so
 //! a later registration of the same name and pid has a slot of its own and is never told about
-//! an earlier one's loss. Slots live in one `Vec` with a free list; only the guard of a slot
-//! frees it, so a slot number held by a guard always names that guard's slot, whatever was in
-//! it before. Wakers are kept aside, only for guards whose `lost()` is being awaited.
+//! an earlier one's loss. Only the guard of a slot frees it, so a slot number held by a guard
+//! always names that guard's slot, whatever was in it before. Wakers are kept aside, only for
+//! guards whose `lost()` is being awaited.
+//!
+//! Slots live in chunks of [`CHUNK`] that never move or grow (no copy of the whole table as it
+//! grows, and at most one chunk partly used), with a free list through the free slots.
 //!
 //! Lock order: the node's lock, then this table's (registration puts the slot in while it
 //! holds the node, so the driver cannot report a loss before the slot exists); never the other
@@ -25,8 +28,11 @@ use pidmesh_wire::CompactString;
 use crate::error::RegisterError;
 use crate::registry::Lost;
 
-/// Marks the end of the free list.
+/// Marks the end of the free list; also the first slot number never used.
 const NO_SLOT: u32 = u32::MAX;
+
+/// Slots per chunk (about 96 KiB).
+const CHUNK: usize = 1024;
 
 /// Every live guard's slot; see the module documentation.
 #[derive(Default)]
@@ -36,7 +42,9 @@ pub(crate) struct Guards {
 
 /// The table behind [`Guards`]'s lock.
 pub(crate) struct Table {
-    slots: Vec<Slot>,
+    chunks: Vec<Vec<Slot>>,
+    /// Slots made so far (used or free).
+    made: usize,
     /// First free slot (`NO_SLOT`: none); each free slot names the next.
     free: u32,
     /// Slots still waiting for their entry's loss, by (name, local pid, registration time).
@@ -50,24 +58,28 @@ pub(crate) struct Table {
     closed: bool,
 }
 
-/// One guard's slot. Free slots keep no name and no metadata.
+/// One guard's slot (96 bytes). Free slots keep no name and no metadata.
 struct Slot {
     name: CompactString,
     meta: Bytes,
+    /// The local pid; in a free slot, the next free slot.
     local: u64,
     seq: u64,
     at_ms: u64,
+    /// The loss report, from the driver's report until `lost()` takes it.
+    lost: Option<Box<Lost>>,
     at_logical: u32,
-    state: State,
+    phase: Phase,
 }
 
-enum State {
-    /// Not in use; the next free slot.
-    Free(u32),
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Not in use.
+    Free,
     /// The entry is (as far as the driver has reported) still there.
     Waiting,
-    /// The entry went away; the report waits for `lost()`.
-    Lost(Box<Lost>),
+    /// The entry went away; the report (in `lost`) waits for `lost()`.
+    Lost,
     /// `lost()` returned the report.
     Reported,
 }
@@ -86,7 +98,8 @@ pub(crate) struct Claim {
 impl Default for Table {
     fn default() -> Self {
         Self {
-            slots: Vec::new(),
+            chunks: Vec::new(),
+            made: 0,
             free: NO_SLOT,
             index: hashbrown::HashTable::new(),
             hasher: hashbrown::DefaultHashBuilder::default(),
@@ -101,6 +114,10 @@ fn hash_claim(hasher: &hashbrown::DefaultHashBuilder, name: &str, local: u64, at
     hasher.hash_one((name, local, at.wall_ms, at.logical))
 }
 
+fn slot_in(chunks: &[Vec<Slot>], i: u32) -> Option<&Slot> {
+    chunks.get(i as usize / CHUNK)?.get(i as usize % CHUNK)
+}
+
 impl Slot {
     fn at(&self) -> Hlc {
         Hlc {
@@ -109,8 +126,25 @@ impl Slot {
         }
     }
 
+    /// Whether this is the waiting claim (name, local, at).
     fn is(&self, name: &str, local: u64, at: Hlc) -> bool {
-        self.local == local && self.at() == at && self.name == name
+        self.phase == Phase::Waiting && self.local == local && self.at() == at && self.name == name
+    }
+
+    fn claim(&self) -> Option<Claim> {
+        let (lost, reported) = match self.phase {
+            Phase::Free => return None,
+            Phase::Waiting => (false, false),
+            Phase::Lost => (true, false),
+            Phase::Reported => (true, true),
+        };
+        Some(Claim {
+            name: self.name.clone(),
+            local: self.local,
+            at: self.at(),
+            lost,
+            reported,
+        })
     }
 }
 
@@ -129,53 +163,23 @@ impl Guards {
 
     /// Hands `lost` to the guard of `entry`'s claim, if one waits for it, and wakes it.
     pub(crate) fn report(&self, entry: &Entry, lost: Lost) {
-        let waker = self.report_locked(&mut self.lock(), entry, lost);
+        let waker = self.lock().report(entry, lost);
         if let Some(w) = waker {
             w.wake();
         }
     }
 
-    fn report_locked(&self, t: &mut Table, entry: &Entry, lost: Lost) -> Option<Waker> {
-        let (name, local, at) = (&entry.key.name, entry.pid.local, entry.registered_at);
-        let hash = hash_claim(&t.hasher, name, local, at);
-        let slots = &t.slots;
-        let Ok(found) = t.index.find_entry(hash, |&i| {
-            slots.get(i as usize).is_some_and(|s| s.is(name, local, at))
-        }) else {
-            return None;
-        };
-        let (i, _) = found.remove();
-        if let Some(slot) = t.slots.get_mut(i as usize) {
-            slot.state = State::Lost(Box::new(lost));
-        }
-        t.wakers.remove(&i)
-    }
-
     /// The claim of slot `i`, or `None` if it is not in use.
     pub(crate) fn claim(&self, i: u32) -> Option<Claim> {
-        let t = self.lock();
-        let slot = t.slots.get(i as usize)?;
-        let (lost, reported) = match slot.state {
-            State::Free(_) => return None,
-            State::Waiting => (false, false),
-            State::Lost(_) => (true, false),
-            State::Reported => (true, true),
-        };
-        Some(Claim {
-            name: slot.name.clone(),
-            local: slot.local,
-            at: slot.at(),
-            lost,
-            reported,
-        })
+        slot_in(&self.lock().chunks, i)?.claim()
     }
 
     /// The entry of slot `i` as it was registered (`node` is this node), or `None` if the slot
     /// is not in use.
     pub(crate) fn entry(&self, i: u32, node: &NodeId) -> Option<Entry> {
         let t = self.lock();
-        let slot = t.slots.get(i as usize)?;
-        if matches!(slot.state, State::Free(_)) {
+        let slot = slot_in(&t.chunks, i)?;
+        if slot.phase == Phase::Free {
             return None;
         }
         Some(Entry {
@@ -192,8 +196,7 @@ impl Guards {
 
     /// Frees slot `i` (its guard is going away) and returns its claim.
     pub(crate) fn release(&self, i: u32) -> Option<Claim> {
-        let mut t = self.lock();
-        t.release(i)
+        self.lock().release(i)
     }
 
     /// Takes the loss report of slot `i`, or registers `cx`'s waker to be woken when it
@@ -201,13 +204,20 @@ impl Guards {
     pub(crate) fn poll_lost(&self, i: u32, cx: &mut Context<'_>) -> Poll<Option<Lost>> {
         let mut t = self.lock();
         let t = &mut *t;
-        let Some(slot) = t.slots.get_mut(i as usize) else {
+        let closed = t.closed;
+        let Some(slot) = t
+            .chunks
+            .get_mut(i as usize / CHUNK)
+            .and_then(|c| c.get_mut(i as usize % CHUNK))
+        else {
             return Poll::Ready(None);
         };
-        match std::mem::replace(&mut slot.state, State::Reported) {
-            State::Lost(lost) => Poll::Ready(Some(*lost)),
-            State::Waiting if !t.closed => {
-                slot.state = State::Waiting;
+        match slot.phase {
+            Phase::Lost => {
+                slot.phase = Phase::Reported;
+                Poll::Ready(slot.lost.take().map(|l| *l))
+            }
+            Phase::Waiting if !closed => {
                 match t.wakers.entry(i) {
                     hashbrown::hash_map::Entry::Occupied(mut o) => {
                         if !o.get().will_wake(cx.waker()) {
@@ -220,10 +230,7 @@ impl Guards {
                 }
                 Poll::Pending
             }
-            other => {
-                slot.state = other;
-                Poll::Ready(None)
-            }
+            Phase::Waiting | Phase::Reported | Phase::Free => Poll::Ready(None),
         }
     }
 
@@ -241,41 +248,61 @@ impl Guards {
 }
 
 impl Table {
+    fn slot_mut(&mut self, i: u32) -> Option<&mut Slot> {
+        self.chunks
+            .get_mut(i as usize / CHUNK)?
+            .get_mut(i as usize % CHUNK)
+    }
+
     fn find(&self, name: &str, local: u64, at: Hlc) -> Option<u32> {
         let hash = hash_claim(&self.hasher, name, local, at);
         self.index
             .find(hash, |&i| {
-                self.slots
-                    .get(i as usize)
-                    .is_some_and(|s| s.is(name, local, at))
+                slot_in(&self.chunks, i).is_some_and(|s| s.is(name, local, at))
             })
             .copied()
     }
 
-    /// Room for `more` slots beyond the live ones.
+    /// Marks the claim of `entry` lost (if a guard waits for it) and returns the waker to wake.
+    fn report(&mut self, entry: &Entry, lost: Lost) -> Option<Waker> {
+        let (name, local, at) = (&entry.key.name, entry.pid.local, entry.registered_at);
+        let hash = hash_claim(&self.hasher, name, local, at);
+        let chunks = &self.chunks;
+        let Ok(found) = self.index.find_entry(hash, |&i| {
+            slot_in(chunks, i).is_some_and(|s| s.is(name, local, at))
+        }) else {
+            return None;
+        };
+        let (i, _) = found.remove();
+        if let Some(slot) = self.slot_mut(i) {
+            slot.phase = Phase::Lost;
+            slot.lost = Some(Box::new(lost));
+        }
+        self.wakers.remove(&i)
+    }
+
+    /// Room in the index for `more` slots beyond the live ones.
     pub(crate) fn reserve(&mut self, more: usize) {
-        let needed = (self.live + more).saturating_sub(self.slots.len());
-        self.slots.reserve(needed);
         let Table {
             index,
-            slots,
+            chunks,
             hasher,
             ..
         } = self;
-        index.reserve(more, |&i| rehash(hasher, slots, i));
+        index.reserve(more, |&i| rehash(hasher, chunks, i));
     }
 
-    /// Fails if no slot can be added (more than `u32::MAX - 1` live guards).
+    /// Fails if no slot can be added (`u32::MAX` live guards).
     pub(crate) fn check_room(&self) -> Result<(), RegisterError> {
-        if self.free == NO_SLOT && self.slots.len() >= NO_SLOT as usize {
+        if self.free == NO_SLOT && self.made >= NO_SLOT as usize {
             return Err(RegisterError::TooManyGuards);
         }
         Ok(())
     }
 
     /// Puts in the slot of a guard of `entry`, just registered by this node; returns its
-    /// number. Call [`Table::check_room`] first (while holding the lock): it returns
-    /// [`RegisterError::TooManyGuards`] in the same case.
+    /// number. Call [`Table::check_room`] first (while holding the lock): this fails the same
+    /// way.
     pub(crate) fn insert(&mut self, entry: Entry) -> Result<u32, RegisterError> {
         self.check_room()?;
         let Entry {
@@ -291,44 +318,50 @@ impl Table {
             local: pid.local,
             seq: dot.seq,
             at_ms: registered_at.wall_ms,
+            lost: None,
             at_logical: registered_at.logical,
-            state: State::Waiting,
+            phase: Phase::Waiting,
         };
         let hash = hash_claim(&self.hasher, &slot.name, slot.local, registered_at);
         let i = if self.free == NO_SLOT {
-            let i = self.slots.len() as u32;
-            self.slots.push(slot);
-            i
+            let i = self.made;
+            if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
+                self.chunks.push(Vec::with_capacity(CHUNK));
+            }
+            if let Some(chunk) = self.chunks.last_mut() {
+                chunk.push(slot);
+            }
+            self.made += 1;
+            i as u32
         } else {
             let i = self.free;
-            let Some(free) = self.slots.get_mut(i as usize) else {
+            let Some(free) = self.slot_mut(i) else {
                 return Err(RegisterError::TooManyGuards);
             };
-            self.free = match free.state {
-                State::Free(next) => next,
-                _ => NO_SLOT,
-            };
+            let next = free.local as u32;
             *free = slot;
+            self.free = next;
             i
         };
         let Table {
             index,
-            slots,
+            chunks,
             hasher,
             ..
         } = self;
-        index.insert_unique(hash, i, |&j| rehash(hasher, slots, j));
+        index.insert_unique(hash, i, |&j| rehash(hasher, chunks, j));
         self.live += 1;
         Ok(i)
     }
 
     fn release(&mut self, i: u32) -> Option<Claim> {
-        let slot = self.slots.get_mut(i as usize)?;
-        let (lost, reported) = match slot.state {
-            State::Free(_) => return None,
-            State::Waiting => (false, false),
-            State::Lost(_) => (true, false),
-            State::Reported => (true, true),
+        let free = self.free;
+        let slot = self.slot_mut(i)?;
+        let (lost, reported) = match slot.phase {
+            Phase::Free => return None,
+            Phase::Waiting => (false, false),
+            Phase::Lost => (true, false),
+            Phase::Reported => (true, true),
         };
         let claim = Claim {
             name: std::mem::take(&mut slot.name),
@@ -338,7 +371,9 @@ impl Table {
             reported,
         };
         slot.meta = Bytes::new();
-        slot.state = State::Free(self.free);
+        slot.lost = None;
+        slot.phase = Phase::Free;
+        slot.local = u64::from(free);
         self.free = i;
         self.live -= 1;
         if !lost {
@@ -350,18 +385,33 @@ impl Table {
         self.wakers.remove(&i);
         if self.live == 0 {
             // The last guard went: give the memory back.
-            self.slots = Vec::new();
-            self.index = hashbrown::HashTable::new();
-            self.wakers = hashbrown::HashMap::new();
-            self.free = NO_SLOT;
+            let closed = self.closed;
+            *self = Table {
+                closed,
+                ..Table::default()
+            };
         }
         Some(claim)
     }
 }
 
-fn rehash(hasher: &hashbrown::DefaultHashBuilder, slots: &[Slot], i: u32) -> u64 {
-    match slots.get(i as usize) {
+fn rehash(hasher: &hashbrown::DefaultHashBuilder, chunks: &[Vec<Slot>], i: u32) -> u64 {
+    match slot_in(chunks, i) {
         Some(s) => hash_claim(hasher, &s.name, s.local, s.at()),
         None => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_is_96_bytes() {
+        assert!(
+            std::mem::size_of::<Slot>() <= 96,
+            "{}",
+            std::mem::size_of::<Slot>()
+        );
     }
 }

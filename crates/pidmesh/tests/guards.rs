@@ -35,9 +35,10 @@ async fn a_reused_slot_hears_only_its_own_loss() {
     let (first, first_inbox) = node.spawn_mailbox().expect("running");
     let (second, second_inbox) = node.spawn_mailbox().expect("running");
     let mut old: Vec<Option<Registration>> = Vec::new();
-    for i in 0..100 {
+    // More than one chunk of slots (1,024), so reuse crosses chunks.
+    for i in 0..2100 {
         let g = node
-            .register(&format!("a/{i:03}"), &first, Vec::new())
+            .register(&format!("a/{i:04}"), &first, Vec::new())
             .await
             .expect("registers");
         old.push(Some(g));
@@ -47,7 +48,7 @@ async fn a_reused_slot_hears_only_its_own_loss() {
         drop(g.take());
     }
     let mut new = Vec::new();
-    for j in 0..50 {
+    for j in 0..1050 {
         let g = node
             .register(&format!("b/{j:03}"), &second, format!("m{j}"))
             .await
@@ -61,7 +62,7 @@ async fn a_reused_slot_hears_only_its_own_loss() {
         assert_eq!(&e.meta[..], format!("m{j}").as_bytes());
         assert_eq!(node.lookup(&e.key.name).as_ref(), Some(e));
     }
-    // The first process ends: its 50 remaining guards hear it, the reused slots do not.
+    // The first process ends: its 1,050 remaining guards hear it, the reused slots do not.
     drop(first_inbox);
     for g in old.iter_mut().flatten() {
         let lost = tokio::time::timeout(LIMIT, g.lost())
@@ -86,7 +87,7 @@ async fn a_reused_slot_hears_only_its_own_loss() {
         .expect("a loss");
     assert_eq!(lost.winner, None);
     for (j, g) in new.iter_mut().enumerate() {
-        if j != 7 && j % 10 == 0 {
+        if j != 7 && j % 100 == 0 {
             assert!(not_lost(g).await, "b/{j:03} heard b/007's loss");
         }
     }
