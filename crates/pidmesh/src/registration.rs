@@ -40,7 +40,7 @@ impl Registration {
         }
     }
 
-    /// The entry as registered.
+    /// The entry as registered. Built from the guard's slot on the first call and kept.
     pub fn entry(&self) -> &Entry {
         self.entry.get_or_init(|| {
             let shared = &self.registry.shared;
@@ -85,7 +85,8 @@ impl Registration {
     }
 
     /// Waits until this registration goes away for a reason other than this guard: lost to a
-    /// conflict (with the winner), its process exited, or the node stopped (`None`).
+    /// conflict (with the winner), its process exited, or the node stopped (`None`). Once it
+    /// has returned the loss, later calls return `None` at once.
     ///
     /// Cancel-safe.
     pub async fn lost(&mut self) -> Option<Lost> {
