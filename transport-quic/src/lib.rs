@@ -35,6 +35,13 @@
 //! A keep-alive ([`QuicConfig::keep_alive_interval`]) below the idle timeout keeps idle
 //! connections open; failure detection is left to SWIM.
 //!
+//! A node that crashed and restarted at the same address with the same private key is reached
+//! at once: the endpoint's stateless-reset key and connection-ID key come from
+//! [`ClusterTls::restart_secret`](pidmesh_transport::tls::ClusterTls::restart_secret), so the
+//! new life recognizes the old life's connection IDs and answers their packets with a reset
+//! the peer accepts; the peer drops the dead connection and dials again instead of writing into
+//! it until the idle timeout.
+//!
 //! # Resource bounds
 //!
 //! Every quinn transport parameter that bounds what a peer can make this node hold is set
@@ -66,7 +73,7 @@
 //! The server reports the name in the client's certificate as [`Incoming::peer_name`]; since
 //! every message arrives on a connection the sender dialed, `peer_name` is always `Some`.
 //!
-//! The [`dev_ca`] module (feature `dev-ca`) mints development certificates.
+//! The `pidmesh_transport::tls::dev_ca` module (feature `dev-ca`) mints development certificates.
 
 #![forbid(unsafe_code)]
 
@@ -370,6 +377,25 @@ pub const DATAGRAM_RECEIVE_BUFFER: usize = 1 << 20;
 pub const DATAGRAM_SEND_BUFFER: usize = 1 << 20;
 
 /// quinn's transport parameters, every resource bound set explicitly (see the crate docs).
+/// The endpoint's keys, derived from the node's restart secret so that they are the same in
+/// every life of the node: after a crash, the next life at the same address recognizes the
+/// connection IDs of the previous life's connections (the CID generator's key) and answers
+/// their packets with a stateless reset the peer accepts (the reset key). Peers then drop
+/// those dead connections at once and dial again, instead of writing into them until the idle
+/// timeout.
+fn endpoint_config(secret: &[u8; 32]) -> quinn::EndpointConfig {
+    let reset_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    let tag = ring::hmac::sign(&reset_key, b"pidmesh connection id key");
+    // An HMAC-SHA256 tag has 32 bytes; the generator's key is the first 8.
+    let cid_key = tag
+        .as_ref()
+        .first_chunk::<8>()
+        .map_or(0, |b| u64::from_le_bytes(*b));
+    let mut c = quinn::EndpointConfig::new(Arc::new(reset_key));
+    c.cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key)));
+    c
+}
+
 fn transport_config(config: &QuicConfig) -> Result<quinn::TransportConfig, BindError> {
     let mut t = quinn::TransportConfig::default();
     let idle = quinn::IdleTimeout::try_from(config.idle_timeout)
@@ -432,7 +458,7 @@ impl QuicTransport {
             .wrap_udp_socket(std::net::UdpSocket::bind(addr).map_err(io_err)?)
             .map_err(io_err)?;
         let mut endpoint = Endpoint::new_with_abstract_socket(
-            quinn::EndpointConfig::default(),
+            endpoint_config(config.tls.restart_secret()),
             Some(server),
             Arc::new(counting::CountingSocket::new(udp, socket_bytes.clone())),
             quinn_runtime,

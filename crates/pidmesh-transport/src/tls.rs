@@ -70,6 +70,32 @@ pub struct ClusterTls {
     server: Arc<ServerConfig>,
     client: Arc<ClientConfig>,
     node_name: String,
+    restart_secret: RestartSecret,
+}
+
+/// A secret derived from the node's private key (HKDF-SHA256): the same in every life of a
+/// node that keeps its key, unknown to anyone without the key. Debug prints nothing of it.
+#[derive(Clone)]
+struct RestartSecret([u8; 32]);
+
+impl std::fmt::Debug for RestartSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RestartSecret(..)")
+    }
+}
+
+impl RestartSecret {
+    fn derive(key: &PrivateKeyDer<'_>) -> Self {
+        let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"pidmesh restart secret");
+        let mut out = [0u8; 32];
+        // Both steps fail only for an output longer than 255 hashes; 32 bytes is one.
+        let filled = salt
+            .extract(key.secret_der())
+            .expand(&[b"v1"], ring::hkdf::HKDF_SHA256)
+            .and_then(|okm| okm.fill(&mut out));
+        debug_assert!(filled.is_ok(), "HKDF-SHA256 yields 32 bytes");
+        Self(out)
+    }
 }
 
 /// Builder for [`ClusterTls`].
@@ -115,6 +141,16 @@ impl ClusterTls {
         &self.node_name
     }
 
+    /// 32 secret bytes derived from this node's private key (HKDF-SHA256 with a fixed label):
+    /// the same in every life of a node restarted with the same key, and not computable
+    /// without it. The QUIC transport keys its stateless resets with it, so a node that
+    /// crashed and came back at the same address can tell its peers that their connections
+    /// to its previous life are gone (they reconnect at once instead of after the idle
+    /// timeout). Never send it anywhere.
+    pub fn restart_secret(&self) -> &[u8; 32] {
+        &self.restart_secret.0
+    }
+
     /// The ALPN protocols offered and accepted.
     pub fn alpn_protocols(&self) -> &[Vec<u8>] {
         &self.server.alpn_protocols
@@ -154,6 +190,7 @@ impl ClusterTlsBuilder {
             WebPkiServerVerifier::builder_with_provider(roots, self.provider.clone())
                 .build()
                 .map_err(|e| TlsConfigError::Verifier(e.to_string()))?;
+        let restart_secret = RestartSecret::derive(&self.key);
         let mut server = ServerConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(client_verifier)
@@ -171,6 +208,7 @@ impl ClusterTlsBuilder {
             server: Arc::new(server),
             client: Arc::new(client),
             node_name,
+            restart_secret,
         })
     }
 }

@@ -79,8 +79,11 @@ impl Shared {
 
     pub(crate) fn process_exited(&self, pid: &Pid) {
         lock(&self.mailboxes).remove(&pid.local);
-        let _ = self.mutate(|n, now| n.process_exited(now, pid));
-        self.local_exit(pid);
+        // A stopped or crashed node announces nothing: its peers learn of its processes' end
+        // from its leave or from failure detection (`NodeLeft`/`NodeDown`), never as `Exited`.
+        if self.mutate(|n, now| n.process_exited(now, pid)).is_ok() {
+            self.local_exit(pid);
+        }
     }
 
     pub(crate) fn deliver_local(&self, pid: &Pid, env: Envelope) -> Result<(), SendError> {
@@ -248,8 +251,12 @@ fn on_incoming(shared: &Arc<Shared>, msg: Incoming) {
     }
 }
 
-/// Sends everything the node produced and dispatches its events.
+/// Sends everything the node produced and dispatches its events. A node stopped by
+/// [`crate::Registry::abort`] (a crash) sends nothing more, even from a turn that was under way.
 fn flush<T: Transport>(shared: &Shared, transport: &T) {
+    if shared.stopped.load(Ordering::Acquire) {
+        return;
+    }
     let (transmits, events, entries, peers) = {
         let mut node = shared.write();
         let mut t = Vec::new();
@@ -295,4 +302,58 @@ fn flush<T: Transport>(shared: &Shared, transport: &T) {
     }
     metrics::gauge!("pidmesh.entries").set(entries as f64);
     metrics::gauge!("pidmesh.peers").set(peers as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use pidmesh_transport::MemNetwork;
+
+    use crate::Registry;
+
+    /// A crash ([`Registry::abort`]) ends the node's processes without a word: the mailboxes
+    /// it drops, and any dropped after it, queue no `Exited` announcement that a driver turn
+    /// still under way could send, so peers' monitors see `NodeDown`.
+    #[tokio::test]
+    async fn a_crashed_node_queues_no_exit_announcement() {
+        let seed = 0xab07_0001;
+        println!("seed = {seed:#x}");
+        let net = MemNetwork::new(seed);
+        let t0 = net.bind_named("node-0");
+        let t1 = net.bind_named("node-1");
+        let seeds = vec![pidmesh_transport::Transport::local_addr(&t0)];
+        let mut regs = Vec::new();
+        for (name, t) in [("node-0", t0), ("node-1", t1)] {
+            regs.push(
+                Registry::builder()
+                    .node_name(name)
+                    .config(crate::Config::local())
+                    .seeds(seeds.clone())
+                    .transport(t)
+                    .start()
+                    .await
+                    .expect("starts"),
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while regs.iter().any(|r| r.members().len() < 2) {
+            assert!(Instant::now() < deadline, "cluster did not form");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let (_kept, kept_box) = regs[0].spawn_mailbox().expect("running");
+        let (_dropped, dropped_box) = regs[0].spawn_mailbox().expect("running");
+        // A live node announces an exit.
+        drop(dropped_box);
+        let before = regs[0].shared.take_exit_announcements();
+        assert_eq!(before.len(), 1, "a live node announces its process's exit");
+        regs[0].abort();
+        drop(kept_box);
+        let after = regs[0].shared.take_exit_announcements();
+        assert!(
+            after.is_empty(),
+            "a crashed node queued {} exit announcement(s)",
+            after.len()
+        );
+    }
 }

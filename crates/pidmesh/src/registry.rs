@@ -371,10 +371,13 @@ impl Registry {
     /// Stops the node without leaving (as a crash would, for tests): peers find out through
     /// failure detection.
     pub fn abort(&self) {
+        // Stopped first: a driver turn already under way on another thread runs to its next
+        // await after `JoinHandle::abort`, and must find the node stopped and send nothing
+        // (no exit announcement for a mailbox dropped by the crash, no queued delta).
+        self.shared.stopped.store(true, Ordering::Release);
         if let Some(h) = lock(&self.shared.driver).take() {
             h.abort();
         }
-        self.shared.stopped.store(true, Ordering::Release);
         lock(&self.shared.mailboxes).clear();
         self.shared.msg.clear();
         // Guards waiting for a loss hear `None`, as when the node stops.

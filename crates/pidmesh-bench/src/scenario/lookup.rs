@@ -12,8 +12,9 @@
 //! - `std borrowed`: `HashMap::get`, and the same field read through the reference;
 //! - `std cloned`: `HashMap::get(..).cloned()`, an owned `Entry` like `lookup`.
 //!
-//! Timing interleaves the four sides in rounds of a few thousand lookups each (every side the
-//! same names in a round, the side going first rotating from round to round) and reports, per
+//! Timing interleaves the four sides in rounds of a few thousand lookups each (in a round each
+//! side reads its own stretch of the scattered order, disjoint from the other sides', so no
+//! side finds cache lines another side just loaded; the side going first rotates) and reports, per
 //! side, the median of its rounds' nanoseconds per lookup, so a change of machine load hits
 //! all four alike; the load average is recorded before and after. The headline is pidmesh
 //! borrowed / std borrowed at the largest size.
@@ -150,12 +151,14 @@ pub fn run(sizes: &[usize], lookups: usize) -> anyhow::Result<LookupResult> {
             }
         }
         for round in 0..rounds {
-            // Each side starts the round at the same place in the scattered order.
-            let from = (round * per_round * 7_919) % n;
-            // The side that goes first in a round finds the round's names cold, the others
-            // find them cached: rotate the order so each side goes first as often.
+            // Two sides share each structure (owned and borrowed read the same node table, the
+            // std sides the same map), and a round's lines stay in the caches for the next side.
+            // So each side reads its own stretch of the scattered order, disjoint from every
+            // other side's in the round: every side finds its names, keys and slots as cold as
+            // the others do. The order still rotates so no side always follows the same one.
             for k in 0..ns.len() {
                 let side = (round + k) % ns.len();
+                let from = ((round * ns.len() + side) * per_round * 7_919) % n;
                 let mut i = from;
                 let mut acc = 0u64;
                 let t = Instant::now();

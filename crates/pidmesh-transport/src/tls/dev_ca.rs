@@ -165,4 +165,28 @@ mod tests {
             );
         }
     }
+
+    /// The restart secret depends on the private key alone: the same key gives the same
+    /// secret in every configuration built from it, another key another secret.
+    #[test]
+    fn restart_secret_follows_the_private_key() {
+        let ca = DevCa::new("test ca").unwrap();
+        let node = ca.issue("node-a").unwrap();
+        let build = |n: &NodeCert| {
+            ClusterTls::builder(
+                ca.cert(),
+                n.chain.clone(),
+                n.key.clone_key(),
+                ring_provider(),
+            )
+            .build()
+            .unwrap()
+        };
+        let (one, two) = (build(&node), build(&node));
+        assert_eq!(one.restart_secret(), two.restart_secret());
+        let other = build(&ca.issue("node-a").unwrap());
+        assert_ne!(one.restart_secret(), other.restart_secret());
+        assert_ne!(one.restart_secret(), &[0u8; 32]);
+        assert!(!format!("{one:?}").contains(&format!("{:?}", one.restart_secret())));
+    }
 }
