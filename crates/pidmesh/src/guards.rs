@@ -31,7 +31,7 @@ use crate::registry::Lost;
 /// Marks the end of the free list; also the first slot number never used.
 const NO_SLOT: u32 = u32::MAX;
 
-/// Slots per chunk (about 96 KiB).
+/// Slots per chunk (88 KiB).
 const CHUNK: usize = 1024;
 
 /// Every live guard's slot; see the module documentation.
@@ -52,13 +52,16 @@ pub(crate) struct Table {
     hasher: hashbrown::DefaultHashBuilder,
     /// Wakers of the guards whose `lost()` is being awaited, by slot.
     wakers: hashbrown::HashMap<u32, Waker>,
+    /// Loss reports not yet taken by `lost()`, by slot (losses are rare: no room in every
+    /// slot for one).
+    reports: hashbrown::HashMap<u32, Lost>,
     /// Slots in use.
     live: usize,
     /// The node has stopped: a guard still waiting hears `None`.
     closed: bool,
 }
 
-/// One guard's slot (96 bytes). Free slots keep no name and no metadata.
+/// One guard's slot (88 bytes). Free slots keep no name and no metadata.
 struct Slot {
     name: CompactString,
     meta: Bytes,
@@ -66,8 +69,6 @@ struct Slot {
     local: u64,
     seq: u64,
     at_ms: u64,
-    /// The loss report, from the driver's report until `lost()` takes it.
-    lost: Option<Box<Lost>>,
     at_logical: u32,
     phase: Phase,
 }
@@ -78,7 +79,7 @@ enum Phase {
     Free,
     /// The entry is (as far as the driver has reported) still there.
     Waiting,
-    /// The entry went away; the report (in `lost`) waits for `lost()`.
+    /// The entry went away; the report (in `Table::reports`) waits for `lost()`.
     Lost,
     /// `lost()` returned the report.
     Reported,
@@ -104,6 +105,7 @@ impl Default for Table {
             index: hashbrown::HashTable::new(),
             hasher: hashbrown::DefaultHashBuilder::default(),
             wakers: hashbrown::HashMap::new(),
+            reports: hashbrown::HashMap::new(),
             live: 0,
             closed: false,
         }
@@ -215,7 +217,7 @@ impl Guards {
         match slot.phase {
             Phase::Lost => {
                 slot.phase = Phase::Reported;
-                Poll::Ready(slot.lost.take().map(|l| *l))
+                Poll::Ready(t.reports.remove(&i))
             }
             Phase::Waiting if !closed => {
                 match t.wakers.entry(i) {
@@ -276,7 +278,7 @@ impl Table {
         let (i, _) = found.remove();
         if let Some(slot) = self.slot_mut(i) {
             slot.phase = Phase::Lost;
-            slot.lost = Some(Box::new(lost));
+            self.reports.insert(i, lost);
         }
         self.wakers.remove(&i)
     }
@@ -318,7 +320,6 @@ impl Table {
             local: pid.local,
             seq: dot.seq,
             at_ms: registered_at.wall_ms,
-            lost: None,
             at_logical: registered_at.logical,
             phase: Phase::Waiting,
         };
@@ -371,7 +372,6 @@ impl Table {
             reported,
         };
         slot.meta = Bytes::new();
-        slot.lost = None;
         slot.phase = Phase::Free;
         slot.local = u64::from(free);
         self.free = i;
@@ -383,6 +383,7 @@ impl Table {
             }
         }
         self.wakers.remove(&i);
+        self.reports.remove(&i);
         if self.live == 0 {
             // The last guard went: give the memory back.
             let closed = self.closed;
@@ -407,9 +408,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_slot_is_96_bytes() {
+    fn a_slot_is_88_bytes() {
         assert!(
-            std::mem::size_of::<Slot>() <= 96,
+            std::mem::size_of::<Slot>() <= 88,
             "{}",
             std::mem::size_of::<Slot>()
         );
