@@ -186,7 +186,7 @@ impl<T: Transport> RegistryBuilder<T> {
             kick: Notify::new(),
             events,
             mailboxes: Mutex::new(HashMap::new()),
-            watchers: Mutex::new(crate::driver::Watchers::default()),
+            guards: crate::guards::Guards::default(),
             mail_tx,
             stop_tx: Mutex::new(Some(stop_tx)),
             driver: Mutex::new(None),

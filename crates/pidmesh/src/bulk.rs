@@ -1,26 +1,12 @@
 //! `Registry::register_many`: many unique names under one acquisition of the node's lock and
-//! one wake of the driver, with the guards' watchers put in under one lock too.
+//! one wake of the driver, with the guards' slots put in under one lock of the guard table too.
 
 use bytes::Bytes;
 use pidmesh_proto::Pid;
-use tokio::sync::oneshot;
 
-use crate::driver::{WatchKey, Watchers, lock};
 use crate::error::{RegisterError, Stopped};
 use crate::registration::Registration;
-use crate::registry::{Lost, Registry};
-
-/// Puts in a guard's watcher unless one is already there (a live guard of the same name and
-/// pid keeps its own); returns whether this one went in.
-pub(crate) fn watch(watchers: &mut Watchers, key: WatchKey, tx: oneshot::Sender<Lost>) -> bool {
-    match watchers.entry(key) {
-        hashbrown::hash_map::Entry::Vacant(v) => {
-            v.insert(tx);
-            true
-        }
-        hashbrown::hash_map::Entry::Occupied(_) => false,
-    }
-}
+use crate::registry::Registry;
 
 impl Registry {
     /// Registers many unique names at once: each `(name, pid, metadata)` item as
@@ -52,19 +38,11 @@ impl Registry {
             .into_iter()
             .map(|(name, pid, meta)| (name, pid, meta.into()))
             .collect();
-        // Watch before registering: the driver may report a loss before this call returns.
-        let mut watches = Vec::with_capacity(items.len());
-        {
-            let mut watchers = lock(&shared.watchers);
-            watchers.reserve(items.len());
-            for (name, pid, _) in &items {
-                let (tx, rx) = oneshot::channel();
-                let key: WatchKey = (name.as_ref().into(), pid.local);
-                let ours = pid.node == shared.id && watch(&mut watchers, key, tx);
-                watches.push((ours, rx));
-            }
-        }
+        // Each slot goes in while the node is locked: the driver cannot report a loss before
+        // the slot exists.
         let outcome = shared.mutate(|n, now| {
+            let mut guards = shared.guards.lock();
+            guards.reserve(items.len());
             items
                 .iter()
                 .map(|(name, pid, meta)| {
@@ -72,47 +50,16 @@ impl Registry {
                     if crate::scope::is_scoped(name) {
                         return Err(RegisterError::InvalidName(crate::scope::SCOPED_NAME));
                     }
-                    n.register(now, name, pid, meta.clone())
-                        .map_err(RegisterError::from)
+                    guards.check_room()?;
+                    let entry = n.register(now, name, pid, meta.clone())?;
+                    guards.insert(entry)
                 })
                 .collect::<Vec<_>>()
-        });
-        let results = match outcome {
-            Ok(r) => r,
-            Err(stopped) => {
-                let mut watchers = lock(&shared.watchers);
-                for ((name, pid, _), (ours, _)) in items.iter().zip(&watches) {
-                    if *ours {
-                        watchers.remove(&(name.as_ref().into(), pid.local));
-                    }
-                }
-                return Err(stopped);
-            }
-        };
-        let mut out = Vec::with_capacity(results.len());
-        let mut failed = Vec::new();
-        for ((result, (ours, rx)), (name, pid, _)) in results.into_iter().zip(watches).zip(&items) {
-            match result {
-                Ok(entry) => out.push(Ok(Registration {
-                    registry: self.clone(),
-                    entry,
-                    lost: rx,
-                    done: false,
-                })),
-                Err(e) => {
-                    if ours {
-                        failed.push((name.as_ref(), pid.local));
-                    }
-                    out.push(Err(e));
-                }
-            }
-        }
-        if !failed.is_empty() {
-            let mut watchers = lock(&shared.watchers);
-            for (name, local) in failed {
-                watchers.remove(&(name.into(), local));
-            }
-        }
+        })?;
+        let out = outcome
+            .into_iter()
+            .map(|r| r.map(|slot| Registration::new(self.clone(), slot)))
+            .collect();
         Ok(out)
     }
 }

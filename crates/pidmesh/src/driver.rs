@@ -23,13 +23,6 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Identifies a registration for its guard: (name, local pid).
-pub(crate) type WatchKey = (pidmesh_wire::CompactString, u64);
-
-/// Registration guards waiting to hear that their entry went away. A `hashbrown` map with its
-/// default (foldhash) hasher: one insert per `register`, and SipHash was a tenth of its cost.
-pub(crate) type Watchers = hashbrown::HashMap<WatchKey, oneshot::Sender<Lost>>;
-
 /// State shared by every `Registry` handle and the driver.
 pub(crate) struct Shared {
     pub(crate) id: NodeId,
@@ -42,9 +35,9 @@ pub(crate) struct Shared {
     pub(crate) kick: Notify,
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) mailboxes: Mutex<HashMap<u64, mpsc::Sender<Envelope>>>,
-    /// Registration guards waiting to hear that their entry went away.
-    /// Keyed by (name, local pid): a metadata update gives the entry a new dot, not a new claim.
-    pub(crate) watchers: Mutex<Watchers>,
+    /// One slot per live registration guard: what its entry is rebuilt from, and its loss
+    /// report (see `guards.rs`).
+    pub(crate) guards: crate::guards::Guards,
     pub(crate) mail_tx: mpsc::Sender<Outgoing>,
     pub(crate) stop_tx: Mutex<Option<oneshot::Sender<()>>>,
     pub(crate) driver: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -108,18 +101,22 @@ impl Shared {
     pub(crate) fn dispatch(&self, event: Event) {
         if let Event::Unregistered { entry, reason } = &event
             && entry.pid.node == self.id
-            && let Some(tx) =
-                lock(&self.watchers).remove(&(entry.key.name.clone(), entry.pid.local))
+            && self.guards.watches(entry)
         {
+            // The winner is read before the table is locked again (the node's lock comes
+            // first, see `guards.rs`).
             let winner = if *reason == Reason::Conflict {
                 self.read().lookup(&entry.key.name)
             } else {
                 None
             };
-            let _ = tx.send(Lost {
-                reason: *reason,
-                winner,
-            });
+            self.guards.report(
+                entry,
+                Lost {
+                    reason: *reason,
+                    winner,
+                },
+            );
         }
         if let Event::NodeDown(node) = &event {
             self.node_gone(node, false);
@@ -187,7 +184,7 @@ pub(crate) async fn drive<T: Transport>(
     shared.stopped.store(true, Ordering::Release);
     transport.shutdown().await;
     lock(&shared.mailboxes).clear();
-    lock(&shared.watchers).clear();
+    shared.guards.close();
     shared.msg.clear();
     tracing::info!("pidmesh node stopped");
 }

@@ -29,6 +29,10 @@ pub enum RegisterError {
     /// The node has stopped.
     #[error(transparent)]
     Stopped(#[from] Stopped),
+    /// This node already keeps `u32::MAX` live registration guards, the most its guard table
+    /// numbers.
+    #[error("too many live registration guards on this node")]
+    TooManyGuards,
 }
 
 /// Why [`crate::Registry::join`] failed. Nothing changed.

@@ -57,6 +57,7 @@ mod catchup;
 mod discovery;
 mod driver;
 mod error;
+mod guards;
 mod mailbox;
 mod messaging;
 mod monitor;

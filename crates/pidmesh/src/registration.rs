@@ -1,25 +1,66 @@
 //! `Registration` (the guard of a unique name) and `Subscription` (a stream of events).
 
-use pidmesh_proto::{Entry, Event};
-use tokio::sync::{broadcast, oneshot};
+use bytes::Bytes;
+use once_cell::race::OnceBox;
+use pidmesh_proto::{Dot, Entry, Event, Hlc, Key, Pid};
+use tokio::sync::broadcast;
 
-use crate::driver::lock;
 use crate::error::RemoveError;
 use crate::registry::{Lost, Registry};
 
 /// A live registration of a unique name. Dropping it unregisters the name.
-#[derive(Debug)]
+///
+/// A small handle: the registry and the number of this guard's slot in the node's guard table,
+/// which keeps what the entry is rebuilt from and the loss report (see `guards.rs`).
 pub struct Registration {
     pub(crate) registry: Registry,
-    pub(crate) entry: Entry,
-    pub(crate) lost: oneshot::Receiver<Lost>,
-    pub(crate) done: bool,
+    /// This guard's slot; `NO_SLOT` once [`Registration::unregister`] released it.
+    pub(crate) slot: u32,
+    /// [`Registration::entry`], built on its first call.
+    pub(crate) entry: OnceBox<Entry>,
+}
+
+/// `Registration::slot` of a guard that released its slot.
+const NO_SLOT: u32 = u32::MAX;
+
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration")
+            .field("entry", self.entry())
+            .finish()
+    }
 }
 
 impl Registration {
-    /// The entry as registered.
+    pub(crate) fn new(registry: Registry, slot: u32) -> Self {
+        Self {
+            registry,
+            slot,
+            entry: OnceBox::new(),
+        }
+    }
+
+    /// The entry as registered. Built from the guard's slot on the first call and kept.
     pub fn entry(&self) -> &Entry {
-        &self.entry
+        self.entry.get_or_init(|| {
+            let shared = &self.registry.shared;
+            // A guard's slot stays in use until the guard goes; the fallback is never built.
+            Box::new(
+                shared
+                    .guards
+                    .entry(self.slot, &shared.id)
+                    .unwrap_or_else(|| Entry {
+                        key: Key::name(""),
+                        pid: Pid {
+                            node: shared.id.clone(),
+                            local: 0,
+                        },
+                        meta: Bytes::new(),
+                        registered_at: Hlc::default(),
+                        dot: Dot::new(shared.id.clone(), 0),
+                    }),
+            )
+        })
     }
 
     /// True once this registration is no longer in this node's registry: it lost a conflict
@@ -28,26 +69,29 @@ impl Registration {
     /// [`crate::Registry::lookup`] for who wins meanwhile).
     pub fn is_lost(&self) -> bool {
         let shared = &self.registry.shared;
-        if self.done || shared.check_running().is_err() {
+        let Some(claim) = shared.guards.claim(self.slot) else {
+            return true;
+        };
+        if claim.reported || shared.check_running().is_err() {
             return true;
         }
         !shared
             .reader
-            .entries(&self.entry.key)
+            .entries(&Key::name(claim.name.as_str()))
             .iter()
-            .any(|e| e.pid == self.entry.pid && e.registered_at == self.entry.registered_at)
+            .any(|e| {
+                e.pid.local == claim.local && e.pid.node == shared.id && e.registered_at == claim.at
+            })
     }
 
     /// Waits until this registration goes away for a reason other than this guard: lost to a
-    /// conflict (with the winner), its process exited, or the node stopped (`None`).
+    /// conflict (with the winner), its process exited, or the node stopped (`None`). Once it
+    /// has returned the loss, later calls return `None` at once.
     ///
     /// Cancel-safe.
     pub async fn lost(&mut self) -> Option<Lost> {
-        let r = (&mut self.lost).await.ok();
-        if r.is_some() {
-            self.done = true;
-        }
-        r
+        let (shared, slot) = (&self.registry.shared, self.slot);
+        std::future::poll_fn(|cx| shared.guards.poll_lost(slot, cx)).await
     }
 
     /// Unregisters now.
@@ -57,37 +101,42 @@ impl Registration {
     ///
     /// Cancel-safe: it completes without waiting.
     pub async fn unregister(mut self) -> Result<Entry, RemoveError> {
-        self.done = true;
-        lock(&self.registry.shared.watchers)
-            .remove(&(self.entry.key.name.clone(), self.entry.pid.local));
-        let (name, pid) = (&self.entry.key.name, &self.entry.pid);
-        Ok(self
-            .registry
-            .shared
-            .mutate(|n, now| n.unregister(now, name, pid))??)
+        let slot = std::mem::replace(&mut self.slot, NO_SLOT);
+        let shared = &self.registry.shared;
+        let Some(claim) = shared.guards.release(slot) else {
+            return Err(RemoveError::NotFound);
+        };
+        let pid = Pid {
+            node: shared.id.clone(),
+            local: claim.local,
+        };
+        Ok(shared.mutate(|n, now| n.unregister(now, &claim.name, &pid))??)
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        if self.done {
+        let shared = &self.registry.shared;
+        let Some(claim) = shared.guards.release(self.slot) else {
+            return;
+        };
+        if claim.lost {
+            // Its entry went away already (the loss was reported to this guard).
             return;
         }
-        let shared = &self.registry.shared;
-        lock(&shared.watchers).remove(&(self.entry.key.name.clone(), self.entry.pid.local));
-        let (name, pid, at) = (
-            &self.entry.key.name,
-            &self.entry.pid,
-            self.entry.registered_at,
-        );
+        let pid = Pid {
+            node: shared.id.clone(),
+            local: claim.local,
+        };
+        let key = Key::name(claim.name.as_str());
         // Only remove the registration this guard created: same pid and registration time (a
         // metadata update keeps both), not a later registration of the same pid.
         let _ = shared.mutate(|n, now| {
-            if n.entries(&self.entry.key)
+            if n.entries(&key)
                 .iter()
-                .any(|e| e.pid == *pid && e.registered_at == at)
+                .any(|e| e.pid == pid && e.registered_at == claim.at)
             {
-                let _ = n.unregister(now, name, pid);
+                let _ = n.unregister(now, &claim.name, &pid);
             }
         });
     }

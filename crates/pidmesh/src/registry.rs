@@ -380,6 +380,8 @@ impl Registry {
         }
         lock(&self.shared.mailboxes).clear();
         self.shared.msg.clear();
+        // Guards waiting for a loss hear `None`, as when the node stops.
+        self.shared.guards.close();
         // A crashed node runs nothing: cancel singleton runs (nothing is released).
         for (_, c) in lock(&self.shared.candidacies).drain() {
             c.withdraw.cancel();

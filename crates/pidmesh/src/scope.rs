@@ -26,9 +26,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use pidmesh_proto::{Entry, EntryRef, Pid};
 use pidmesh_wire::{CompactString, SCOPE_MARK};
-use tokio::sync::oneshot;
 
-use crate::driver::{WatchKey, lock};
 use crate::error::{JoinError, RegisterError, RemoveError};
 use crate::registration::{Registration, Subscription};
 use crate::registry::Registry;
@@ -259,33 +257,13 @@ pub(crate) fn register_stored(
     meta: Bytes,
 ) -> Result<Registration, RegisterError> {
     let shared = &registry.shared;
-    // Watch before registering: the driver may report a loss before this call returns.
-    let watch_key: WatchKey = (key.into(), pid.local);
-    let (tx, rx) = oneshot::channel();
-    // Only a watcher this call put in is taken out on failure (a live guard of the same name
-    // and pid keeps its own).
-    let watching = pid.node == shared.id
-        && crate::bulk::watch(&mut lock(&shared.watchers), watch_key.clone(), tx);
-    let unwatch = || {
-        if watching {
-            lock(&shared.watchers).remove(&watch_key);
-        }
-    };
-    let entry = match shared.mutate(|n, now| n.register(now, key, pid, meta)) {
-        Ok(Ok(e)) => e,
-        Ok(Err(e)) => {
-            unwatch();
-            return Err(e.into());
-        }
-        Err(stopped) => {
-            unwatch();
-            return Err(stopped.into());
-        }
-    };
-    Ok(Registration {
-        registry: registry.clone(),
-        entry,
-        lost: rx,
-        done: false,
-    })
+    // The guard's slot goes in while the node is locked: the driver cannot report a loss
+    // before the slot exists.
+    let slot = shared.mutate(|n, now| {
+        let mut guards = shared.guards.lock();
+        guards.check_room()?;
+        let entry = n.register(now, key, pid, meta)?;
+        guards.insert(entry)
+    })??;
+    Ok(Registration::new(registry.clone(), slot))
 }

@@ -17,7 +17,8 @@ use pidmesh_proto::{Entry, Event, Pid, StopReason};
 use tokio::sync::broadcast;
 
 use crate::registry::Registry;
-use crate::{RegisterError, Stopped, scope};
+use crate::{Stopped, scope};
+use pidmesh_proto::RegisterError as P;
 
 /// Why [`Registry::register_strict`] failed. Nothing is left claimed.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -238,12 +239,13 @@ pub(crate) async fn register_strict_stored(
     let mut events = registry.subscribe_raw();
     registry
         .mutate_node(|n, now| n.register_strict(now, name, pid, quorum, meta))?
-        .map_err(|e| match RegisterError::from(e) {
-            RegisterError::InvalidName(m) => StrictError::InvalidName(m),
-            RegisterError::MetaTooLarge(n) => StrictError::MetaTooLarge(n),
-            RegisterError::NotLocal(p) => StrictError::NotLocal(p),
-            RegisterError::AlreadyRegistered(e) => StrictError::AlreadyRegistered(e),
-            RegisterError::Stopped(s) => StrictError::Stopped(s),
+        .map_err(|e| match e {
+            // The core's errors (no guard table is involved here).
+            P::InvalidName(m) => StrictError::InvalidName(m),
+            P::MetaTooLarge(n) => StrictError::MetaTooLarge(n),
+            P::NotLocal(p) => StrictError::NotLocal(p),
+            P::AlreadyRegistered(e) => StrictError::AlreadyRegistered(e),
+            P::Stopped => StrictError::Stopped(Stopped),
         })?;
     let mut attempt = Attempt {
         registry,
