@@ -306,41 +306,12 @@ fn flush<T: Transport>(shared: &Shared, transport: &T) {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
-
-    use pidmesh_transport::MemNetwork;
-
-    use crate::Registry;
-
     /// A crash ([`Registry::abort`]) ends the node's processes without a word: the mailboxes
     /// it drops, and any dropped after it, queue no `Exited` announcement that a driver turn
     /// still under way could send, so peers' monitors see `NodeDown`.
     #[tokio::test]
     async fn a_crashed_node_queues_no_exit_announcement() {
-        let seed = 0xab07_0001;
-        println!("seed = {seed:#x}");
-        let net = MemNetwork::new(seed);
-        let t0 = net.bind_named("node-0");
-        let t1 = net.bind_named("node-1");
-        let seeds = vec![pidmesh_transport::Transport::local_addr(&t0)];
-        let mut regs = Vec::new();
-        for (name, t) in [("node-0", t0), ("node-1", t1)] {
-            regs.push(
-                Registry::builder()
-                    .node_name(name)
-                    .config(crate::Config::local())
-                    .seeds(seeds.clone())
-                    .transport(t)
-                    .start()
-                    .await
-                    .expect("starts"),
-            );
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while regs.iter().any(|r| r.members().len() < 2) {
-            assert!(Instant::now() < deadline, "cluster did not form");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let regs = crate::test_support::two_node_cluster(0xab07_0001).await;
         let (_kept, kept_box) = regs[0].spawn_mailbox().expect("running");
         let (_dropped, dropped_box) = regs[0].spawn_mailbox().expect("running");
         // A live node announces an exit.

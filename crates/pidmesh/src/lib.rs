@@ -68,6 +68,8 @@ mod registry;
 mod scope;
 mod singleton;
 mod strict;
+#[cfg(test)]
+mod test_support;
 mod typed;
 
 pub use builder::RegistryBuilder;

@@ -976,31 +976,8 @@ mod tests {
     /// entry goes (here: unregistered by hand; after a host death: its node declared down).
     #[tokio::test]
     async fn request_for_a_held_name_is_served_once_it_is_free() {
-        use pidmesh_transport::MemNetwork;
-        let seed = 0x9e4d_0001;
-        println!("seed = {seed:#x}");
-        let net = MemNetwork::new(seed);
-        let t0 = net.bind_named("node-0");
-        let t1 = net.bind_named("node-1");
-        let seeds = vec![pidmesh_transport::Transport::local_addr(&t0)];
-        let mut regs = Vec::new();
-        for (name, t) in [("node-0", t0), ("node-1", t1)] {
-            regs.push(
-                Registry::builder()
-                    .node_name(name)
-                    .config(crate::Config::local())
-                    .seeds(seeds.clone())
-                    .transport(t)
-                    .start()
-                    .await
-                    .expect("starts"),
-            );
-        }
+        let regs = crate::test_support::two_node_cluster(0x9e4d_0001).await;
         let deadline = Instant::now() + Duration::from_secs(10);
-        while regs.iter().any(|r| r.members().len() < 2) {
-            assert!(Instant::now() < deadline, "cluster did not form");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let placement = regs[1]
             .placement("room", move |ctx| {
