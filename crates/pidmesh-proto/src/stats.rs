@@ -26,6 +26,8 @@ pub struct Stats {
     pub deltas_applied: u64,
     /// Sync chunks applied.
     pub chunks_applied: u64,
+    /// Anti-entropy digests sent (each is answered with at least one chunk).
+    pub digests_sent: u64,
     /// Digests answered.
     pub digests_answered: u64,
     /// Digests answered with the whole own state because the asker held removed entries.

@@ -95,7 +95,11 @@ impl Node {
     ) -> Result<(), &'static str> {
         let DeltaMsg::V1(DeltaBatch { origin, delta }) =
             wire::decode::<DeltaMsg>(bytes).map_err(|_| "undecodable delta")?;
-        self.authorize(&origin, peer_name)?;
+        if let Err(e) = self.authorize(&origin, peer_name) {
+            // Dropped: once it is a member here, pull what it sent (see `digest_wanted`).
+            self.owe_digest_if_unheard(&origin, peer_name);
+            return Err(e);
+        }
         self.apply_origin_delta(now, &origin, delta);
         // A hole in what we have seen of the origin means an earlier batch was lost (every
         // mutation mints a dot, so an origin's own dots are gap-free): repair it now.

@@ -237,7 +237,7 @@ impl Node {
         if fresh {
             self.events.push_back(Event::NodeUp(m.node.clone()));
             self.sync_inflight.remove(&m.node);
-            self.send_digest(now, &m);
+            self.digest_new_member(now, &m);
             self.push_pull_member_up(now, &m);
         }
     }
@@ -249,6 +249,8 @@ impl Node {
         }
         self.peer_has.remove(node);
         self.sync_inflight.remove(node);
+        // Its entries are forgotten below: if it comes back, pull them again.
+        self.owe_digest(node);
         self.snapshots.retain(|job| job.to != *node);
         for (key, slot) in self.map.forget_actor(node) {
             self.losers.remove(&slot.dot);

@@ -86,6 +86,9 @@ pub struct Node {
     batch_grew: bool,
     /// Peers we asked for a sync, with the time after which we may ask again.
     sync_inflight: HashMap<NodeId, Instant>,
+    /// Members a digest is owed to: they showed dots we lack, or we dropped what they sent
+    /// (see `digest_wanted` in `sync.rs`).
+    digest_owed: sync::OwedDigests,
     /// What each live peer last reported holding of this node's dots (from its digests).
     peer_has: HashMap<NodeId, DotSet>,
     /// The peer asked last by the periodic anti-entropy round.
@@ -208,6 +211,7 @@ impl Node {
             push_hold: Duration::ZERO,
             batch_grew: false,
             sync_inflight: HashMap::new(),
+            digest_owed: sync::OwedDigests::default(),
             sync_cursor: None,
             peer_has: HashMap::new(),
             dirty: conflicts::DirtyKeys::default(),
