@@ -220,12 +220,13 @@ impl Node {
         if !m.is_real() || m.node == self.me.node {
             return;
         }
-        // An older life of the same name is gone for good.
+        // An older life of the same name is gone for good. Node ids order by name, then
+        // incarnation: the older lives are one range (not a scan of every peer per member up).
+        let first_life = NodeId::new(m.node.name.as_str(), 0);
         let stale: Vec<NodeId> = self
             .peers
-            .keys()
-            .filter(|n| n.name == m.node.name && n.incarnation < m.node.incarnation)
-            .cloned()
+            .range(first_life..m.node.clone())
+            .map(|(n, _)| n.clone())
             .collect();
         for n in stale {
             self.node_down(&n);
