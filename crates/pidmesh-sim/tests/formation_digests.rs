@@ -102,7 +102,7 @@ fn names_registered_before_the_nodes_meet_reach_every_member() {
     for i in sim.live() {
         let node = sim.node(i).expect("live");
         for o in 0..owners {
-            let key = Key::name(&format!("early-{o}"));
+            let key = Key::name(format!("early-{o}"));
             assert!(
                 node.registry()
                     .read(&key, |mut slots| slots.next().is_some()),
