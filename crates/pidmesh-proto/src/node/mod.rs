@@ -133,6 +133,8 @@ pub struct Node {
     push_pull: push_pull::PushPullState,
     /// Catching up after joining: surveys, windows fetched from holders (see `catchup.rs`).
     catchup: catchup::CatchUp,
+    /// Fast reconnection after a partition (see `reconnect.rs`).
+    reconnect: reconnect::ReconnectState,
 }
 
 impl std::fmt::Debug for Node {
@@ -163,6 +165,7 @@ mod dissemination;
 mod local;
 mod membership;
 mod push_pull;
+mod reconnect;
 mod sync;
 
 pub use discovery::RememberedAddr;
@@ -232,6 +235,7 @@ impl Node {
             liveness: liveness::Liveness::default(),
             health: health::Health::default(),
             push_pull: push_pull::PushPullState::default(),
+            reconnect: reconnect::ReconnectState::default(),
             me,
             config,
             resolver,
@@ -417,6 +421,7 @@ impl Node {
                 TimerKind::Suspicion => self.suspicions_due(now),
                 TimerKind::PushPull(generation) => self.push_pull_timer(now, generation),
                 TimerKind::CatchUp => self.catchup_tick(now),
+                TimerKind::Reconnect => self.reconnect_tick(now),
             }
         }
         self.settle(now);
