@@ -143,7 +143,7 @@ fn probing(max_per_tick: usize) -> Config {
 }
 
 /// Crashes `down` of `nodes` nodes (the last ones) and returns how many probes node 0 sent
-/// over 5 s inside the window, and over 20 s after the window ended.
+/// over 5 s inside the window, and over 20 s after the window ended. Checks the bytes per probe.
 fn probes_after_crash(seed: u64, nodes: usize, down: usize, cfg: Config) -> (u64, u64) {
     println!("seed = {seed:#x}, {nodes} nodes, {down} crashed");
     let mut sim = sim_with(nodes, seed, cfg.clone());
@@ -159,8 +159,10 @@ fn probes_after_crash(seed: u64, nodes: usize, down: usize, cfg: Config) -> (u64
     let all_down = sim.elapsed();
     let probes = |s: &Sim| s.node(0).expect("node 0 runs").stats().reconnect_probes;
     let at = probes(&sim);
+    let bytes_at = sim.bytes_by_host[0][0];
     sim.run_for(Duration::from_secs(5));
     let in_window = probes(&sim) - at;
+    let bytes_in_window = sim.bytes_by_host[0][0] - bytes_at;
     // Every verdict came after the crash, so every window ended by `crash_at + window`
     // counted from `all_down`.
     let window = cfg.reconnect.expect("on").window;
@@ -169,12 +171,21 @@ fn probes_after_crash(seed: u64, nodes: usize, down: usize, cfg: Config) -> (u64
     );
     let at = probes(&sim);
     let announces = sim.node(0).expect("runs").stats().announces;
-    sim.run_for(Duration::from_secs(20));
+    let bytes_at = sim.bytes_by_host[0][0];
+    sim.run_for(Duration::from_secs(5));
+    // Membership bytes of 5 s without probing (SWIM with the live members, the backoff).
+    let baseline = sim.bytes_by_host[0][0] - bytes_at;
+    sim.run_for(Duration::from_secs(15));
     let after = probes(&sim) - at;
     let backoff = sim.node(0).expect("runs").stats().announces - announces;
+    let per_probe = bytes_in_window.saturating_sub(baseline) / in_window.max(1);
     println!(
-        "probes in 5 s: {in_window}; after the window: {after}; backoff announces in 20 s: {backoff}"
+        "probes in 5 s: {in_window} ({per_probe} B each: {bytes_in_window} B of membership \
+         traffic vs {baseline} B in 5 s after the window); after the window: {after}; \
+         backoff announces in 20 s: {backoff}"
     );
+    // A probe of an unreachable address is one small datagram (a SWIM header, no gossip).
+    assert!(per_probe <= 200, "{per_probe} B per probe");
     // After the window only the backoff remains (`local`: announce_max 2 s, one per target).
     assert!(backoff <= 12 * down as u64, "backoff announces {backoff}");
     (in_window, after)

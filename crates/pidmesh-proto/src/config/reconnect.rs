@@ -23,8 +23,9 @@ use std::time::Duration;
 /// **Cost bound**: at most `max_per_tick` announces per `interval` in all (the targets are taken
 /// in turn, so each is probed once every `⌈targets / max_per_tick⌉` intervals), so at most
 /// `max_per_tick / interval` announces per second whatever the cluster size, and at most
-/// `1 / interval` per down member. An announce to an unreachable address is one datagram of a
-/// SWIM header (~100 bytes once gossip is quiet); a reachable one is answered with one feed.
+/// `1 / interval` per down member. An announce is one datagram holding a SWIM header once gossip
+/// is quiet (26–27 bytes of payload with short node names in `crates/pidmesh-sim/tests/reconnect.rs`,
+/// plus the transport's overhead); a reachable address answers with one feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reconnect {
     /// The fixed probing interval.
@@ -37,7 +38,7 @@ pub struct Reconnect {
 
 impl Reconnect {
     /// `lan`: every 50 ms for 2 minutes, at most 8 per tick (≤ 160 announces/s, ≤ 20 per down
-    /// member per second, ~2 KB/s per down member).
+    /// member per second).
     pub fn lan() -> Self {
         Self {
             interval: Duration::from_millis(50),

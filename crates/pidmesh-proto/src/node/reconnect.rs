@@ -92,9 +92,12 @@ impl Node {
         self.reconnect.cut_off_since = None;
     }
 
-    /// A member is up at `addr`: nothing to probe there any more.
+    /// A member is up at `addr`: nothing to probe there any more, and this node is no longer
+    /// cut off (SWIM does not always say so: after renewing its identity a node may stay
+    /// connected as far as foca is concerned, and no `Active` follows).
     pub(super) fn reconnect_up(&mut self, addr: SocketAddr) {
         self.reconnect.down.remove(&addr);
+        self.reconnect.cut_off_since = None;
     }
 
     fn reconnect_arm(&mut self, now: Instant) {
