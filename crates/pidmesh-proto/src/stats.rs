@@ -38,6 +38,8 @@ pub struct Stats {
     pub gaps_detected: u64,
     /// Announcements sent to seeds.
     pub announces: u64,
+    /// Announces sent by fast reconnection (see [`crate::Reconnect`]).
+    pub reconnect_probes: u64,
     /// Conflicts the resolver decided on this node.
     pub conflicts_resolved: u64,
     /// Custom resolver failures (fallback used).

@@ -147,6 +147,10 @@ impl Node {
             self.send(dst.addr, TrafficClass::Membership, &msg);
         }
         while let Some((after, timer)) = self.swim_rt.to_schedule() {
+            if let foca::Timer::ChangeSuspectToDown { member_id, .. } = &timer {
+                // This node suspects `member_id` (its probe failed): a later "down" is a verdict.
+                self.saw_suspected(now, &member_id.node);
+            }
             self.schedule_swim(now, after, timer);
         }
         while let Some(n) = self.swim_rt.to_notify() {
@@ -158,6 +162,10 @@ impl Node {
         match n {
             OwnedNotification::MemberUp(m) => self.member_up(now, m),
             OwnedNotification::MemberDown(m) => {
+                if m.is_real() && m.node != self.me.node {
+                    let leaving = self.is_leaving(&m);
+                    self.reconnect_down(now, &m, leaving);
+                }
                 if self
                     .peers
                     .get(&m.node)
@@ -183,6 +191,7 @@ impl Node {
                 } else if was_live {
                     // Same life, renewed SWIM identity: keep its entries, track the new identity.
                     self.liveness.renewed(&new.node);
+                    self.reconnect_up(new.addr);
                     self.peers.insert(new.node.clone(), new);
                 }
             }
@@ -199,6 +208,7 @@ impl Node {
             }
             OwnedNotification::Active => {
                 self.swim_active = true;
+                self.reconnect_in_touch();
             }
             OwnedNotification::Idle | OwnedNotification::Defunct => self.lost_cluster(now),
         }
@@ -212,6 +222,8 @@ impl Node {
             self.timers
                 .push(now, TimerKind::Announce(self.announce_gen));
         }
+        // Knock at every known address at the short fixed interval for a while (reconnect.rs).
+        self.reconnect_cut_off(now);
         self.swim_active = false;
         self.push_pull_reset();
     }
@@ -233,6 +245,7 @@ impl Node {
         }
         let fresh = !self.peers.contains_key(&m.node);
         self.saw_member_at(now, m.addr);
+        self.reconnect_up(m.addr);
         self.liveness.renewed(&m.node);
         self.peers.insert(m.node.clone(), m.clone());
         if fresh {

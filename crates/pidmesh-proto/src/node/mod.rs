@@ -136,6 +136,8 @@ pub struct Node {
     push_pull: push_pull::PushPullState,
     /// Catching up after joining: surveys, windows fetched from holders (see `catchup.rs`).
     catchup: catchup::CatchUp,
+    /// Fast reconnection after a partition (see `reconnect.rs`).
+    reconnect: reconnect::ReconnectState,
 }
 
 impl std::fmt::Debug for Node {
@@ -166,6 +168,7 @@ mod dissemination;
 mod local;
 mod membership;
 mod push_pull;
+mod reconnect;
 mod sync;
 
 pub use discovery::RememberedAddr;
@@ -236,6 +239,7 @@ impl Node {
             liveness: liveness::Liveness::default(),
             health: health::Health::default(),
             push_pull: push_pull::PushPullState::default(),
+            reconnect: reconnect::ReconnectState::default(),
             me,
             config,
             resolver,
@@ -421,6 +425,7 @@ impl Node {
                 TimerKind::Suspicion => self.suspicions_due(now),
                 TimerKind::PushPull(generation) => self.push_pull_timer(now, generation),
                 TimerKind::CatchUp => self.catchup_tick(now),
+                TimerKind::Reconnect => self.reconnect_tick(now),
             }
         }
         self.settle(now);
