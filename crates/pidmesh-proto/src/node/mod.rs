@@ -76,6 +76,8 @@ pub struct Node {
     announce_every: Duration,
     announce_gen: u64,
     pending: Option<Delta<NodeId, Key, Value>>,
+    /// How many adds the last pushed batch carried: a new batch reserves that much room.
+    last_batch_adds: usize,
     flush_scheduled: bool,
     /// When the last delta batch was pushed (see `schedule_push` in `dissemination.rs`).
     last_push: Option<Instant>,
@@ -203,6 +205,7 @@ impl Node {
             announce_every: config.announce_min,
             announce_gen: 0,
             pending: None,
+            last_batch_adds: 0,
             flush_scheduled: false,
             last_push: None,
             push_hold: Duration::ZERO,
