@@ -121,7 +121,6 @@ impl Shared {
         if let Event::NodeDown(node) = &event {
             self.node_gone(node, false);
         }
-        metrics::counter!("pidmesh.events", "kind" => event_kind(&event)).increment(1);
         let _ = self.events.send(event);
     }
 }
@@ -297,8 +296,23 @@ fn flush<T: Transport>(shared: &Shared, transport: &T) {
             tracing::debug!(error = %e, to = %t.to, "send failed");
         }
     }
+    // The `pidmesh.events` counter is bumped once per run of events of one kind (a bulk of
+    // registrations is one run), not once per event: each bump builds and hashes its key.
+    let mut run: Option<(&'static str, u64)> = None;
     for e in events {
+        let kind = event_kind(&e);
+        match &mut run {
+            Some((k, n)) if *k == kind => *n += 1,
+            _ => {
+                if let Some((k, n)) = run.replace((kind, 1)) {
+                    metrics::counter!("pidmesh.events", "kind" => k).increment(n);
+                }
+            }
+        }
         shared.dispatch(e);
+    }
+    if let Some((k, n)) = run {
+        metrics::counter!("pidmesh.events", "kind" => k).increment(n);
     }
     metrics::gauge!("pidmesh.entries").set(entries as f64);
     metrics::gauge!("pidmesh.peers").set(peers as f64);
