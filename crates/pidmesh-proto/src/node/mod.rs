@@ -348,6 +348,17 @@ impl Node {
         self.events.pop_front()
     }
 
+    /// Moves every pending event to the back of `into`, in order: the events
+    /// [`Node::poll_event`] would return one by one. When `into` is empty the two queues are
+    /// swapped, so no event is copied and the node keeps `into`'s room for its next events.
+    pub fn drain_events_into(&mut self, into: &mut VecDeque<Event>) {
+        if into.is_empty() {
+            std::mem::swap(&mut self.events, into);
+        } else {
+            into.extend(self.events.drain(..));
+        }
+    }
+
     /// When [`Node::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next_deadline()
