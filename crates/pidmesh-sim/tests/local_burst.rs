@@ -79,7 +79,7 @@ fn a_burst_of_local_registrations_yields_every_event_and_reaches_every_node() {
                 next_seq = next_seq.map(|s| s + 1);
             }
             if i % 131 == 130 {
-                let key = Key::name(&format!("burst/{:05}", i - 3));
+                let key = Key::name(format!("burst/{:05}", i - 3));
                 sim.with_node(0, |node, now| {
                     node.update_meta(now, &key, &pid, bytes::Bytes::from_static(b"m"))
                 })
