@@ -76,6 +76,8 @@ pub struct Node {
     announce_every: Duration,
     announce_gen: u64,
     pending: Option<Delta<NodeId, Key, Value>>,
+    /// How many adds the last pushed batch carried: a new batch reserves that much room.
+    last_batch_adds: usize,
     flush_scheduled: bool,
     /// When the last delta batch was pushed (see `schedule_push` in `dissemination.rs`).
     last_push: Option<Instant>,
@@ -209,6 +211,7 @@ impl Node {
             announce_every: config.announce_min,
             announce_gen: 0,
             pending: None,
+            last_batch_adds: 0,
             flush_scheduled: false,
             last_push: None,
             push_hold: Duration::ZERO,
@@ -351,6 +354,17 @@ impl Node {
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// Moves every pending event to the back of `into`, in order: the events
+    /// [`Node::poll_event`] would return one by one. When `into` is empty the two queues are
+    /// swapped, so no event is copied and the node keeps `into`'s room for its next events.
+    pub fn drain_events_into(&mut self, into: &mut VecDeque<Event>) {
+        if into.is_empty() {
+            std::mem::swap(&mut self.events, into);
+        } else {
+            into.extend(self.events.drain(..));
+        }
     }
 
     /// When [`Node::handle_timeout`] must be called next.
