@@ -354,3 +354,73 @@ pub(crate) fn update_meta(
     }
     Ok(new)
 }
+
+#[cfg(test)]
+mod tests {
+    use pidmesh_proto::{Hlc, Key, Pid};
+
+    use super::*;
+
+    fn entry(seq: u64, meta: &'static str) -> Entry {
+        let node = NodeId::new("n", 1);
+        Entry {
+            key: Key::name(format!("e/{seq}")),
+            pid: Pid {
+                node: node.clone(),
+                local: 7,
+            },
+            meta: meta.into(),
+            registered_at: Hlc {
+                wall_ms: seq,
+                logical: 0,
+            },
+            dot: Dot::new(node, seq),
+        }
+    }
+
+    #[test]
+    fn dense_guards_take_a_block_per_64_and_give_it_back() {
+        let mut t = Table::default();
+        for seq in 1..=10_000 {
+            assert_eq!(t.insert(entry(seq, "")).ok(), Some(seq));
+        }
+        // Ids 1..=10,000 fall in blocks 0..=156.
+        assert_eq!(t.live.len(), 157);
+        assert_eq!(t.count, 10_000);
+        for seq in (1..=10_000).step_by(2) {
+            assert!(t.release(seq).is_some_and(|c| c.seq == seq && !c.lost));
+        }
+        assert_eq!(t.live.len(), 157);
+        assert!(t.release(1).is_none(), "released twice");
+        assert_eq!(t.waiting(2), Some(2));
+        assert_eq!(t.waiting(3), None);
+        for seq in (2..=10_000).step_by(2) {
+            assert!(t.release(seq).is_some());
+        }
+        assert!(t.live.is_empty());
+        assert_eq!(t.count, 0);
+    }
+
+    #[test]
+    fn a_moved_guard_waits_for_its_new_dot_only() {
+        let mut t = Table::default();
+        let first = entry(5, "v0");
+        assert_eq!(t.insert(first.clone()).ok(), Some(5));
+        t.meta_updated(&first, 9);
+        assert_eq!(t.waiting(5), None);
+        assert_eq!(t.waiting(9), Some(5));
+        let mut second = entry(9, "v1");
+        second.key = first.key.clone();
+        t.meta_updated(&second, 12);
+        assert_eq!(t.waiting(9), None);
+        assert_eq!(t.waiting(12), Some(5));
+        let moved = t.moved.get(&5).map(|m| (m.seq, m.registered.clone()));
+        assert_eq!(moved, Some((12, first)));
+        assert!(t.claim(5).is_some_and(|c| c.seq == 12));
+        // An update of an entry no guard waits for changes nothing.
+        t.meta_updated(&entry(20, ""), 21);
+        assert_eq!(t.waiting(21), None);
+        assert!(t.release(5).is_some());
+        assert!(t.moved.is_empty() && t.moved_to.is_empty());
+    }
+}
