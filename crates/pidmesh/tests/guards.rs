@@ -1,6 +1,8 @@
 //! The guard table behind `Registration`: every guard hears the loss of its own claim and of
-//! nothing else, also after slots are reused, when the loss comes before anyone awaits it,
-//! when the guard went first, and for many guards awaited at once; a guard is a small handle.
+//! nothing else, also after other guards went, when the loss comes before anyone awaits it,
+//! when the guard went first, for many guards awaited at once, and after metadata updates; its
+//! entry reads as registered also after the loss and after the node stopped; a guard is a small
+//! handle.
 
 mod common;
 
@@ -20,7 +22,7 @@ async fn not_lost(g: &mut Registration) -> bool {
 
 #[test]
 fn a_guard_is_a_small_handle() {
-    // The registry handle, a slot number and the lazily built entry.
+    // The registry handle, an id (its entry's own dot sequence number) and the lazily built entry.
     let size = std::mem::size_of::<Registration>();
     println!("size_of::<Registration>() = {size}");
     assert!(size <= 24, "a guard is {size} bytes");
