@@ -402,6 +402,20 @@ mod tests {
     }
 
     #[test]
+    fn a_full_table_refuses_more_guards() {
+        let mut t = Table::default();
+        assert_eq!(t.insert(entry(1, "")).ok(), Some(1));
+        t.count = MAX_GUARDS;
+        assert!(matches!(
+            t.insert(entry(2, "")),
+            Err(RegisterError::TooManyGuards)
+        ));
+        assert!(!t.is_live(2));
+        t.count = 1;
+        assert_eq!(t.insert(entry(2, "")).ok(), Some(2));
+    }
+
+    #[test]
     fn a_moved_guard_waits_for_its_new_dot_only() {
         let mut t = Table::default();
         let first = entry(5, "v0");
