@@ -96,8 +96,8 @@ impl Shared {
         })
     }
 
-    /// Hands events to subscribers and to registration guards.
-    /// (Guards hear their losses earlier, in [`flush`], see `guards.rs`.)
+    /// Hands events to subscribers (registration guards hear their losses earlier, in
+    /// [`flush`], see `guards.rs`).
     pub(crate) fn dispatch(&self, event: Event) {
         if let Event::NodeDown(node) = &event {
             self.node_gone(node, false);
