@@ -9,13 +9,12 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use crate::singleton::Candidacy;
 use std::time::{Duration, Instant};
 
-use pidmesh_proto::{Event, Node, NodeId, Pid, Reason, RegistryReader, TrafficClass};
+use pidmesh_proto::{Event, Node, NodeId, Pid, RegistryReader, TrafficClass};
 use pidmesh_transport::{Incoming, Outgoing, Transport};
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
 use crate::error::{SendError, Stopped};
 use crate::mailbox::Envelope;
-use crate::registry::Lost;
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding one of these locks leaves data that is still consistent (each
@@ -97,27 +96,9 @@ impl Shared {
         })
     }
 
-    /// Hands events to subscribers and to registration guards.
+    /// Hands events to subscribers (registration guards hear their losses earlier, in
+    /// [`flush`], see `guards.rs`).
     pub(crate) fn dispatch(&self, event: Event) {
-        if let Event::Unregistered { entry, reason } = &event
-            && entry.pid.node == self.id
-            && self.guards.watches(entry)
-        {
-            // The winner is read before the table is locked again (the node's lock comes
-            // first, see `guards.rs`).
-            let winner = if *reason == Reason::Conflict {
-                self.read().lookup(&entry.key.name)
-            } else {
-                None
-            };
-            self.guards.report(
-                entry,
-                Lost {
-                    reason: *reason,
-                    winner,
-                },
-            );
-        }
         if let Event::NodeDown(node) = &event {
             self.node_gone(node, false);
         }
@@ -265,15 +246,18 @@ fn flush<T: Transport>(shared: &Shared, transport: &T, events: &mut VecDeque<Eve
     if shared.stopped.load(Ordering::Acquire) {
         return;
     }
-    let (transmits, entries, peers) = {
+    let (transmits, entries, peers, woken) = {
         let mut node = shared.write();
         let mut t = Vec::new();
         while let Some(x) = node.poll_transmit() {
             t.push(x);
         }
         node.drain_events_into(events);
-        (t, node.registry().len(), node.peers().count())
+        // Guards note their losses in the step that takes the events (see `guards.rs`).
+        let woken = shared.guards.observe(&node, &shared.id, events.iter());
+        (t, node.registry().len(), node.peers().count(), woken)
     };
+    woken.into_iter().for_each(std::task::Waker::wake);
     let exits = shared.take_exit_announcements();
     if !exits.is_empty() {
         let peers: Vec<_> = shared.read().peers().map(|m| m.addr).collect();

@@ -367,6 +367,11 @@ impl Node {
         }
     }
 
+    /// The events not yet taken by [`Node::poll_event`], oldest first.
+    pub fn pending_events(&self) -> impl Iterator<Item = &Event> + '_ {
+        self.events.iter()
+    }
+
     /// When [`Node::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next_deadline()
