@@ -19,9 +19,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use pidmesh_crdt::DotSet;
-use pidmesh_wire::{
-    HeldRow, KeyKind, NodeId, OriginDelta, SyncMsg, SyncV1, TrafficClass, WireEntry,
-};
+use pidmesh_wire::{HeldRow, KeyKind, NodeId, OriginDelta, SyncMsg, SyncV1, TrafficClass};
 
 use crate::entry::Event;
 use crate::member::Member;
@@ -301,16 +299,7 @@ impl Node {
         let mut adds = Vec::new();
         if start <= end {
             let limit = usize::try_from(self.config.catch_up_window.max(1)).unwrap_or(usize::MAX);
-            adds.extend(
-                self.map
-                    .actor_range_limit(&origin, start, end, limit)
-                    .map(|(k, s)| WireEntry {
-                        seq: s.dot.seq,
-                        key: k,
-                        value: s.value,
-                    }),
-            );
-            if adds.len() >= limit {
+            if self.window_entries(&origin, start, end, limit, &mut adds) {
                 end = adds.last().map_or(end, |e| e.seq);
             }
         }

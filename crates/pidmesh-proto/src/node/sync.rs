@@ -289,6 +289,30 @@ impl Node {
         self.send_snapshot_window(now);
     }
 
+    /// Appends to `out` the live entries of `origin` with sequence numbers in `start..=end`,
+    /// lowest first, until `out` holds `limit` entries; returns whether it is full (then the
+    /// window ends at its last entry's sequence number, not at `end`).
+    pub(super) fn window_entries(
+        &self,
+        origin: &NodeId,
+        start: u64,
+        end: u64,
+        limit: usize,
+        out: &mut Vec<WireEntry>,
+    ) -> bool {
+        let room = limit.saturating_sub(out.len());
+        out.extend(
+            self.map
+                .actor_range_limit(origin, start, end, room)
+                .map(|(k, s)| WireEntry {
+                    seq: s.dot.seq,
+                    key: k,
+                    value: s.value,
+                }),
+        );
+        out.len() >= limit
+    }
+
     /// Sends the next window of the oldest pending reply (at most [`SNAPSHOT_WINDOW`] sequence
     /// numbers, cut into chunks), and schedules the next window a moment later: a large reply
     /// goes out window by window, so the asker applies the first while this node builds the
@@ -304,17 +328,7 @@ impl Node {
         let mut adds = Vec::new();
         let mut end = u64::MAX;
         for &(a, b) in job.remaining.ranges() {
-            let room = SNAPSHOT_WINDOW - adds.len();
-            adds.extend(
-                self.map
-                    .actor_range_limit(&me, a, b, room)
-                    .map(|(k, s)| WireEntry {
-                        seq: s.dot.seq,
-                        key: k,
-                        value: s.value,
-                    }),
-            );
-            if adds.len() >= SNAPSHOT_WINDOW {
+            if self.window_entries(&me, a, b, SNAPSHOT_WINDOW, &mut adds) {
                 end = adds.last().map_or(u64::MAX, |e| e.seq);
                 break;
             }
