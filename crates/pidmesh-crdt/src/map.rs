@@ -152,11 +152,12 @@ impl<A, K, V> JoinReport<A, K, V> {
 /// * [`OrMap::forget_actor`] drops every entry and the context row of one actor, cheaply (used when
 ///   a node is declared down).
 ///
-/// Storage: each key is stored once, with its first entry inline beside it (interned actor index,
-/// sequence number, value, a link to further entries: 16 bytes beside key and value, plus ~10
-/// bytes of hash table at 1M keys), so a lookup of a key with one entry reads one record; a
-/// key's further entries (conflicts, group members) cost their value plus 24 bytes each. Every
-/// entry also costs ~5 bytes in a per-actor index by sequence number.
+/// Storage: each key is stored once, with its first entry inline beside it (value, interned actor
+/// index and sequence number packed in 8 bytes; the record rounded up to a multiple of 32 bytes
+/// so that it spans as few cache lines as its size allows; plus ~10 bytes of hash table at 1M
+/// keys), so a lookup of a key with one entry reads one record; a key's further entries
+/// (conflicts, group members) cost their value plus 24 bytes each. Every entry also costs ~5
+/// bytes in a per-actor index by sequence number.
 /// Entries live in sharded storage that [`MapReader`]s (see [`OrMap::reader`]) read from other
 /// threads while this map keeps changing. Actors are interned for the map's life (a few bytes
 /// each, never reclaimed).

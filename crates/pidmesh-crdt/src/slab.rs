@@ -56,6 +56,7 @@ impl<T> Slab<T> {
     }
 
     /// Stores `value`; returns its id.
+    #[inline]
     pub(crate) fn insert(&mut self, value: T) -> u32 {
         if let Some(id) = self.free.pop() {
             let (c, i) = Self::split(id);

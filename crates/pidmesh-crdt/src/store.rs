@@ -2,12 +2,13 @@
 //!
 //! Keys are spread over [`SHARDS`] shards by hash. A shard holds, behind its own lock, a hash
 //! table of `u32` key ids and a slab of key records. A key record holds the key and, inline, its
-//! first entry (dot + value): a lookup of a key with one entry (the common case) touches the
-//! table and one record. Further entries of the same key (conflicting claims, group members)
-//! live in a second slab, linked per key. Actors are interned: an entry names its actor by a
-//! `u32` index. The single writer (the owning `OrMap`) locks one shard at a time for the length
-//! of one entry's change; readers ([`MapReader`]) lock one shard for one key, so they never wait
-//! for a whole join.
+//! first entry (value and a packed dot): a lookup of a key with one entry (the common case)
+//! touches the table and one record of two cache lines. Further entries of the same key
+//! (conflicting claims, group members, dots too large to pack) live in a second slab, linked per
+//! key from a small side map. Actors are interned: an entry names its actor by a `u32` index.
+//! The single writer (the owning `OrMap`) locks one shard at a time for the length of one
+//! entry's change; readers ([`MapReader`]) lock one shard for one key, so they never wait for a
+//! whole join.
 //!
 //! Entry ids are stable for an entry's life (the owning map's per-actor index keeps them): an
 //! entry stored inline is named by its key's id, an extra one by its id in the second slab. An
@@ -18,7 +19,7 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use hashbrown::hash_table::Entry;
-use hashbrown::{DefaultHashBuilder, HashTable};
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 
 use crate::dots::Dot;
 use crate::map::Slot;
@@ -77,26 +78,54 @@ struct Extra<V> {
     value: V,
 }
 
-/// A key with its inline entry. The inline entry's fields sit beside the key (not in a nested
-/// struct) so that they pack without padding: 16 bytes beside key and value.
+/// Bits of a packed inline dot that hold the sequence number.
+const SEQ_BITS: u32 = 43;
+/// Bits of a packed inline dot that hold the interned actor.
+const ACTOR_BITS: u32 = 20;
+/// The bit of [`KeyRec::dot`] that says the key has extra entries (their list's head is in
+/// [`Shard::heads`]).
+const MORE_BIT: u64 = 1 << 63;
+const SEQ_MASK: u64 = (1 << SEQ_BITS) - 1;
+const ACTOR_MASK: u64 = (1 << ACTOR_BITS) - 1;
+
+/// A dot packed into the bits of [`KeyRec::dot`] below [`MORE_BIT`], if it fits: interned actors
+/// below 2^20 and sequence numbers below 2^43 (the dots of any real cluster). A dot that does not
+/// fit is stored as an extra entry, which keeps every field whole.
+fn pack(actor: u32, seq: u64) -> Option<u64> {
+    (u64::from(actor) <= ACTOR_MASK && seq <= SEQ_MASK)
+        .then(|| (u64::from(actor) << SEQ_BITS) | seq)
+}
+
+/// A key with its inline entry: 8 bytes beside key and value (pidmesh's 32-byte key and 56-byte
+/// value make a 96-byte record). Aligned to 32 bytes so that such a record always spans exactly
+/// two cache lines (at 8-byte alignment half of them would span three).
 #[derive(Debug, Clone)]
+#[repr(align(32))]
 struct KeyRec<K, V> {
     key: K,
-    /// The inline entry's value; `None` only while extra entries remain (then `actor` and
-    /// `seq` mean nothing).
+    /// The inline entry's value; `None` while the key has only extra entries (then the dot
+    /// bits mean nothing).
     value: Option<V>,
-    /// The inline entry's sequence number.
-    seq: u64,
-    /// The inline entry's interned actor.
-    actor: u32,
-    /// The first extra entry, or [`NIL`].
-    more: u32,
+    /// [`MORE_BIT`], then the inline entry's interned actor and sequence number (see [`pack`]).
+    dot: u64,
 }
 
 impl<K, V> KeyRec<K, V> {
     /// The inline entry: interned actor, sequence number, value.
     fn first(&self) -> Option<(u32, u64, &V)> {
-        Some((self.actor, self.seq, self.value.as_ref()?))
+        let value = self.value.as_ref()?;
+        let actor = ((self.dot >> SEQ_BITS) & ACTOR_MASK) as u32;
+        Some((actor, self.dot & SEQ_MASK, value))
+    }
+
+    fn has_more(&self) -> bool {
+        self.dot & MORE_BIT != 0
+    }
+
+    /// Puts the packed dot `packed` inline with `value`, keeping [`MORE_BIT`].
+    fn set_first(&mut self, packed: u64, value: V) {
+        self.value = Some(value);
+        self.dot = (self.dot & MORE_BIT) | packed;
     }
 }
 
@@ -105,6 +134,10 @@ pub(crate) struct Shard<A, K, V> {
     table: HashTable<u32>,
     keys: Slab<KeyRec<K, V>>,
     extra: Slab<Extra<V>>,
+    /// The head of the extra entries' list of each key that has some (key id → extra id); the
+    /// key's record carries [`MORE_BIT`] meanwhile, so a key without extra entries (the common
+    /// case) is read without looking here.
+    heads: HashMap<u32, u32>,
     /// A copy of the interned actors (index → actor), so readers need no other lock.
     actors: Vec<A>,
 }
@@ -115,16 +148,37 @@ impl<A, K, V> Default for Shard<A, K, V> {
             table: HashTable::new(),
             keys: Slab::default(),
             extra: Slab::default(),
+            heads: HashMap::default(),
             actors: Vec::new(),
         }
     }
 }
 
+/// The head of the extra entries of the key `kid` (record `k`), or [`NIL`].
+#[inline]
+fn head_of<K, V>(heads: &HashMap<u32, u32>, kid: u32, k: &KeyRec<K, V>) -> u32 {
+    if k.has_more() {
+        looked_up_head(heads, kid)
+    } else {
+        NIL
+    }
+}
+
+/// The side map's part of [`head_of`], kept out of line: most keys have a single entry, and a
+/// lookup's inlined path stays short without it.
+#[cold]
+#[inline(never)]
+fn looked_up_head(heads: &HashMap<u32, u32>, kid: u32) -> u32 {
+    heads.get(&kid).copied().unwrap_or(NIL)
+}
+
 impl<A, K, V> Shard<A, K, V> {
-    /// The entries of the key record `k`.
-    fn iter<'a>(&'a self, k: &'a KeyRec<K, V>) -> SlotIter<'a, A, K, V> {
+    /// The entries of the key record `k` (of id `kid`).
+    #[inline]
+    fn iter<'a>(&'a self, kid: u32, k: &'a KeyRec<K, V>) -> SlotIter<'a, A, K, V> {
+        let head = head_of(&self.heads, kid, k);
         let mut left = usize::from(k.value.is_some());
-        let mut cur = k.more;
+        let mut cur = head;
         while let Some(r) = self.extra.get(cur) {
             left += 1;
             cur = r.next;
@@ -132,10 +186,35 @@ impl<A, K, V> Shard<A, K, V> {
         SlotIter {
             shard: Some(self),
             first: k.first(),
-            cur: k.more,
+            cur: head,
             left,
         }
     }
+}
+
+/// Stores an extra entry of the key `kid` at the head of its list; returns the entry's id.
+fn push_extra<K, V>(
+    keys: &mut Slab<KeyRec<K, V>>,
+    extra: &mut Slab<Extra<V>>,
+    heads: &mut HashMap<u32, u32>,
+    kid: u32,
+    actor: u32,
+    seq: u64,
+    value: V,
+) -> u32 {
+    let next = heads.get(&kid).copied().unwrap_or(NIL);
+    let rid = extra.insert(Extra {
+        key: kid,
+        actor,
+        next,
+        seq,
+        value,
+    });
+    heads.insert(kid, rid);
+    if let Some(krec) = keys.get_mut(kid) {
+        krec.dot |= MORE_BIT;
+    }
+    rid
 }
 
 /// A borrowed view of one entry under a key.
@@ -289,9 +368,14 @@ where
         let (hash, si) = self.locate(&key);
         let mut guard = write(&self.shards[si]);
         let Shard {
-            table, keys, extra, ..
+            table,
+            keys,
+            extra,
+            heads,
+            ..
         } = &mut *guard;
         let hasher = &self.hasher;
+        let packed = pack(actor, seq);
         // One probe finds the key or the place for it.
         let kid = match table.entry(
             hash,
@@ -300,12 +384,23 @@ where
         ) {
             Entry::Occupied(slot) => *slot.get(),
             Entry::Vacant(slot) => {
+                let Some(packed) = packed else {
+                    // A dot too large to pack: the key starts with no inline entry.
+                    let kid = keys.insert(KeyRec {
+                        key,
+                        value: None,
+                        dot: 0,
+                    });
+                    slot.insert(kid);
+                    return gid(
+                        si,
+                        Place::Extra(push_extra(keys, extra, heads, kid, actor, seq, value)),
+                    );
+                };
                 let kid = keys.insert(KeyRec {
                     key,
                     value: Some(value),
-                    seq,
-                    actor,
-                    more: NIL,
+                    dot: packed,
                 });
                 slot.insert(kid);
                 return gid(si, Place::Inline(kid));
@@ -314,21 +409,14 @@ where
         let Some(krec) = keys.get_mut(kid) else {
             unreachable!("key {kid} was just found")
         };
-        if krec.value.is_none() {
-            krec.value = Some(value);
-            krec.seq = seq;
-            krec.actor = actor;
+        if let (None, Some(packed)) = (&krec.value, packed) {
+            krec.set_first(packed, value);
             return gid(si, Place::Inline(kid));
         }
-        let rid = extra.insert(Extra {
-            key: kid,
-            actor,
-            next: krec.more,
-            seq,
-            value,
-        });
-        krec.more = rid;
-        gid(si, Place::Extra(rid))
+        gid(
+            si,
+            Place::Extra(push_extra(keys, extra, heads, kid, actor, seq, value)),
+        )
     }
 
     /// Takes the entry with global id `id` out; drops its key when it was the key's last entry.
@@ -336,17 +424,28 @@ where
         let (si, place) = ungid(id);
         let mut guard = write(self.shards.get(si)?);
         let Shard {
-            table, keys, extra, ..
+            table,
+            keys,
+            extra,
+            heads,
+            ..
         } = &mut *guard;
         let (kid, value) = match place {
             Place::Inline(kid) => (kid, keys.get_mut(kid)?.value.take()?),
             Place::Extra(rid) => {
                 let rec = extra.remove(rid)?;
-                let krec = keys.get_mut(rec.key)?;
-                if krec.more == rid {
-                    krec.more = rec.next;
+                let head = heads.get(&rec.key).copied().unwrap_or(NIL);
+                if head == rid {
+                    if rec.next == NIL {
+                        heads.remove(&rec.key);
+                        if let Some(krec) = keys.get_mut(rec.key) {
+                            krec.dot &= !MORE_BIT;
+                        }
+                    } else {
+                        heads.insert(rec.key, rec.next);
+                    }
                 } else {
-                    let mut cur = krec.more;
+                    let mut cur = head;
                     while let Some(r) = extra.get_mut(cur) {
                         if r.next == rid {
                             r.next = rec.next;
@@ -359,7 +458,7 @@ where
             }
         };
         let krec = keys.get(kid)?;
-        let key = if krec.value.is_none() && krec.more == NIL {
+        let key = if krec.value.is_none() && !krec.has_more() {
             let hash = self.hasher.hash_one(&krec.key);
             if let Ok(slot) = table.find_entry(hash, |&i| i == kid) {
                 slot.remove();
@@ -407,9 +506,9 @@ where
         let found = shard
             .table
             .find(hash, |&i| shard.keys.get(i).is_some_and(|k| k.key == *key))
-            .and_then(|&i| shard.keys.get(i));
+            .and_then(|&i| Some((i, shard.keys.get(i)?)));
         let iter = match found {
-            Some(k) => shard.iter(k),
+            Some((kid, k)) => shard.iter(kid, k),
             None => SlotIter {
                 shard: None,
                 first: None,
@@ -425,8 +524,8 @@ where
         for s in self.shards.iter() {
             let guard = read(s);
             let shard = &*guard;
-            for (_, k) in shard.keys.iter() {
-                f(&k.key, shard.iter(k));
+            for (kid, k) in shard.keys.iter() {
+                f(&k.key, shard.iter(kid, k));
             }
         }
     }

@@ -151,13 +151,17 @@ fn growth_keeps_every_entry_reachable() {
 /// Steps of the model test: add an entry under one of a few keys, or remove the `i`-th live one.
 #[derive(Debug, Clone)]
 enum Op {
-    Add { key: u8, actor: u8 },
+    Add { key: u8, actor: u8, huge: bool },
     Remove { pick: usize },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0u8..6, 0u8..4).prop_map(|(key, actor)| Op::Add { key, actor }),
+        (0u8..6, 0u8..4, proptest::bool::weighted(0.2)).prop_map(|(key, actor, huge)| Op::Add {
+            key,
+            actor,
+            huge
+        }),
         any::<usize>().prop_map(|pick| Op::Remove { pick }),
     ]
 }
@@ -174,11 +178,13 @@ proptest! {
         let mut seq = 0u64;
         for op in ops {
             match op {
-                Op::Add { key, actor } => {
+                Op::Add { key, actor, huge } => {
                     seq += 1;
+                    // Some dots too large to pack inline, to mix both kinds under one key.
+                    let dot_seq = if huge { seq + SEQ_MASK } else { seq };
                     let key = format!("k{key}");
-                    let id = s.insert(key.clone(), u32::from(actor), seq, seq * 10);
-                    prop_assert!(model.insert(id, (key, actors[usize::from(actor)], seq, seq * 10)).is_none());
+                    let id = s.insert(key.clone(), u32::from(actor), dot_seq, seq * 10);
+                    prop_assert!(model.insert(id, (key, actors[usize::from(actor)], dot_seq, seq * 10)).is_none());
                 }
                 Op::Remove { pick } => {
                     if model.is_empty() {
@@ -211,13 +217,50 @@ proptest! {
 }
 
 #[test]
-fn a_key_record_costs_sixteen_bytes_beside_key_and_value() {
+fn a_key_record_costs_eight_bytes_beside_key_and_value_and_spans_two_lines() {
     // A 32-byte key and a 56-byte value, both with a niche (like pidmesh's `Key`, whose kind is
     // an enum, and `Value`, whose metadata holds a reference).
     type Key = (bool, [u64; 3]);
     type Value = (Box<u8>, [u64; 6]);
     let size = std::mem::size_of::<KeyRec<Key, Value>>();
-    assert_eq!(size, 32 + 56 + 16);
+    assert_eq!(size, 32 + 56 + 8);
+    // Aligned so that a record never straddles a third cache line.
+    assert_eq!(std::mem::align_of::<KeyRec<Key, Value>>(), 32);
     // The slab's `Option` costs nothing either.
     assert_eq!(std::mem::size_of::<Option<KeyRec<Key, Value>>>(), size);
+}
+
+#[test]
+fn dots_that_do_not_pack_are_stored_whole() {
+    let s = store_with_actors();
+    let big = SEQ_MASK + 1;
+    // A new key whose first dot is too large: no inline entry, one extra.
+    let a = s.insert("k".into(), 1, u64::MAX, 5);
+    assert!(matches!(ungid(a).1, Place::Extra(_)));
+    assert_eq!(entries(&s, "k"), vec![("b", u64::MAX, 5)]);
+    assert_eq!(s.key_count(), 1);
+    // A packable dot then takes the empty inline place.
+    let b = s.insert("k".into(), 0, 3, 6);
+    assert!(matches!(ungid(b).1, Place::Inline(_)));
+    let c = s.insert("k".into(), 2, big, 7);
+    assert!(matches!(ungid(c).1, Place::Extra(_)));
+    assert_eq!(
+        entries(&s, "k"),
+        vec![("a", 3, 6), ("b", u64::MAX, 5), ("c", big, 7)]
+    );
+    assert_eq!(at(&s, c), Some(("k".into(), "c", big, 7)));
+    assert_eq!(s.remove(a).map(|t| t.value), Some(5));
+    assert_eq!(s.remove(b).map(|t| t.value), Some(6));
+    assert_eq!(count(&s, "k"), 1);
+    assert_eq!(s.remove(c).map(|t| (t.key, t.value)), Some(("k".into(), 7)));
+    assert_eq!(s.key_count(), 0);
+    // The largest packable dot stays inline and reads back whole.
+    let d = s.insert("m".into(), 3, SEQ_MASK, 8);
+    assert!(matches!(ungid(d).1, Place::Inline(_)));
+    assert_eq!(at(&s, d), Some(("m".into(), "d", SEQ_MASK, 8)));
+    assert_eq!(
+        pack(ACTOR_MASK as u32, SEQ_MASK).map(|p| p >> SEQ_BITS),
+        Some(ACTOR_MASK)
+    );
+    assert_eq!(pack(ACTOR_MASK as u32 + 1, 1), None);
 }
