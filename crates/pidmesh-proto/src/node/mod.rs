@@ -367,7 +367,8 @@ impl Node {
         }
     }
 
-    /// The events not yet taken by [`Node::poll_event`], oldest first.
+    /// The events not yet taken by [`Node::poll_event`] or [`Node::drain_events_into`], oldest
+    /// first.
     pub fn pending_events(&self) -> impl Iterator<Item = &Event> + '_ {
         self.events.iter()
     }
