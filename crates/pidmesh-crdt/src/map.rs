@@ -415,6 +415,16 @@ where
         ))
     }
 
+    /// Adds `value` under `key` with a fresh dot of `actor`, like [`OrMap::add`], but builds no
+    /// delta: returns the dot it minted, and the caller ships `(key, Slot { dot, value })`
+    /// itself (for an owner appending its adds straight to a pending batch).
+    pub fn add_dot(&mut self, actor: &A, key: K, value: V) -> Dot<A> {
+        let dot = self.next_dot(actor);
+        let a = self.intern(actor);
+        self.insert_slot(key, a, dot.seq, value);
+        dot
+    }
+
     /// Adds `value` under `key` with a fresh dot of `actor`; returns the delta to ship.
     pub fn add(&mut self, actor: &A, key: K, value: V) -> Delta<A, K, V> {
         let dot = self.next_dot(actor);

@@ -3,6 +3,9 @@
 use std::num::{NonZeroU8, NonZeroU32, NonZeroUsize};
 use std::time::Duration;
 
+mod reconnect;
+pub use reconnect::Reconnect;
+
 /// Everything that tunes a node. Start from a preset ([`Config::lan`], [`Config::wan`],
 /// [`Config::local`]) and adjust fields (`let mut c = Config::lan(); c.sync_interval = ..;`):
 /// new fields are added over time, so struct literals are not available outside this crate.
@@ -72,6 +75,11 @@ pub struct Config {
     /// The push-pull membership exchange on join (see [`PushPull`]); `None` leaves joining to
     /// SWIM's announces and gossip alone. On in every preset.
     pub push_pull: Option<PushPull>,
+    /// Fast reconnection after a partition: announcing at a short fixed interval, for a
+    /// bounded time, to members declared down and (when cut off) to every known address (see
+    /// [`Reconnect`], which states the cost bound); `None` leaves it to the seed announcer's
+    /// backoff. On in every preset.
+    pub reconnect: Option<Reconnect>,
 }
 
 /// A joining node exchanges whole member lists with the first member it meets (both sides
@@ -203,6 +211,7 @@ impl Config {
             catch_up_window: 32_768,
             lifeguard: Some(Lifeguard::default()),
             push_pull: Some(PushPull::default()),
+            reconnect: Some(Reconnect::lan()),
             swim: swim_base(
                 16,
                 Duration::from_secs(1),
@@ -227,6 +236,7 @@ impl Config {
             sync_timeout: Duration::from_secs(10),
             announce_min: Duration::from_secs(2),
             announce_max: Duration::from_secs(120),
+            reconnect: Some(Reconnect::wan()),
             swim,
             ..Self::lan()
         }
@@ -247,6 +257,7 @@ impl Config {
                 Duration::from_millis(600),
             ),
             lifeguard: None,
+            reconnect: Some(Reconnect::local()),
             ..Self::lan()
         }
     }

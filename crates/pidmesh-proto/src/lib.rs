@@ -25,7 +25,7 @@ mod stats;
 mod timers;
 
 pub use clock::HlcClock;
-pub use config::{Config, Lifeguard, PushPull};
+pub use config::{Config, Lifeguard, PushPull, Reconnect};
 pub use entry::{Entry, Event, Reason};
 pub use entry_ref::EntryRef;
 pub use error::{JoinError, RegisterError, RemoveError};

@@ -26,6 +26,8 @@ pub struct Stats {
     pub deltas_applied: u64,
     /// Sync chunks applied.
     pub chunks_applied: u64,
+    /// Anti-entropy digests sent (each is answered with at least one chunk).
+    pub digests_sent: u64,
     /// Digests answered.
     pub digests_answered: u64,
     /// Digests answered with the whole own state because the asker held removed entries.
@@ -36,6 +38,8 @@ pub struct Stats {
     pub gaps_detected: u64,
     /// Announcements sent to seeds.
     pub announces: u64,
+    /// Announces sent by fast reconnection (see [`crate::Reconnect`]).
+    pub reconnect_probes: u64,
     /// Conflicts the resolver decided on this node.
     pub conflicts_resolved: u64,
     /// Custom resolver failures (fallback used).

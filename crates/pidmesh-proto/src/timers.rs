@@ -32,6 +32,8 @@ pub(crate) enum TimerKind {
     /// Start (or retry) a push-pull membership exchange; only the timer of the current
     /// generation counts (see `node/push_pull.rs`).
     PushPull(u64),
+    /// Fast reconnection's next probe (see `node/reconnect.rs`).
+    Reconnect,
     /// A catch-up survey or fetch may have run out of time (see `node/catchup.rs`).
     CatchUp,
 }

@@ -122,6 +122,15 @@ fn main() {
         bytes[2].saturating_sub(pp[0]) as f64 / n,
         bytes[1] as f64 / n
     );
+    let digests: u64 = sim
+        .live()
+        .iter()
+        .filter_map(|&i| sim.node(i).map(|n| n.stats().digests_sent))
+        .sum();
+    println!(
+        "anti-entropy digests sent while forming: {digests} ({:.2} per node)",
+        digests as f64 / n
+    );
     println!(
         "push-pull exchanges started {}, answered {}, refused {} (per node: {:.2} started); seed node 0 sent SWIM {} B, push-pull {} B",
         pp[1],

@@ -133,8 +133,14 @@ fn a_heal_costs_one_decision_per_name_and_messages_independent_of_the_names() {
                 );
                 assert_eq!(c.full_syncs, 0, "node {i} resent a whole row: {c:?}");
             }
-            // Node 0 (winner) and node 2 (loser) held both claims at once: each decided every name.
-            assert_eq!(costs[0].conflicts_resolved, n, "{costs:?}");
+            // Node 2 (the loser) held both claims at once: it decided every name. Node 0 (the
+            // winner) decided every name if the loser's claims reached it before their removal,
+            // and none if the removal came first (after a fast reconnection node 2 often holds
+            // node 0's claims, and gave up its own, before it answers node 0's digest).
+            assert!(
+                costs[0].conflicts_resolved == n || costs[0].conflicts_resolved == 0,
+                "{costs:?}"
+            );
             assert_eq!(costs[2].conflicts_resolved, n, "{costs:?}");
             // The loser gives up all its claims in one removal delta (one batch, or two when
             // the first claims' removal leaves at once and the rest on the next window).

@@ -1,6 +1,6 @@
 //! Heap bytes per registration on one node, with every `Registration` guard kept: the node's
-//! own storage plus what the facade keeps per guard (its watcher, and the guard itself in the
-//! application's `Vec`). Counted by a counting global allocator, so the figure does not depend
+//! own storage plus what the facade keeps per guard (a bit in the guard table, and the guard
+//! itself in the application's `Vec`). Counted by a counting global allocator, so the figure does not depend
 //! on the machine's load.
 //!
 //! ```text

@@ -1,7 +1,7 @@
 //! The driver task: the one task that owns the node, feeds it the network and its timers,
 //! and sends what it produces; and the state it shares with every `Registry` handle.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -9,13 +9,12 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use crate::singleton::Candidacy;
 use std::time::{Duration, Instant};
 
-use pidmesh_proto::{Event, Node, NodeId, Pid, Reason, RegistryReader, TrafficClass};
+use pidmesh_proto::{Event, Node, NodeId, Pid, RegistryReader, TrafficClass};
 use pidmesh_transport::{Incoming, Outgoing, Transport};
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
 use crate::error::{SendError, Stopped};
 use crate::mailbox::Envelope;
-use crate::registry::Lost;
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding one of these locks leaves data that is still consistent (each
@@ -97,31 +96,12 @@ impl Shared {
         })
     }
 
-    /// Hands events to subscribers and to registration guards.
+    /// Hands events to subscribers (registration guards hear their losses earlier, in
+    /// [`flush`], see `guards.rs`).
     pub(crate) fn dispatch(&self, event: Event) {
-        if let Event::Unregistered { entry, reason } = &event
-            && entry.pid.node == self.id
-            && self.guards.watches(entry)
-        {
-            // The winner is read before the table is locked again (the node's lock comes
-            // first, see `guards.rs`).
-            let winner = if *reason == Reason::Conflict {
-                self.read().lookup(&entry.key.name)
-            } else {
-                None
-            };
-            self.guards.report(
-                entry,
-                Lost {
-                    reason: *reason,
-                    winner,
-                },
-            );
-        }
         if let Event::NodeDown(node) = &event {
             self.node_gone(node, false);
         }
-        metrics::counter!("pidmesh.events", "kind" => event_kind(&event)).increment(1);
         let _ = self.events.send(event);
     }
 }
@@ -152,6 +132,8 @@ pub(crate) async fn drive<T: Transport>(
     mut mail_rx: mpsc::Receiver<Outgoing>,
     mut stop_rx: oneshot::Receiver<()>,
 ) {
+    // The node's events are swapped into this queue each turn (see `flush`); it keeps its room.
+    let mut events = VecDeque::new();
     loop {
         let deadline = shared.read().poll_timeout();
         let sleep = async {
@@ -163,7 +145,7 @@ pub(crate) async fn drive<T: Transport>(
         tokio::select! {
             biased;
             _ = &mut stop_rx => {
-                leave(&shared, &mut transport).await;
+                leave(&shared, &mut transport, &mut events).await;
                 break;
             }
             incoming = transport.recv() => match incoming {
@@ -179,7 +161,7 @@ pub(crate) async fn drive<T: Transport>(
         while let Ok(out) = mail_rx.try_recv() {
             send_mail(&transport, out);
         }
-        flush(&shared, &transport);
+        flush(&shared, &transport, &mut events);
     }
     shared.stopped.store(true, Ordering::Release);
     transport.shutdown().await;
@@ -191,7 +173,11 @@ pub(crate) async fn drive<T: Transport>(
 
 /// Leaves gracefully: releases every entry at once, keeps driving the node through its leave
 /// grace period (peers see the releases before the SWIM leave), then lets the packets drain.
-async fn leave<T: Transport>(shared: &Arc<Shared>, transport: &mut T) {
+async fn leave<T: Transport>(
+    shared: &Arc<Shared>,
+    transport: &mut T,
+    events: &mut VecDeque<Event>,
+) {
     // Monitors of this node's processes fire on the peers now, not at the SWIM leave.
     if let Some(bye) = shared.leaving_announcement() {
         let peers: Vec<_> = shared.read().peers().map(|m| m.addr).collect();
@@ -207,7 +193,7 @@ async fn leave<T: Transport>(shared: &Arc<Shared>, transport: &mut T) {
         }
     }
     shared.write().leave_cluster(Instant::now());
-    flush(shared, transport);
+    flush(shared, transport, events);
     let give_up = Instant::now() + Duration::from_secs(1);
     while !shared.read().has_left_swim() && Instant::now() < give_up {
         let deadline = shared.read().poll_timeout().unwrap_or(give_up).min(give_up);
@@ -218,7 +204,7 @@ async fn leave<T: Transport>(shared: &Arc<Shared>, transport: &mut T) {
                 None => break,
             },
         }
-        flush(shared, transport);
+        flush(shared, transport, events);
     }
     // Give the goodbye a moment to leave the sockets.
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -253,22 +239,25 @@ fn on_incoming(shared: &Arc<Shared>, msg: Incoming) {
 
 /// Sends everything the node produced and dispatches its events. A node stopped by
 /// [`crate::Registry::abort`] (a crash) sends nothing more, even from a turn that was under way.
-fn flush<T: Transport>(shared: &Shared, transport: &T) {
+///
+/// `events` is empty on entry and on return; the node's events are swapped into it under the
+/// node's lock (no copy, however many a burst made), then dispatched after the lock is gone.
+fn flush<T: Transport>(shared: &Shared, transport: &T, events: &mut VecDeque<Event>) {
     if shared.stopped.load(Ordering::Acquire) {
         return;
     }
-    let (transmits, events, entries, peers) = {
+    let (transmits, entries, peers, woken) = {
         let mut node = shared.write();
         let mut t = Vec::new();
         while let Some(x) = node.poll_transmit() {
             t.push(x);
         }
-        let mut e = Vec::new();
-        while let Some(x) = node.poll_event() {
-            e.push(x);
-        }
-        (t, e, node.registry().len(), node.peers().count())
+        node.drain_events_into(events);
+        // Guards note their losses in the step that takes the events (see `guards.rs`).
+        let woken = shared.guards.observe(&node, &shared.id, events.iter());
+        (t, node.registry().len(), node.peers().count(), woken)
     };
+    woken.into_iter().for_each(std::task::Waker::wake);
     let exits = shared.take_exit_announcements();
     if !exits.is_empty() {
         let peers: Vec<_> = shared.read().peers().map(|m| m.addr).collect();
@@ -297,8 +286,23 @@ fn flush<T: Transport>(shared: &Shared, transport: &T) {
             tracing::debug!(error = %e, to = %t.to, "send failed");
         }
     }
-    for e in events {
+    // The `pidmesh.events` counter is bumped once per run of events of one kind (a bulk of
+    // registrations is one run), not once per event: each bump builds and hashes its key.
+    let mut run: Option<(&'static str, u64)> = None;
+    while let Some(e) = events.pop_front() {
+        let kind = event_kind(&e);
+        match &mut run {
+            Some((k, n)) if *k == kind => *n += 1,
+            _ => {
+                if let Some((k, n)) = run.replace((kind, 1)) {
+                    metrics::counter!("pidmesh.events", "kind" => k).increment(n);
+                }
+            }
+        }
         shared.dispatch(e);
+    }
+    if let Some((k, n)) = run {
+        metrics::counter!("pidmesh.events", "kind" => k).increment(n);
     }
     metrics::gauge!("pidmesh.entries").set(entries as f64);
     metrics::gauge!("pidmesh.peers").set(peers as f64);

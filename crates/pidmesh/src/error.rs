@@ -30,7 +30,7 @@ pub enum RegisterError {
     #[error(transparent)]
     Stopped(#[from] Stopped),
     /// This node already keeps `u32::MAX` live registration guards, the most its guard table
-    /// numbers.
+    /// takes.
     #[error("too many live registration guards on this node")]
     TooManyGuards,
 }

@@ -1,239 +1,227 @@
-//! The guard table: what the live [`Registration`](crate::Registration) guards of this node
-//! need, one slot each, shared by all of them and the driver.
+//! The guard table: which [`Registration`](crate::Registration) guards of this node are live,
+//! and what the few whose entry changed or went away need kept aside.
 //!
-//! A guard is a handle (the registry and a slot number); its slot keeps what its entry is
-//! rebuilt from (name, pid, metadata, registration time, dot sequence) and, once the entry has
-//! gone away for a reason other than the guard, the [`Lost`] report. The driver finds a slot
-//! through a hash index of (name, local pid, registration time): the triple names one claim, so
-//! a later registration of the same name and pid has a slot of its own and is never told about
-//! an earlier one's loss. Only the guard of a slot frees it, so a slot number held by a guard
-//! always names that guard's slot, whatever was in it before. Wakers are kept aside, only for
-//! guards whose `lost()` is being awaited.
+//! A guard is a handle: the registry and its id, the sequence number of the dot its entry was
+//! registered with. This node issues its own sequence numbers in order and never twice, so an
+//! id names one claim (a later registration of the same name and pid has an id of its own and is
+//! never told about an earlier one's loss), and the live ids of a node fill a dense range: the
+//! table keeps them as bitmaps of [`BLOCK`] consecutive ids (under a byte per thousand guards
+//! when they are dense, one block per guard at worst). Nothing of the entry is copied: while it
+//! is in the store, the store has it under the node's own dot, and [`Guards::entry`] reads it
+//! from there.
 //!
-//! Slots live in chunks of [`CHUNK`] that never move or grow (no copy of the whole table as it
-//! grows, and at most one chunk partly used), with a free list through the free slots.
+//! Kept aside, only while needed:
+//! - a guard whose entry's metadata was updated: the entry's dot now has another sequence number
+//!   (`moved`), and the entry as registered is kept, since the store no longer has it;
+//! - a guard whose entry went away for a reason other than the guard: the loss report until
+//!   `lost()` takes it, and the entry as registered (`ended`);
+//! - the wakers of the guards whose `lost()` is being awaited.
 //!
-//! Lock order: the node's lock, then this table's (registration puts the slot in while it
-//! holds the node, so the driver cannot report a loss before the slot exists); never the other
-//! way round.
+//! Only the guard of an id releases it. Losses are noted by the driver while it holds the node's
+//! write lock, in the same step as it takes the events from the node ([`Guards::observe`]), and
+//! metadata updates while the node is locked too ([`Table::meta_updated`]); so a reader holding
+//! the node's read lock finds a guard's entry in exactly one place: the store, the node's events
+//! not yet taken, or this table.
+//!
+//! Lock order: the node's lock, then this table's; never the other way round.
 
-use std::hash::BuildHasher;
+use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use bytes::Bytes;
-use pidmesh_proto::{Dot, Entry, Hlc, Key, NodeId, Pid};
-use pidmesh_wire::CompactString;
+use pidmesh_proto::{Dot, Entry, Event, Node, NodeId, Reason};
 
 use crate::error::RegisterError;
 use crate::registry::Lost;
 
-/// Marks the end of the free list; also the first slot number never used.
-const NO_SLOT: u32 = u32::MAX;
+/// Consecutive ids per bitmap block.
+const BLOCK: u64 = 64;
 
-/// Slots per chunk (88 KiB).
-const CHUNK: usize = 1024;
+/// At most this many live guards (`RegisterError::TooManyGuards` beyond).
+const MAX_GUARDS: usize = u32::MAX as usize;
 
-/// Every live guard's slot; see the module documentation.
+/// Every live guard; see the module documentation.
 #[derive(Default)]
 pub(crate) struct Guards {
     table: Mutex<Table>,
 }
 
 /// The table behind [`Guards`]'s lock.
+#[derive(Default)]
 pub(crate) struct Table {
-    chunks: Vec<Vec<Slot>>,
-    /// Slots made so far (used or free).
-    made: usize,
-    /// First free slot (`NO_SLOT`: none); each free slot names the next.
-    free: u32,
-    /// Slots still waiting for their entry's loss, by (name, local pid, registration time).
-    index: hashbrown::HashTable<u32>,
-    hasher: hashbrown::DefaultHashBuilder,
-    /// Wakers of the guards whose `lost()` is being awaited, by slot.
-    wakers: hashbrown::HashMap<u32, Waker>,
-    /// Loss reports not yet taken by `lost()`, by slot (losses are rare: no room in every
-    /// slot for one).
-    reports: hashbrown::HashMap<u32, Lost>,
-    /// Slots in use.
-    live: usize,
+    /// Live guards' ids: bit `id % BLOCK` of the block `id / BLOCK`.
+    live: BTreeMap<u64, u64>,
+    /// Live guards.
+    count: usize,
+    /// Guards whose entry went away, by id.
+    ended: hashbrown::HashMap<u64, Ended>,
+    /// Guards (still waiting) whose entry was given a new dot by a metadata update, by id.
+    moved: hashbrown::HashMap<u64, Moved>,
+    /// The id of each moved guard, by its entry's current sequence number.
+    moved_to: hashbrown::HashMap<u64, u64>,
+    /// Wakers of the guards whose `lost()` is being awaited, by id.
+    wakers: hashbrown::HashMap<u64, Waker>,
     /// The node has stopped: a guard still waiting hears `None`.
     closed: bool,
 }
 
-/// One guard's slot (88 bytes). Free slots keep no name and no metadata.
-struct Slot {
-    name: CompactString,
-    meta: Bytes,
-    /// The local pid; in a free slot, the next free slot.
-    local: u64,
+/// A guard whose entry went away.
+struct Ended {
+    /// The loss report, until `lost()` takes it.
+    report: Option<Lost>,
+    /// The entry as registered.
+    registered: Entry,
+}
+
+/// A guard whose entry now has another dot.
+struct Moved {
+    /// The sequence number of the entry's dot now.
     seq: u64,
-    at_ms: u64,
-    at_logical: u32,
-    phase: Phase,
+    /// The entry as registered.
+    registered: Entry,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Not in use.
-    Free,
-    /// The entry is (as far as the driver has reported) still there.
-    Waiting,
-    /// The entry went away; the report (in `Table::reports`) waits for `lost()`.
-    Lost,
-    /// `lost()` returned the report.
-    Reported,
-}
-
-/// What the guard of a slot identifies its claim by.
+/// What a guard's handle learns of its claim.
 pub(crate) struct Claim {
-    pub(crate) name: CompactString,
-    pub(crate) local: u64,
-    pub(crate) at: Hlc,
-    /// The entry's loss was reported to the guard or waits for it.
+    /// The sequence number of the claim's dot now (the id, unless its metadata was updated).
+    pub(crate) seq: u64,
+    /// The entry's loss was reported to the guard (taken by `lost()` or waiting for it).
     pub(crate) lost: bool,
-    /// `lost()` returned the report.
-    pub(crate) reported: bool,
 }
 
-impl Default for Table {
-    fn default() -> Self {
-        Self {
-            chunks: Vec::new(),
-            made: 0,
-            free: NO_SLOT,
-            index: hashbrown::HashTable::new(),
-            hasher: hashbrown::DefaultHashBuilder::default(),
-            wakers: hashbrown::HashMap::new(),
-            reports: hashbrown::HashMap::new(),
-            live: 0,
-            closed: false,
-        }
-    }
-}
-
-fn hash_claim(hasher: &hashbrown::DefaultHashBuilder, name: &str, local: u64, at: Hlc) -> u64 {
-    hasher.hash_one((name, local, at.wall_ms, at.logical))
-}
-
-fn slot_in(chunks: &[Vec<Slot>], i: u32) -> Option<&Slot> {
-    chunks.get(i as usize / CHUNK)?.get(i as usize % CHUNK)
-}
-
-impl Slot {
-    fn at(&self) -> Hlc {
-        Hlc {
-            wall_ms: self.at_ms,
-            logical: self.at_logical,
-        }
-    }
-
-    /// Whether this is the waiting claim (name, local, at).
-    fn is(&self, name: &str, local: u64, at: Hlc) -> bool {
-        self.phase == Phase::Waiting && self.local == local && self.at() == at && self.name == name
-    }
-
-    fn claim(&self) -> Option<Claim> {
-        let (lost, reported) = match self.phase {
-            Phase::Free => return None,
-            Phase::Waiting => (false, false),
-            Phase::Lost => (true, false),
-            Phase::Reported => (true, true),
-        };
-        Some(Claim {
-            name: self.name.clone(),
-            local: self.local,
-            at: self.at(),
-            lost,
-            reported,
-        })
-    }
+fn split(id: u64) -> (u64, u64) {
+    (id / BLOCK, 1 << (id % BLOCK))
 }
 
 impl Guards {
-    /// Locks the table (to put slots in while the node is locked).
+    /// Locks the table (to put guards in, or note a metadata update, while the node is locked).
     pub(crate) fn lock(&self) -> MutexGuard<'_, Table> {
         crate::driver::lock(&self.table)
     }
 
-    /// Whether a guard waits for the loss of `entry` (a claim of this node).
-    pub(crate) fn watches(&self, entry: &Entry) -> bool {
-        let t = self.lock();
-        t.find(&entry.key.name, entry.pid.local, entry.registered_at)
-            .is_some()
-    }
-
-    /// Hands `lost` to the guard of `entry`'s claim, if one waits for it, and wakes it.
-    pub(crate) fn report(&self, entry: &Entry, lost: Lost) {
-        let waker = self.lock().report(entry, lost);
-        if let Some(w) = waker {
-            w.wake();
+    /// Notes the losses among `events` (just taken from `node`, whose lock the caller holds):
+    /// each own entry removed while a guard waits for it becomes that guard's loss report, with
+    /// the winner for conflicts. Returns the wakers to wake once the locks are released.
+    pub(crate) fn observe<'e>(
+        &self,
+        node: &Node,
+        me: &NodeId,
+        events: impl IntoIterator<Item = &'e Event>,
+    ) -> Vec<Waker> {
+        let mut woken = Vec::new();
+        let mut removed = events.into_iter().filter_map(|e| match e {
+            Event::Unregistered { entry, reason } if entry.dot.actor == *me => {
+                Some((entry, reason))
+            }
+            _ => None,
+        });
+        let Some(first) = removed.next() else {
+            return woken;
+        };
+        let mut t = self.lock();
+        if t.count == 0 {
+            return woken;
         }
+        for (entry, reason) in std::iter::once(first).chain(removed) {
+            let Some(id) = t.waiting(entry.dot.seq) else {
+                continue;
+            };
+            let winner = if *reason == Reason::Conflict {
+                node.lookup(&entry.key.name)
+            } else {
+                None
+            };
+            let registered = match t.moved.remove(&id) {
+                Some(m) => {
+                    t.moved_to.remove(&m.seq);
+                    m.registered
+                }
+                None => entry.clone(),
+            };
+            let lost = Lost {
+                reason: *reason,
+                winner,
+            };
+            t.ended.insert(
+                id,
+                Ended {
+                    report: Some(lost),
+                    registered,
+                },
+            );
+            woken.extend(t.wakers.remove(&id));
+        }
+        woken
     }
 
-    /// The claim of slot `i`, or `None` if it is not in use.
-    pub(crate) fn claim(&self, i: u32) -> Option<Claim> {
-        slot_in(&self.lock().chunks, i)?.claim()
+    /// What the guard `id` knows of its claim, or `None` if `id` is not live.
+    pub(crate) fn claim(&self, id: u64) -> Option<Claim> {
+        self.lock().claim(id)
     }
 
-    /// The entry of slot `i` as it was registered (`node` is this node), or `None` if the slot
-    /// is not in use.
-    pub(crate) fn entry(&self, i: u32, node: &NodeId) -> Option<Entry> {
+    /// The entry of the guard `id` as it was registered, or `None` if `id` is not live. `node`
+    /// is this node, read-locked by the caller (see the module documentation).
+    pub(crate) fn entry(&self, id: u64, node: &Node, me: &NodeId) -> Option<Entry> {
         let t = self.lock();
-        let slot = slot_in(&t.chunks, i)?;
-        if slot.phase == Phase::Free {
+        if !t.is_live(id) {
             return None;
         }
-        Some(Entry {
-            key: Key::name(slot.name.as_str()),
-            pid: Pid {
-                node: node.clone(),
-                local: slot.local,
-            },
-            meta: slot.meta.clone(),
-            registered_at: slot.at(),
-            dot: Dot::new(node.clone(), slot.seq),
+        if let Some(e) = t.ended.get(&id) {
+            return Some(e.registered.clone());
+        }
+        if let Some(m) = t.moved.get(&id) {
+            return Some(m.registered.clone());
+        }
+        drop(t);
+        let dot = Dot::new(me.clone(), id);
+        if let Some((key, slot)) = node.registry().get_dot(&dot) {
+            return Some(Entry {
+                key,
+                pid: pidmesh_proto::Pid {
+                    node: me.clone(),
+                    local: slot.value.pid,
+                },
+                meta: slot.value.meta,
+                registered_at: slot.value.at,
+                dot,
+            });
+        }
+        // Removed, and the driver has not taken the event yet.
+        node.pending_events().find_map(|e| match e {
+            Event::Unregistered { entry, .. } if entry.dot == dot => Some(entry.clone()),
+            _ => None,
         })
     }
 
-    /// Frees slot `i` (its guard is going away) and returns its claim.
-    pub(crate) fn release(&self, i: u32) -> Option<Claim> {
-        self.lock().release(i)
+    /// Releases the guard `id` (its handle is going away) and returns its claim.
+    pub(crate) fn release(&self, id: u64) -> Option<Claim> {
+        self.lock().release(id)
     }
 
-    /// Takes the loss report of slot `i`, or registers `cx`'s waker to be woken when it
+    /// Takes the loss report of the guard `id`, or registers `cx`'s waker to be woken when it
     /// comes. `None` once the node has stopped, or if the report was taken already.
-    pub(crate) fn poll_lost(&self, i: u32, cx: &mut Context<'_>) -> Poll<Option<Lost>> {
+    pub(crate) fn poll_lost(&self, id: u64, cx: &mut Context<'_>) -> Poll<Option<Lost>> {
         let mut t = self.lock();
-        let t = &mut *t;
-        let closed = t.closed;
-        let Some(slot) = t
-            .chunks
-            .get_mut(i as usize / CHUNK)
-            .and_then(|c| c.get_mut(i as usize % CHUNK))
-        else {
+        if !t.is_live(id) {
             return Poll::Ready(None);
-        };
-        match slot.phase {
-            Phase::Lost => {
-                slot.phase = Phase::Reported;
-                Poll::Ready(t.reports.remove(&i))
-            }
-            Phase::Waiting if !closed => {
-                match t.wakers.entry(i) {
-                    hashbrown::hash_map::Entry::Occupied(mut o) => {
-                        if !o.get().will_wake(cx.waker()) {
-                            o.insert(cx.waker().clone());
-                        }
-                    }
-                    hashbrown::hash_map::Entry::Vacant(v) => {
-                        v.insert(cx.waker().clone());
-                    }
-                }
-                Poll::Pending
-            }
-            Phase::Waiting | Phase::Reported | Phase::Free => Poll::Ready(None),
         }
+        if let Some(e) = t.ended.get_mut(&id) {
+            return Poll::Ready(e.report.take());
+        }
+        if t.closed {
+            return Poll::Ready(None);
+        }
+        match t.wakers.entry(id) {
+            hashbrown::hash_map::Entry::Occupied(mut o) => {
+                if !o.get().will_wake(cx.waker()) {
+                    o.insert(cx.waker().clone());
+                }
+            }
+            hashbrown::hash_map::Entry::Vacant(v) => {
+                v.insert(cx.waker().clone());
+            }
+        }
+        Poll::Pending
     }
 
     /// The node stopped: every guard still waiting hears `None`.
@@ -250,142 +238,98 @@ impl Guards {
 }
 
 impl Table {
-    fn slot_mut(&mut self, i: u32) -> Option<&mut Slot> {
-        self.chunks
-            .get_mut(i as usize / CHUNK)?
-            .get_mut(i as usize % CHUNK)
+    fn is_live(&self, id: u64) -> bool {
+        let (block, bit) = split(id);
+        self.live.get(&block).is_some_and(|b| b & bit != 0)
     }
 
-    fn find(&self, name: &str, local: u64, at: Hlc) -> Option<u32> {
-        let hash = hash_claim(&self.hasher, name, local, at);
-        self.index
-            .find(hash, |&i| {
-                slot_in(&self.chunks, i).is_some_and(|s| s.is(name, local, at))
-            })
-            .copied()
-    }
-
-    /// Marks the claim of `entry` lost (if a guard waits for it) and returns the waker to wake.
-    fn report(&mut self, entry: &Entry, lost: Lost) -> Option<Waker> {
-        let (name, local, at) = (&entry.key.name, entry.pid.local, entry.registered_at);
-        let hash = hash_claim(&self.hasher, name, local, at);
-        let chunks = &self.chunks;
-        let Ok(found) = self.index.find_entry(hash, |&i| {
-            slot_in(chunks, i).is_some_and(|s| s.is(name, local, at))
-        }) else {
-            return None;
+    /// The id of the live guard still waiting for the entry whose dot has the sequence number
+    /// `seq`, if there is one.
+    fn waiting(&self, seq: u64) -> Option<u64> {
+        let id = match self.moved_to.get(&seq) {
+            Some(&id) => id,
+            // A guard whose entry moved waits for its new dot only.
+            None if self.moved.contains_key(&seq) => return None,
+            None => seq,
         };
-        let (i, _) = found.remove();
-        if let Some(slot) = self.slot_mut(i) {
-            slot.phase = Phase::Lost;
-            self.reports.insert(i, lost);
+        (self.is_live(id) && !self.ended.contains_key(&id)).then_some(id)
+    }
+
+    fn claim(&self, id: u64) -> Option<Claim> {
+        if !self.is_live(id) {
+            return None;
         }
-        self.wakers.remove(&i)
+        Some(Claim {
+            seq: self.moved.get(&id).map_or(id, |m| m.seq),
+            lost: self.ended.contains_key(&id),
+        })
     }
 
-    /// Room in the index for `more` slots beyond the live ones.
-    pub(crate) fn reserve(&mut self, more: usize) {
-        let Table {
-            index,
-            chunks,
-            hasher,
-            ..
-        } = self;
-        index.reserve(more, |&i| rehash(hasher, chunks, i));
-    }
+    /// Nothing to reserve: a guard takes a bit in a block made when its first id comes. Kept so
+    /// bulk registration can say how many are coming.
+    pub(crate) fn reserve(&mut self, _more: usize) {}
 
-    /// Fails if no slot can be added (`u32::MAX` live guards).
+    /// Fails if no guard can be added ([`MAX_GUARDS`] live guards).
     pub(crate) fn check_room(&self) -> Result<(), RegisterError> {
-        if self.free == NO_SLOT && self.made >= NO_SLOT as usize {
+        if self.count >= MAX_GUARDS {
             return Err(RegisterError::TooManyGuards);
         }
         Ok(())
     }
 
-    /// Puts in the slot of a guard of `entry`, just registered by this node; returns its
-    /// number. Call [`Table::check_room`] first (while holding the lock): this fails the same
-    /// way.
-    pub(crate) fn insert(&mut self, entry: Entry) -> Result<u32, RegisterError> {
+    /// Puts in the guard of `entry`, just registered by this node; returns its id. Call
+    /// [`Table::check_room`] first (while holding the lock): this fails the same way.
+    pub(crate) fn insert(&mut self, entry: Entry) -> Result<u64, RegisterError> {
         self.check_room()?;
-        let Entry {
-            key,
-            pid,
-            meta,
-            registered_at,
-            dot,
-        } = entry;
-        let slot = Slot {
-            name: key.name,
-            meta,
-            local: pid.local,
-            seq: dot.seq,
-            at_ms: registered_at.wall_ms,
-            at_logical: registered_at.logical,
-            phase: Phase::Waiting,
-        };
-        let hash = hash_claim(&self.hasher, &slot.name, slot.local, registered_at);
-        let i = if self.free == NO_SLOT {
-            let i = self.made;
-            if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
-                self.chunks.push(Vec::with_capacity(CHUNK));
-            }
-            if let Some(chunk) = self.chunks.last_mut() {
-                chunk.push(slot);
-            }
-            self.made += 1;
-            i as u32
-        } else {
-            let i = self.free;
-            let Some(free) = self.slot_mut(i) else {
-                return Err(RegisterError::TooManyGuards);
-            };
-            let next = free.local as u32;
-            *free = slot;
-            self.free = next;
-            i
-        };
-        let Table {
-            index,
-            chunks,
-            hasher,
-            ..
-        } = self;
-        index.insert_unique(hash, i, |&j| rehash(hasher, chunks, j));
-        self.live += 1;
-        Ok(i)
+        let id = entry.dot.seq;
+        let (block, bit) = split(id);
+        let bits = self.live.entry(block).or_default();
+        if *bits & bit == 0 {
+            *bits |= bit;
+            self.count += 1;
+        }
+        Ok(id)
     }
 
-    fn release(&mut self, i: u32) -> Option<Claim> {
-        let free = self.free;
-        let slot = self.slot_mut(i)?;
-        let (lost, reported) = match slot.phase {
-            Phase::Free => return None,
-            Phase::Waiting => (false, false),
-            Phase::Lost => (true, false),
-            Phase::Reported => (true, true),
+    /// The entry `old` of this node (under a name) now has the dot sequence number `seq`, its
+    /// metadata updated: a guard waiting for `old` now waits for `seq`.
+    pub(crate) fn meta_updated(&mut self, old: &Entry, seq: u64) {
+        let Some(id) = self.waiting(old.dot.seq) else {
+            return;
         };
-        let claim = Claim {
-            name: std::mem::take(&mut slot.name),
-            local: slot.local,
-            at: slot.at(),
-            lost,
-            reported,
-        };
-        slot.meta = Bytes::new();
-        slot.phase = Phase::Free;
-        slot.local = u64::from(free);
-        self.free = i;
-        self.live -= 1;
-        if !lost {
-            let hash = hash_claim(&self.hasher, &claim.name, claim.local, claim.at);
-            if let Ok(found) = self.index.find_entry(hash, |&j| j == i) {
-                found.remove();
+        self.moved_to.remove(&old.dot.seq);
+        self.moved_to.insert(seq, id);
+        match self.moved.get_mut(&id) {
+            Some(m) => m.seq = seq,
+            None => {
+                self.moved.insert(
+                    id,
+                    Moved {
+                        seq,
+                        registered: old.clone(),
+                    },
+                );
             }
         }
-        self.wakers.remove(&i);
-        self.reports.remove(&i);
-        if self.live == 0 {
-            // The last guard went: give the memory back.
+    }
+
+    fn release(&mut self, id: u64) -> Option<Claim> {
+        let claim = self.claim(id)?;
+        let (block, bit) = split(id);
+        if let Some(bits) = self.live.get_mut(&block) {
+            *bits &= !bit;
+            if *bits == 0 {
+                self.live.remove(&block);
+            }
+        }
+        self.count -= 1;
+        self.ended.remove(&id);
+        if let Some(m) = self.moved.remove(&id) {
+            self.moved_to.remove(&m.seq);
+        }
+        self.wakers.remove(&id);
+        if self.count == 0 {
+            // The last guard went: give the side tables' memory back.
             let closed = self.closed;
             *self = Table {
                 closed,
@@ -396,23 +340,106 @@ impl Table {
     }
 }
 
-fn rehash(hasher: &hashbrown::DefaultHashBuilder, chunks: &[Vec<Slot>], i: u32) -> u64 {
-    match slot_in(chunks, i) {
-        Some(s) => hash_claim(hasher, &s.name, s.local, s.at()),
-        None => 0,
+/// [`Node::update_meta`] for the facade: a guard waiting for the entry follows it to its new
+/// dot (under the node's lock, see the module documentation).
+pub(crate) fn update_meta(
+    shared: &crate::driver::Shared,
+    node: &mut Node,
+    now: std::time::Instant,
+    key: &pidmesh_proto::Key,
+    pid: &pidmesh_proto::Pid,
+    meta: bytes::Bytes,
+) -> Result<Entry, pidmesh_proto::RemoveError> {
+    let old = (key.kind == pidmesh_proto::KeyKind::Name)
+        .then(|| node.entries(key).into_iter().find(|e| e.pid == *pid))
+        .flatten();
+    let new = node.update_meta(now, key, pid, meta)?;
+    if let Some(old) = old {
+        shared.guards.lock().meta_updated(&old, new.dot.seq);
     }
+    Ok(new)
 }
 
 #[cfg(test)]
 mod tests {
+    use pidmesh_proto::{Hlc, Key, Pid};
+
     use super::*;
 
+    fn entry(seq: u64, meta: &'static str) -> Entry {
+        let node = NodeId::new("n", 1);
+        Entry {
+            key: Key::name(format!("e/{seq}")),
+            pid: Pid {
+                node: node.clone(),
+                local: 7,
+            },
+            meta: meta.into(),
+            registered_at: Hlc {
+                wall_ms: seq,
+                logical: 0,
+            },
+            dot: Dot::new(node, seq),
+        }
+    }
+
     #[test]
-    fn a_slot_is_88_bytes() {
-        assert!(
-            std::mem::size_of::<Slot>() <= 88,
-            "{}",
-            std::mem::size_of::<Slot>()
-        );
+    fn dense_guards_take_a_block_per_64_and_give_it_back() {
+        let mut t = Table::default();
+        for seq in 1..=10_000 {
+            assert_eq!(t.insert(entry(seq, "")).ok(), Some(seq));
+        }
+        // Ids 1..=10,000 fall in blocks 0..=156.
+        assert_eq!(t.live.len(), 157);
+        assert_eq!(t.count, 10_000);
+        for seq in (1..=10_000).step_by(2) {
+            assert!(t.release(seq).is_some_and(|c| c.seq == seq && !c.lost));
+        }
+        assert_eq!(t.live.len(), 157);
+        assert!(t.release(1).is_none(), "released twice");
+        assert_eq!(t.waiting(2), Some(2));
+        assert_eq!(t.waiting(3), None);
+        for seq in (2..=10_000).step_by(2) {
+            assert!(t.release(seq).is_some());
+        }
+        assert!(t.live.is_empty());
+        assert_eq!(t.count, 0);
+    }
+
+    #[test]
+    fn a_full_table_refuses_more_guards() {
+        let mut t = Table::default();
+        assert_eq!(t.insert(entry(1, "")).ok(), Some(1));
+        t.count = MAX_GUARDS;
+        assert!(matches!(
+            t.insert(entry(2, "")),
+            Err(RegisterError::TooManyGuards)
+        ));
+        assert!(!t.is_live(2));
+        t.count = 1;
+        assert_eq!(t.insert(entry(2, "")).ok(), Some(2));
+    }
+
+    #[test]
+    fn a_moved_guard_waits_for_its_new_dot_only() {
+        let mut t = Table::default();
+        let first = entry(5, "v0");
+        assert_eq!(t.insert(first.clone()).ok(), Some(5));
+        t.meta_updated(&first, 9);
+        assert_eq!(t.waiting(5), None);
+        assert_eq!(t.waiting(9), Some(5));
+        let mut second = entry(9, "v1");
+        second.key = first.key.clone();
+        t.meta_updated(&second, 12);
+        assert_eq!(t.waiting(9), None);
+        assert_eq!(t.waiting(12), Some(5));
+        let moved = t.moved.get(&5).map(|m| (m.seq, m.registered.clone()));
+        assert_eq!(moved, Some((12, first)));
+        assert!(t.claim(5).is_some_and(|c| c.seq == 12));
+        // An update of an entry no guard waits for changes nothing.
+        t.meta_updated(&entry(20, ""), 21);
+        assert_eq!(t.waiting(21), None);
+        assert!(t.release(5).is_some());
+        assert!(t.moved.is_empty() && t.moved_to.is_empty());
     }
 }

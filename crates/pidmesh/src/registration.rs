@@ -10,18 +10,19 @@ use crate::registry::{Lost, Registry};
 
 /// A live registration of a unique name. Dropping it unregisters the name.
 ///
-/// A small handle: the registry and the number of this guard's slot in the node's guard table,
-/// which keeps what the entry is rebuilt from and the loss report (see `guards.rs`).
+/// A small handle: the registry and this guard's id in the node's guard table (the sequence
+/// number of the dot its entry was registered with, see `guards.rs`); the entry itself stays in
+/// the node's store.
 pub struct Registration {
     pub(crate) registry: Registry,
-    /// This guard's slot; `NO_SLOT` once [`Registration::unregister`] released it.
-    pub(crate) slot: u32,
+    /// This guard's id; `NO_ID` once [`Registration::unregister`] released it.
+    pub(crate) id: u64,
     /// [`Registration::entry`], built on its first call.
     pub(crate) entry: OnceBox<Entry>,
 }
 
-/// `Registration::slot` of a guard that released its slot.
-const NO_SLOT: u32 = u32::MAX;
+/// `Registration::id` of a guard that released its id (sequence numbers start at 1).
+const NO_ID: u64 = 0;
 
 impl std::fmt::Debug for Registration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -32,23 +33,25 @@ impl std::fmt::Debug for Registration {
 }
 
 impl Registration {
-    pub(crate) fn new(registry: Registry, slot: u32) -> Self {
+    pub(crate) fn new(registry: Registry, id: u64) -> Self {
         Self {
             registry,
-            slot,
+            id,
             entry: OnceBox::new(),
         }
     }
 
-    /// The entry as registered. Built from the guard's slot on the first call and kept.
+    /// The entry as registered. Read from the node's store on the first call and kept.
     pub fn entry(&self) -> &Entry {
         self.entry.get_or_init(|| {
             let shared = &self.registry.shared;
-            // A guard's slot stays in use until the guard goes; the fallback is never built.
+            let node = shared.read();
+            // A guard's id stays live until the guard goes, and its entry is in the store, in
+            // the node's pending events or in the guard table: the fallback is never built.
             Box::new(
                 shared
                     .guards
-                    .entry(self.slot, &shared.id)
+                    .entry(self.id, &node, &shared.id)
                     .unwrap_or_else(|| Entry {
                         key: Key::name(""),
                         pid: Pid {
@@ -69,19 +72,17 @@ impl Registration {
     /// [`crate::Registry::lookup`] for who wins meanwhile).
     pub fn is_lost(&self) -> bool {
         let shared = &self.registry.shared;
-        let Some(claim) = shared.guards.claim(self.slot) else {
+        // The node first (lock order); a metadata update cannot move the entry meanwhile.
+        let node = shared.read();
+        let Some(claim) = shared.guards.claim(self.id) else {
             return true;
         };
-        if claim.reported || shared.check_running().is_err() {
+        if claim.lost || shared.check_running().is_err() {
             return true;
         }
-        !shared
-            .reader
-            .entries(&Key::name(claim.name.as_str()))
-            .iter()
-            .any(|e| {
-                e.pid.local == claim.local && e.pid.node == shared.id && e.registered_at == claim.at
-            })
+        !node
+            .registry()
+            .contains_dot(&Dot::new(shared.id.clone(), claim.seq))
     }
 
     /// Waits until this registration goes away for a reason other than this guard: lost to a
@@ -90,8 +91,8 @@ impl Registration {
     ///
     /// Cancel-safe.
     pub async fn lost(&mut self) -> Option<Lost> {
-        let (shared, slot) = (&self.registry.shared, self.slot);
-        std::future::poll_fn(|cx| shared.guards.poll_lost(slot, cx)).await
+        let (shared, id) = (&self.registry.shared, self.id);
+        std::future::poll_fn(|cx| shared.guards.poll_lost(id, cx)).await
     }
 
     /// Unregisters now.
@@ -101,42 +102,48 @@ impl Registration {
     ///
     /// Cancel-safe: it completes without waiting.
     pub async fn unregister(mut self) -> Result<Entry, RemoveError> {
-        let slot = std::mem::replace(&mut self.slot, NO_SLOT);
+        let id = std::mem::replace(&mut self.id, NO_ID);
         let shared = &self.registry.shared;
-        let Some(claim) = shared.guards.release(slot) else {
+        let Some(claim) = shared.guards.release(id) else {
             return Err(RemoveError::NotFound);
         };
-        let pid = Pid {
-            node: shared.id.clone(),
-            local: claim.local,
-        };
-        Ok(shared.mutate(|n, now| n.unregister(now, &claim.name, &pid))??)
+        if claim.lost {
+            return Err(RemoveError::NotFound);
+        }
+        let dot = Dot::new(shared.id.clone(), claim.seq);
+        shared.mutate(|n, now| {
+            let Some((key, slot)) = n.registry().get_dot(&dot) else {
+                return Err(RemoveError::NotFound);
+            };
+            let pid = Pid {
+                node: shared.id.clone(),
+                local: slot.value.pid,
+            };
+            Ok(n.unregister(now, &key.name, &pid)?)
+        })?
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
         let shared = &self.registry.shared;
-        let Some(claim) = shared.guards.release(self.slot) else {
+        let Some(claim) = shared.guards.release(self.id) else {
             return;
         };
         if claim.lost {
             // Its entry went away already (the loss was reported to this guard).
             return;
         }
-        let pid = Pid {
-            node: shared.id.clone(),
-            local: claim.local,
-        };
-        let key = Key::name(claim.name.as_str());
-        // Only remove the registration this guard created: same pid and registration time (a
-        // metadata update keeps both), not a later registration of the same pid.
+        // Only remove the registration this guard created: the entry with its dot (a later
+        // registration of the same name and pid has another).
+        let dot = Dot::new(shared.id.clone(), claim.seq);
         let _ = shared.mutate(|n, now| {
-            if n.entries(&key)
-                .iter()
-                .any(|e| e.pid == pid && e.registered_at == claim.at)
-            {
-                let _ = n.unregister(now, &claim.name, &pid);
+            if let Some((key, slot)) = n.registry().get_dot(&dot) {
+                let pid = Pid {
+                    node: shared.id.clone(),
+                    local: slot.value.pid,
+                };
+                let _ = n.unregister(now, &key.name, &pid);
             }
         });
     }

@@ -192,7 +192,7 @@ impl Registry {
         let meta = meta.into();
         Ok(self
             .shared
-            .mutate(|n, now| n.update_meta(now, key, pid, meta))??)
+            .mutate(|n, now| crate::guards::update_meta(&self.shared, n, now, key, pid, meta))??)
     }
 
     /// The entry holding the unique `name`, as this node knows it, with the resolver applied to

@@ -1,6 +1,8 @@
 //! The guard table behind `Registration`: every guard hears the loss of its own claim and of
-//! nothing else, also after slots are reused, when the loss comes before anyone awaits it,
-//! when the guard went first, and for many guards awaited at once; a guard is a small handle.
+//! nothing else, also after other guards went, when the loss comes before anyone awaits it,
+//! when the guard went first, for many guards awaited at once, and after metadata updates; its
+//! entry reads as registered also after the loss and after the node stopped; a guard is a small
+//! handle.
 
 mod common;
 
@@ -20,7 +22,7 @@ async fn not_lost(g: &mut Registration) -> bool {
 
 #[test]
 fn a_guard_is_a_small_handle() {
-    // The registry handle, a slot number and the lazily built entry.
+    // The registry handle, an id (its entry's own dot sequence number) and the lazily built entry.
     let size = std::mem::size_of::<Registration>();
     println!("size_of::<Registration>() = {size}");
     assert!(size <= 24, "a guard is {size} bytes");
@@ -257,4 +259,117 @@ async fn an_aborted_node_wakes_its_waiting_guards() {
         .expect("woken in time")
         .expect("no panic");
     assert_eq!(lost, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guard_follows_its_entry_through_metadata_updates() {
+    let net = MemNetwork::new(47);
+    println!("mem network seed = {}", net.seed());
+    let regs = cluster(&net, 1, Resolver::keep_oldest()).await;
+    let node = &regs[0];
+    let (pid, inbox) = node.spawn_mailbox().expect("running");
+    let key = pidmesh::Key::name("moving");
+    let mut g = node
+        .register("moving", &pid, "v0")
+        .await
+        .expect("registers");
+    let mut untouched = node.register("still", &pid, "s").await.expect("registers");
+    let registered = node.lookup("moving").expect("registered");
+    for v in ["v1", "v2"] {
+        node.update_meta(&key, &pid, v).await.expect("updates");
+    }
+    // Read for the first time after the updates: the entry as registered.
+    assert_eq!(g.entry(), &registered);
+    assert_ne!(node.lookup("moving").map(|e| e.dot), Some(registered.dot));
+    assert!(!g.is_lost());
+    assert!(not_lost(&mut g).await, "a metadata update is not a loss");
+    // The updated entry's loss reaches the guard.
+    node.unregister("moving", &pid).await.expect("registered");
+    let lost = tokio::time::timeout(LIMIT, g.lost())
+        .await
+        .expect("told in time")
+        .expect("a loss");
+    assert_eq!(lost.reason, Reason::Normal);
+    assert!(g.is_lost());
+    // A guard dropped after an update removes the updated entry.
+    node.update_meta(&pidmesh::Key::name("still"), &pid, "t")
+        .await
+        .expect("updates");
+    assert!(not_lost(&mut untouched).await);
+    assert_eq!(&untouched.entry().meta[..], b"s");
+    drop(untouched);
+    assert_eq!(node.lookup("still"), None, "the guard unregisters on drop");
+    drop(inbox);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_entry_is_read_as_registered_after_its_loss() {
+    let net = MemNetwork::new(48);
+    println!("mem network seed = {}", net.seed());
+    let regs = cluster(&net, 1, Resolver::keep_oldest()).await;
+    let node = &regs[0];
+    let (pid, _inbox) = node.spawn_mailbox().expect("running");
+    let mut guards = Vec::new();
+    for i in 0..200 {
+        let name = format!("late/{i:03}");
+        let g = node
+            .register(&name, &pid, name.clone())
+            .await
+            .expect("registers");
+        guards.push((name, g));
+    }
+    // Removed behind the guards' backs, read at once (whether or not the driver has taken the
+    // removals yet) and after a pause (when it has).
+    for (i, (name, g)) in guards.iter().enumerate() {
+        node.unregister(name, &pid).await.expect("registered");
+        if i % 2 == 0 {
+            assert_eq!(&g.entry().key.name, name);
+            assert_eq!(&g.entry().meta[..], name.as_bytes());
+        }
+    }
+    tokio::time::sleep(QUIET).await;
+    for (name, g) in &mut guards {
+        assert_eq!(&g.entry().key.name, name);
+        assert_eq!(&g.entry().meta[..], name.as_bytes());
+        assert_eq!(g.entry().pid, pid);
+        assert!(g.is_lost());
+        let lost = tokio::time::timeout(QUIET, g.lost())
+            .await
+            .expect("ready at once");
+        assert_eq!(lost.map(|l| l.reason), Some(Reason::Normal));
+    }
+    // A lost guard's unregister leaves a later claim of the same name and pid alone.
+    let (name, g) = guards.pop().expect("200 guards");
+    let later = node
+        .register(&name, &pid, "later")
+        .await
+        .expect("registers");
+    assert_eq!(
+        g.unregister().await.map(|e| e.key.name),
+        Err(pidmesh::RemoveError::NotFound)
+    );
+    assert_eq!(node.lookup(&name).map(|e| e.meta), Some("later".into()));
+    drop(later);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_entry_is_read_after_the_node_stops() {
+    let net = MemNetwork::new(49);
+    println!("mem network seed = {}", net.seed());
+    let regs = cluster(&net, 2, Resolver::keep_oldest()).await;
+    let (left, aborted) = (regs[0].clone(), regs[1].clone());
+    let (a, _ia) = left.spawn_mailbox().expect("running");
+    let (b, _ib) = aborted.spawn_mailbox().expect("running");
+    let ga = left.register("left", &a, "a").await.expect("registers");
+    let gb = aborted
+        .register("aborted", &b, "b")
+        .await
+        .expect("registers");
+    left.shutdown().await;
+    aborted.abort();
+    assert_eq!(ga.entry().key.name, "left");
+    assert_eq!(&ga.entry().meta[..], b"a");
+    assert_eq!(gb.entry().key.name, "aborted");
+    assert_eq!(&gb.entry().meta[..], b"b");
+    assert!(ga.is_lost() && gb.is_lost());
 }

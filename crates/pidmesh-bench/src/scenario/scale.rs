@@ -57,6 +57,11 @@ pub struct ScalePoint {
     /// Push-pull requests answered and refused as busy, over all nodes, while membership formed.
     #[serde(default)]
     pub push_pull_answered_refused: Option<[u64; 2]>,
+    /// Anti-entropy digests sent over all nodes while membership formed (a digest to a member
+    /// that comes up goes out only when one side may hold dots the other lacks: with no entries
+    /// yet, only the periodic rounds remain).
+    #[serde(default)]
+    pub formation_digests: Option<u64>,
 }
 
 /// Push-pull bytes sent, requests answered and refused, summed over the live nodes.
@@ -131,6 +136,11 @@ pub fn point(nodes: usize, per: usize, seed: u64, budget: Duration) -> ScalePoin
             sync_other as f64 / n,
         ]
     });
+    let formation_digests: u64 = sim
+        .live()
+        .iter()
+        .filter_map(|&i| sim.node(i).map(|n| n.stats().digests_sent))
+        .sum();
     let seed_pp = sim.node(0).map_or(0, |s| s.stats().push_pull_bytes_sent);
     let seed_formation_bytes = sim
         .bytes_by_host
@@ -193,6 +203,7 @@ pub fn point(nodes: usize, per: usize, seed: u64, budget: Duration) -> ScalePoin
         converge_push_pull_per_node: Some(pp_after[0].saturating_sub(pp_formed[0]) as f64 / n),
         formed_wall_secs: formed.map(|_| formed_wall),
         push_pull_answered_refused: Some([pp_formed[1], pp_formed[2]]),
+        formation_digests: formed.map(|_| formation_digests),
     }
 }
 
@@ -207,7 +218,7 @@ pub fn run(sizes: &[usize], per: usize, budget: Duration) -> ScaleResult {
             "  scale: {n} nodes: formed {:?} s, converged {:?} s (virtual; {:.1} s simulated, \
              fewest members seen {}), wall {:.1} s (formed after {:?} s); formation bytes per \
              node swim/push-pull/delta/sync {:?}, seed swim/push-pull {:?}, push-pull \
-             answered/refused {:?}",
+             answered/refused {:?}, digests while forming {:?}",
             p.formed_secs,
             p.converge_secs,
             p.virtual_secs,
@@ -216,7 +227,8 @@ pub fn run(sizes: &[usize], per: usize, budget: Duration) -> ScaleResult {
             p.formed_wall_secs,
             p.formation_bytes_per_node,
             p.seed_formation_bytes,
-            p.push_pull_answered_refused
+            p.push_pull_answered_refused,
+            p.formation_digests
         );
         let finished = p.converge_secs.is_some();
         points.push(p);

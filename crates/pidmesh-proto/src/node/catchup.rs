@@ -451,7 +451,8 @@ impl Node {
     }
 
     /// Finishes the catch-up once every survey is answered (or given up) and every window is
-    /// held (or can no longer be served); then digests every peer, for what changed meanwhile.
+    /// held (or can no longer be served); then digests the peers that may hold what we lack or
+    /// lack what we hold (`digest_after_catchup`).
     fn catchup_progress(&mut self, now: Instant) {
         let c = &self.catchup;
         if c.done || !c.started || !c.asked.is_empty() || !c.windows.is_empty() {
@@ -463,6 +464,6 @@ impl Node {
         self.events.push_back(Event::CaughtUp {
             entries: self.map.len(),
         });
-        self.sync_now(now);
+        self.digest_after_catchup(now);
     }
 }

@@ -94,15 +94,34 @@ impl Node {
     /// holds.
     pub(super) fn announce_targets(&mut self, now: Instant) -> BTreeSet<SocketAddr> {
         let wall = self.wall_ms(now);
+        let live: HashSet<SocketAddr> = self.peers.values().map(|m| m.addr).collect();
+        // Live members' records are refreshed in place, and missing ones added while there is
+        // room. Only when the memory is full and holds an address no live member holds (which
+        // the newer live ones should replace) are all live members added and the memory trimmed
+        // by age: re-adding thousands of live members and sorting the memory back to its bound
+        // on every announce was O(N log N) per announce.
+        let mut missing = false;
         for m in self.peers.values() {
-            self.remembered.insert(m.addr, wall);
+            match self.remembered.get_mut(&m.addr) {
+                Some(seen) => *seen = wall,
+                None => missing = true,
+            }
         }
         let keep_for = self.config.remember_for;
         let limit = u64::try_from(keep_for.as_millis()).unwrap_or(u64::MAX);
         self.remembered
             .retain(|_, seen| wall.saturating_sub(*seen) <= limit);
-        self.bound_remembered();
-        let live: HashSet<SocketAddr> = self.peers.values().map(|m| m.addr).collect();
+        if missing {
+            let max = self.config.max_remembered;
+            let stale = self.remembered.keys().any(|a| !live.contains(a));
+            for m in self.peers.values() {
+                if self.remembered.len() >= max && !stale {
+                    break;
+                }
+                self.remembered.entry(m.addr).or_insert(wall);
+            }
+            self.bound_remembered();
+        }
         self.seeds
             .iter()
             .chain(self.discovered.iter())

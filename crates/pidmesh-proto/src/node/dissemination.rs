@@ -13,6 +13,10 @@ use crate::timers::TimerKind;
 
 use super::{Node, Transmit};
 
+/// The most adds a new pending batch reserves room for (about 1 MiB of `(Key, Slot)`), whatever
+/// the last batch carried.
+const MAX_BATCH_HINT: usize = 8192;
+
 /// A generous upper bound of an entry's encoded size, for cutting messages.
 pub(super) fn entry_budget(e: &WireEntry) -> usize {
     40 + e.key.name.len() + e.value.meta.len()
@@ -95,7 +99,11 @@ impl Node {
     ) -> Result<(), &'static str> {
         let DeltaMsg::V1(DeltaBatch { origin, delta }) =
             wire::decode::<DeltaMsg>(bytes).map_err(|_| "undecodable delta")?;
-        self.authorize(&origin, peer_name)?;
+        if let Err(e) = self.authorize(&origin, peer_name) {
+            // Dropped: once it is a member here, pull what it sent (see `digest_wanted`).
+            self.owe_digest_if_unheard(&origin, peer_name);
+            return Err(e);
+        }
         self.apply_origin_delta(now, &origin, delta);
         // A hole in what we have seen of the origin means an earlier batch was lost (every
         // mutation mints a dot, so an origin's own dots are gap-free): repair it now.
@@ -177,21 +185,19 @@ impl Node {
         }
     }
 
-    /// Queues the delta of one add just made by [`OrMap::add`](pidmesh_crdt::OrMap::add) on
-    /// this node: its dot is fresh (the highest of ours plus one), so no pending removal covers
-    /// it and merging it is appending it (what `Delta::merge` would do, without its checks).
-    pub(super) fn queue_own_add(&mut self, now: Instant, mut delta: Delta<NodeId, Key, Value>) {
-        match (&mut self.pending, delta.adds.pop()) {
-            (Some(p), Some((key, slot))) if delta.adds.is_empty() => {
-                p.ctx.insert(&slot.dot);
-                p.adds.push((key, slot));
-                self.schedule_push(now);
-            }
-            (_, add) => {
-                delta.adds.extend(add);
-                self.queue_delta(now, delta);
-            }
-        }
+    /// Queues one add just made by [`OrMap::add_dot`](pidmesh_crdt::OrMap::add_dot) on this
+    /// node: its dot is fresh (the highest of ours plus one), so no pending removal covers it
+    /// and merging it is appending it (what `Delta::merge` would do, without its checks). A
+    /// new batch starts with room for as many adds as the last one carried.
+    pub(super) fn queue_own_add(&mut self, now: Instant, key: Key, slot: Slot<NodeId, Value>) {
+        let p = self.pending.get_or_insert_with(|| {
+            let mut d = Delta::default();
+            d.adds.reserve(self.last_batch_adds);
+            d
+        });
+        p.ctx.insert(&slot.dot);
+        p.adds.push((key, slot));
+        self.schedule_push(now);
     }
 
     pub(super) fn queue_delta(&mut self, now: Instant, delta: Delta<NodeId, Key, Value>) {
@@ -260,6 +266,7 @@ impl Node {
             return;
         };
         let seen = delta.ctx.row(&self.me.node).cloned().unwrap_or_default();
+        self.last_batch_adds = delta.adds.len().min(MAX_BATCH_HINT);
         let adds: Vec<WireEntry> = delta
             .adds
             .into_iter()

@@ -103,8 +103,15 @@ impl Node {
                 State::Down if live && *update.id() == src => {
                     self.liveness.leaving.insert(src.node.clone(), src.bump);
                 }
-                State::Suspect if live || update.id().node == self.me.node => {
-                    self.heard_suspicion(now, &src, update.id());
+                State::Suspect => {
+                    let about = &update.id().node;
+                    if live && *about != self.me.node {
+                        // A later "down" of this member is a verdict, not a leave (reconnect.rs).
+                        self.saw_suspected(now, about);
+                    }
+                    if live || *about == self.me.node {
+                        self.heard_suspicion(now, &src, update.id());
+                    }
                 }
                 _ => {}
             }
@@ -120,7 +127,7 @@ impl Node {
             .heard
             .get(&m.addr)
             .is_some_and(|&at| now.saturating_duration_since(at) < window);
-        let leaving = self.liveness.leaving.get(&m.node) == Some(&m.bump);
+        let leaving = self.is_leaving(m);
         if !recent || leaving || self.left {
             return false;
         }
@@ -132,6 +139,20 @@ impl Node {
         self.stats.doubted_downs += 1;
         tracing::debug!(node = %m.node, "doubting a down verdict about a peer heard from just now");
         true
+    }
+
+    /// True if `m` told this node itself that it is leaving (this identity renewal of it).
+    pub(super) fn is_leaving(&self, m: &Member) -> bool {
+        self.liveness.leaving.get(&m.node) == Some(&m.bump)
+    }
+
+    /// The addresses of peers whose "down" verdict this node doubts right now.
+    pub(super) fn doubted_addrs(&self) -> Vec<SocketAddr> {
+        self.liveness
+            .doubted
+            .keys()
+            .filter_map(|n| self.peers.get(n).map(|m| m.addr))
+            .collect()
     }
 
     /// Doubted verdicts whose grace ran out without the peer renewing its identity take effect.

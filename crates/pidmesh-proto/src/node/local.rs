@@ -3,11 +3,12 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use pidmesh_crdt::Dot;
+use pidmesh_crdt::{Dot, Slot};
 use pidmesh_wire::{self as wire, Key, KeyKind, NodeId, Pid, Value};
 
 use crate::entry::{Entry, Event, Reason};
 use crate::error::{JoinError, RegisterError, RemoveError};
+use crate::reader;
 
 use super::{Node, entry_of};
 
@@ -38,22 +39,39 @@ impl Node {
     }
 
     pub(super) fn add_own(&mut self, now: Instant, key: Key, pid: &Pid, meta: Bytes) -> Entry {
+        let contested = key.kind == KeyKind::Name;
+        self.add_own_checked(now, key, pid, meta, contested)
+    }
+
+    /// Adds this node's entry and queues it for dissemination. `maybe_contested` is false
+    /// only when the caller knows the key held no entry before (the new one is then alone
+    /// under it and there is no conflict to look for); otherwise a name holding more than one
+    /// entry afterwards is marked for conflict resolution.
+    fn add_own_checked(
+        &mut self,
+        now: Instant,
+        key: Key,
+        pid: &Pid,
+        meta: Bytes,
+        maybe_contested: bool,
+    ) -> Entry {
         let at = self.clock.tick(self.wall_ms(now));
-        let delta = self.map.add(
-            &self.me.node,
-            key.clone(),
-            Value {
-                pid: pid.local,
-                meta,
-                at,
-            },
-        );
-        let entry = entry_of(&key, &delta.adds[0].1);
-        self.queue_own_add(now, delta);
-        self.events.push_back(Event::Registered(entry.clone()));
-        if key.kind == KeyKind::Name && self.map.read(&key, |mut slots| slots.nth(1).is_some()) {
-            self.dirty.insert(key);
+        let value = Value {
+            pid: pid.local,
+            meta,
+            at,
+        };
+        let dot = self.map.add_dot(&self.me.node, key.clone(), value.clone());
+        let slot = Slot { dot, value };
+        let entry = entry_of(&key, &slot);
+        let dirty = maybe_contested
+            && key.kind == KeyKind::Name
+            && self.map.read(&key, |mut slots| slots.nth(1).is_some());
+        if dirty {
+            self.dirty.insert(key.clone());
         }
+        self.queue_own_add(now, key, slot);
+        self.events.push_back(Event::Registered(entry.clone()));
         entry
     }
 
@@ -80,10 +98,14 @@ impl Node {
         if !self.check_pid(pid) {
             return Err(RegisterError::NotLocal(pid.clone()));
         }
-        if let Some(current) = self.lookup(name) {
+        // One read of the name serves both the check and the conflict test after the add.
+        let key = Key::name(name);
+        let found = self.map.read(&key, |slots| reader::found(&key, slots));
+        let was_empty = matches!(found, reader::Found::None);
+        if let Some(current) = reader::winner(&self.resolver, name, found) {
             return Err(RegisterError::AlreadyRegistered(Box::new(current)));
         }
-        let entry = self.add_own(now, Key::name(name), pid, meta);
+        let entry = self.add_own_checked(now, key, pid, meta, !was_empty);
         self.settle(now);
         Ok(entry)
     }

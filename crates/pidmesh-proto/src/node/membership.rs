@@ -147,6 +147,10 @@ impl Node {
             self.send(dst.addr, TrafficClass::Membership, &msg);
         }
         while let Some((after, timer)) = self.swim_rt.to_schedule() {
+            if let foca::Timer::ChangeSuspectToDown { member_id, .. } = &timer {
+                // This node suspects `member_id` (its probe failed): a later "down" is a verdict.
+                self.saw_suspected(now, &member_id.node);
+            }
             self.schedule_swim(now, after, timer);
         }
         while let Some(n) = self.swim_rt.to_notify() {
@@ -158,6 +162,10 @@ impl Node {
         match n {
             OwnedNotification::MemberUp(m) => self.member_up(now, m),
             OwnedNotification::MemberDown(m) => {
+                if m.is_real() && m.node != self.me.node {
+                    let leaving = self.is_leaving(&m);
+                    self.reconnect_down(now, &m, leaving);
+                }
                 if self
                     .peers
                     .get(&m.node)
@@ -183,6 +191,7 @@ impl Node {
                 } else if was_live {
                     // Same life, renewed SWIM identity: keep its entries, track the new identity.
                     self.liveness.renewed(&new.node);
+                    self.reconnect_up(new.addr);
                     self.peers.insert(new.node.clone(), new);
                 }
             }
@@ -199,6 +208,7 @@ impl Node {
             }
             OwnedNotification::Active => {
                 self.swim_active = true;
+                self.reconnect_in_touch();
             }
             OwnedNotification::Idle | OwnedNotification::Defunct => self.lost_cluster(now),
         }
@@ -212,6 +222,8 @@ impl Node {
             self.timers
                 .push(now, TimerKind::Announce(self.announce_gen));
         }
+        // Knock at every known address at the short fixed interval for a while (reconnect.rs).
+        self.reconnect_cut_off(now);
         self.swim_active = false;
         self.push_pull_reset();
     }
@@ -220,24 +232,26 @@ impl Node {
         if !m.is_real() || m.node == self.me.node {
             return;
         }
-        // An older life of the same name is gone for good.
+        // An older life of the same name is gone for good. Node ids order by name, then
+        // incarnation: the older lives are one range (not a scan of every peer per member up).
+        let first_life = NodeId::new(m.node.name.as_str(), 0);
         let stale: Vec<NodeId> = self
             .peers
-            .keys()
-            .filter(|n| n.name == m.node.name && n.incarnation < m.node.incarnation)
-            .cloned()
+            .range(first_life..m.node.clone())
+            .map(|(n, _)| n.clone())
             .collect();
         for n in stale {
             self.node_down(&n);
         }
         let fresh = !self.peers.contains_key(&m.node);
         self.saw_member_at(now, m.addr);
+        self.reconnect_up(m.addr);
         self.liveness.renewed(&m.node);
         self.peers.insert(m.node.clone(), m.clone());
         if fresh {
             self.events.push_back(Event::NodeUp(m.node.clone()));
             self.sync_inflight.remove(&m.node);
-            self.send_digest(now, &m);
+            self.digest_new_member(now, &m);
             self.push_pull_member_up(now, &m);
         }
     }
@@ -249,6 +263,8 @@ impl Node {
         }
         self.peer_has.remove(node);
         self.sync_inflight.remove(node);
+        // Its entries are forgotten below: if it comes back, pull them again.
+        self.owe_digest(node);
         self.snapshots.retain(|job| job.to != *node);
         for (key, slot) in self.map.forget_actor(node) {
             self.losers.remove(&slot.dot);

@@ -76,6 +76,8 @@ pub struct Node {
     announce_every: Duration,
     announce_gen: u64,
     pending: Option<Delta<NodeId, Key, Value>>,
+    /// How many adds the last pushed batch carried: a new batch reserves that much room.
+    last_batch_adds: usize,
     flush_scheduled: bool,
     /// When the last delta batch was pushed (see `schedule_push` in `dissemination.rs`).
     last_push: Option<Instant>,
@@ -86,6 +88,9 @@ pub struct Node {
     batch_grew: bool,
     /// Peers we asked for a sync, with the time after which we may ask again.
     sync_inflight: HashMap<NodeId, Instant>,
+    /// Members a digest is owed to: they showed dots we lack, or we dropped what they sent
+    /// (see `digest_wanted` in `sync.rs`).
+    digest_owed: sync::OwedDigests,
     /// What each live peer last reported holding of this node's dots (from its digests).
     peer_has: HashMap<NodeId, DotSet>,
     /// The peer asked last by the periodic anti-entropy round.
@@ -133,6 +138,8 @@ pub struct Node {
     push_pull: push_pull::PushPullState,
     /// Catching up after joining: surveys, windows fetched from holders (see `catchup.rs`).
     catchup: catchup::CatchUp,
+    /// Fast reconnection after a partition (see `reconnect.rs`).
+    reconnect: reconnect::ReconnectState,
 }
 
 impl std::fmt::Debug for Node {
@@ -163,6 +170,7 @@ mod dissemination;
 mod local;
 mod membership;
 mod push_pull;
+mod reconnect;
 mod sync;
 
 pub use discovery::RememberedAddr;
@@ -203,11 +211,13 @@ impl Node {
             announce_every: config.announce_min,
             announce_gen: 0,
             pending: None,
+            last_batch_adds: 0,
             flush_scheduled: false,
             last_push: None,
             push_hold: Duration::ZERO,
             batch_grew: false,
             sync_inflight: HashMap::new(),
+            digest_owed: sync::OwedDigests::default(),
             sync_cursor: None,
             peer_has: HashMap::new(),
             dirty: conflicts::DirtyKeys::default(),
@@ -232,6 +242,7 @@ impl Node {
             liveness: liveness::Liveness::default(),
             health: health::Health::default(),
             push_pull: push_pull::PushPullState::default(),
+            reconnect: reconnect::ReconnectState::default(),
             me,
             config,
             resolver,
@@ -345,6 +356,22 @@ impl Node {
         self.events.pop_front()
     }
 
+    /// Moves every pending event to the back of `into`, in order: the events
+    /// [`Node::poll_event`] would return one by one. When `into` is empty the two queues are
+    /// swapped, so no event is copied and the node keeps `into`'s room for its next events.
+    pub fn drain_events_into(&mut self, into: &mut VecDeque<Event>) {
+        if into.is_empty() {
+            std::mem::swap(&mut self.events, into);
+        } else {
+            into.extend(self.events.drain(..));
+        }
+    }
+
+    /// The events not yet taken by [`Node::poll_event`], oldest first.
+    pub fn pending_events(&self) -> impl Iterator<Item = &Event> + '_ {
+        self.events.iter()
+    }
+
     /// When [`Node::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next_deadline()
@@ -417,6 +444,7 @@ impl Node {
                 TimerKind::Suspicion => self.suspicions_due(now),
                 TimerKind::PushPull(generation) => self.push_pull_timer(now, generation),
                 TimerKind::CatchUp => self.catchup_tick(now),
+                TimerKind::Reconnect => self.reconnect_tick(now),
             }
         }
         self.settle(now);

@@ -1,5 +1,6 @@
 //! Anti-entropy: periodic digests, answers to them window by window, and snapshots for lagging peers.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -74,10 +75,14 @@ impl Node {
                     self.peer_has.insert(from.clone(), have.clone());
                 }
                 self.answer_digest(now, &from, from_addr, &have, live);
-                // Pull in return when the asker has dots we lack.
-                if let Some(peer) = self.peers.get(&from).cloned() {
-                    let mine = self.map.context().row(&from).cloned().unwrap_or_default();
-                    if !mine.includes(&DotSet::from_range(1, own_max)) {
+                // Pull in return when the asker has dots we lack: now if it is a live member
+                // and we are not catching up, else as soon as that changes (the digest is
+                // owed until it is sent).
+                let mine = self.map.context().row(&from);
+                if own_max > 0 && mine.is_none_or(|r| !r.includes(&DotSet::from_range(1, own_max)))
+                {
+                    self.owe_digest(&from);
+                    if let Some(peer) = self.peers.get(&from).cloned() {
                         self.send_digest(now, &peer);
                     }
                 }
@@ -402,6 +407,62 @@ impl Node {
         self.stats.sync_rounds += 1;
     }
 
+    /// The digest policy when `peer` comes up (see [`Node::digest_wanted`]): while catching up,
+    /// the first members met are surveyed and the rest wait for the end of the catch-up.
+    pub(super) fn digest_new_member(&mut self, now: Instant, peer: &Member) {
+        if !self.catchup.done || self.digest_wanted(&peer.node) {
+            self.send_digest(now, peer);
+        }
+    }
+
+    /// Once the catch-up ended: a digest to every live peer it is wanted for.
+    pub(super) fn digest_after_catchup(&mut self, now: Instant) {
+        let peers: Vec<Member> = self
+            .peers
+            .values()
+            .filter(|m| self.digest_wanted(&m.node))
+            .cloned()
+            .collect();
+        for p in peers {
+            self.send_digest(now, &p);
+        }
+    }
+
+    /// Whether a digest to `node` outside the periodic round can teach either side anything.
+    ///
+    /// A digest asks `node` for its own dots we lack and tells it how far ours go, so it pulls
+    /// ours in return if it lacks them; each node serves only its own row. So a digest to a
+    /// member that just came up is wanted when this node has minted dots (the member may lack
+    /// them), or when the member's dots may be missing here: it showed us dots we lack, or it
+    /// sent us deltas while it was no member here, or we forgot its entries when it went down.
+    /// Every other member that has minted dots sends us its digest when it sees us come up
+    /// (the first rule, on its side), and we pull in return. So when N nodes that hold nothing
+    /// meet, no digests travel instead of N² (every pair, both ways); the periodic round repairs
+    /// whatever a lost message leaves behind.
+    pub(super) fn digest_wanted(&self, node: &NodeId) -> bool {
+        self.map.context().max(&self.me.node) > 0 || self.digest_owed.contains(node)
+    }
+
+    /// Remembers that a digest to `node` is wanted (bounded; see [`OwedDigests`]).
+    pub(super) fn owe_digest(&mut self, node: &NodeId) {
+        let peers = &self.peers;
+        self.digest_owed
+            .insert(node, peers.len(), self.config.max_remembered, |n| {
+                peers.contains_key(n)
+            });
+    }
+
+    /// A delta from `origin` was dropped because it is no live member here: once it is, pull
+    /// what it sent. Only for a sender that speaks for itself (`peer_name`, when known).
+    pub(super) fn owe_digest_if_unheard(&mut self, origin: &NodeId, peer_name: Option<&str>) {
+        if *origin != self.me.node
+            && !self.peers.contains_key(origin)
+            && peer_name.is_none_or(|n| n == &*origin.name)
+        {
+            self.owe_digest(origin);
+        }
+    }
+
     pub(super) fn send_digest(&mut self, now: Instant, peer: &Member) {
         if self.catchup_intercepts(now, peer) {
             return;
@@ -430,7 +491,41 @@ impl Node {
             live_hash: live.hash,
         });
         self.send(peer.addr, TrafficClass::Sync, &msg);
+        self.stats.digests_sent += 1;
+        self.digest_owed.remove(&peer.node);
         self.sync_inflight
             .insert(peer.node.clone(), now + self.config.sync_timeout);
+    }
+}
+
+/// Members a digest is owed to (see [`Node::digest_wanted`]). Bounded: past the live members
+/// plus `Config::max_remembered` others, the entries for nodes that are no live members are
+/// dropped (their rows are then repaired by the periodic round alone).
+#[derive(Debug, Default)]
+pub(super) struct OwedDigests {
+    owed: HashSet<NodeId>,
+}
+
+impl OwedDigests {
+    pub(super) fn contains(&self, node: &NodeId) -> bool {
+        self.owed.contains(node)
+    }
+
+    pub(super) fn remove(&mut self, node: &NodeId) {
+        self.owed.remove(node);
+    }
+
+    /// Adds `node`. Past `live_count + bound` entries, drops those `live` says are no live
+    /// members (so the trimming costs O(1) per insertion, amortized).
+    pub(super) fn insert(
+        &mut self,
+        node: &NodeId,
+        live_count: usize,
+        bound: usize,
+        live: impl Fn(&NodeId) -> bool,
+    ) {
+        if self.owed.insert(node.clone()) && self.owed.len() > live_count + bound.max(64) {
+            self.owed.retain(|n| live(n));
+        }
     }
 }
