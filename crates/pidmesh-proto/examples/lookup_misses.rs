@@ -7,12 +7,15 @@
 //! the four measured loops:
 //!
 //! ```text
-//! LOOKUP_MISSES_PAUSE=20 valgrind --tool=callgrind --cache-sim=yes --instr-atstart=no \
-//!     --toggle-collect='lookup_misses::side_*' target/release/examples/lookup_misses 1000000 200000
+//! LOOKUP_MISSES_PAUSE=20 valgrind --tool=callgrind --cache-sim=yes --LL=33554432,16,64 \
+//!     --instr-atstart=no --toggle-collect='lookup_misses::side_*' \
+//!     target/release/examples/lookup_misses 1000000 100000
 //! # when it prints "ready": callgrind_control -i on <pid>
-//! callgrind_annotate callgrind.out.<pid> | grep side_
+//! callgrind_annotate --inclusive=yes callgrind.out.<pid> | grep side_
 //! ```
 //!
+//! (`--LL` pins the simulated last level at 32 MiB, 16-way: on some virtual machines callgrind
+//! reads a 256 MiB direct-mapped cache from the CPU description, which holds every structure.)
 //! Divide a loop's `DLmr` (last-level data read misses: trips to memory) and `Ir`
 //! (instructions) by LOOKUPS. Every side looks up 17-byte names (`svc/name-00000001`) in the
 //! same scattered order (a stride of 7,919 through the list, coprime with ENTRIES), each side
