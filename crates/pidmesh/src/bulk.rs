@@ -42,7 +42,6 @@ impl Registry {
         // the slot exists.
         let outcome = shared.mutate(|n, now| {
             let mut guards = shared.guards.lock();
-            guards.reserve(items.len());
             items
                 .iter()
                 .map(|(name, pid, meta)| {

@@ -265,10 +265,6 @@ impl Table {
         })
     }
 
-    /// Nothing to reserve: a guard takes a bit in a block made when its first id comes. Kept so
-    /// bulk registration can say how many are coming.
-    pub(crate) fn reserve(&mut self, _more: usize) {}
-
     /// Fails if no guard can be added ([`MAX_GUARDS`] live guards).
     pub(crate) fn check_room(&self) -> Result<(), RegisterError> {
         if self.count >= MAX_GUARDS {

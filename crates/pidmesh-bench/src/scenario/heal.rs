@@ -39,9 +39,10 @@ pub struct HealResult {
     /// Heal → every node sees all 3 members again (s); watched for up to 30 s after the names
     /// settled (results of older runs stop watching when the names settle).
     pub members_secs: Option<f64>,
-    /// Heal → node 0 sees a member of the other side again (s): the first SWIM exchange
-    /// across the healed link, which only an announce can start (both sides hold the other
-    /// down). What follows it is the registry's own work.
+    /// Heal → the first node that sees a member of the other side again (s): node 0 sees
+    /// anyone, or node 1 or 2 sees node 0. That is the first SWIM exchange across the healed
+    /// link, which only an announce can start (both sides hold the other down). What follows
+    /// it is the registry's own work.
     #[serde(default)]
     pub contact_secs: Option<f64>,
     /// Heal → every node shows the same winner for every name (s).
@@ -96,7 +97,10 @@ fn sample(nodes: Vec<Registry>, t0: Instant, stop: Arc<AtomicBool>) -> Timeline 
     let mut changed = vec![None; nodes.len()];
     while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(120) {
         let now = t0.elapsed();
-        if contact.is_none() && nodes[0].members().len() > 1 {
+        // Node 0 was cut off alone: it sees anyone, or one of the others sees all three.
+        let across = nodes[0].members().len() > 1
+            || nodes[1..].iter().any(|r| r.members().len() == nodes.len());
+        if contact.is_none() && across {
             contact = Some(now);
         }
         for (i, r) in nodes.iter().enumerate() {
