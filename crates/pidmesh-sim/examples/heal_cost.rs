@@ -16,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use pidmesh_proto::{Config, Node};
-use pidmesh_sim::{Sim, SimConfig, check};
+use pidmesh_sim::{Sim, SimConfig, check, contest};
 
 #[inline(never)]
 fn winners_agree(sim: &Sim, names: &[String]) -> bool {
@@ -162,13 +162,8 @@ fn main() {
         check::membership_agrees_ok,
     )
     .expect("the cluster forms");
-    sim.partition(&[0], &[1, 2]);
-    let split = sim
-        .run_until(Duration::from_secs(120), Duration::from_millis(10), |s| {
-            s.node(0).is_some_and(|x| x.peers().count() == 0)
-                && (1..3).all(|i| s.node(i).is_some_and(|x| x.peers().count() == 1))
-        })
-        .unwrap_or_else(|| {
+    let split =
+        contest::cut_off_node_zero(&mut sim, Duration::from_secs(120)).unwrap_or_else(|| {
             panic!(
                 "both sides declare the other down (peers seen: {:?})",
                 (0..3)
@@ -177,15 +172,7 @@ fn main() {
             )
         });
     let names: Vec<String> = (0..n).map(|i| format!("contested/{i:07}")).collect();
-    let a = sim.spawn(0).expect("node 0 runs");
-    for name in &names {
-        sim.register(0, name, &a).expect("node 0 registers");
-    }
-    sim.run_for(Duration::from_millis(5));
-    let b = sim.spawn(2).expect("node 2 runs");
-    for name in &names {
-        sim.register(2, name, &b).expect("node 2 registers");
-    }
+    contest::claim_on_both_sides(&mut sim, &names).expect("both sides claim every name");
     sim.run_for(Duration::from_millis(100));
     println!("split detected after {split:?}; both sides hold their claims");
 

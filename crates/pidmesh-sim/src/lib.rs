@@ -5,12 +5,14 @@
 //! crash/restart with a new incarnation. A seeded RNG drives every random choice, so a run is a
 //! function of its seed: a failure prints the seed and `Sim::new` with that seed replays it.
 //!
-//! [`check`] holds the invariants checked after a heal-and-quiesce phase, and [`workload`] a
-//! random workload of register/unregister/join/leave/update/process-exit.
+//! [`check`] holds the invariants checked after a heal-and-quiesce phase, [`workload`] a
+//! random workload of register/unregister/join/leave/update/process-exit, and [`contest`] the
+//! contested heal of the heal tests.
 
 #![forbid(unsafe_code)]
 
 pub mod check;
+pub mod contest;
 mod net;
 pub mod workload;
 

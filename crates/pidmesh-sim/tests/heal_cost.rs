@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use pidmesh_proto::{Config, Event, Reason, Stats};
-use pidmesh_sim::{Sim, SimConfig, check};
+use pidmesh_sim::{Sim, SimConfig, check, contest};
 
 /// Counters of one node from the heal until the cluster settled.
 #[derive(Debug, PartialEq, Eq)]
@@ -43,22 +43,11 @@ fn heal(seed: u64, n: usize) -> Vec<Cost> {
         check::membership_agrees_ok,
     )
     .expect("the cluster forms");
-    sim.partition(&[0], &[1, 2]);
-    sim.run_until(Duration::from_secs(60), Duration::from_millis(10), |s| {
-        s.node(0).is_some_and(|x| x.peers().count() == 0)
-            && (1..3).all(|i| s.node(i).is_some_and(|x| x.peers().count() == 1))
-    })
-    .expect("both sides declare the other down");
+    contest::cut_off_node_zero(&mut sim, Duration::from_secs(60))
+        .expect("both sides declare the other down");
     let names: Vec<String> = (0..n).map(|i| format!("contested/{i:05}")).collect();
-    let a = sim.spawn(0).expect("node 0 runs");
-    for name in &names {
-        sim.register(0, name, &a).expect("node 0 registers");
-    }
-    sim.run_for(Duration::from_millis(5));
-    let b = sim.spawn(2).expect("node 2 runs");
-    for name in &names {
-        sim.register(2, name, &b).expect("node 2 registers");
-    }
+    let (a, b) =
+        contest::claim_on_both_sides(&mut sim, &names).expect("both sides claim every name");
     sim.run_for(Duration::from_millis(100));
 
     let before: Vec<Stats> = (0..3).map(|i| sim.node(i).expect("runs").stats()).collect();

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use pidmesh_proto::{Config, Reconnect};
-use pidmesh_sim::{LinkConfig, Sim, SimConfig, check};
+use pidmesh_sim::{LinkConfig, Sim, SimConfig, check, contest};
 
 /// One-way delay of every simulated link here (a fixed 2 ms: round trips of 4 ms).
 const ONE_WAY: Duration = Duration::from_millis(2);
@@ -42,22 +42,11 @@ struct Heal {
 /// `extra` more; both sides register the same `n` names (node 0 first); the links come back.
 fn heal(seed: u64, node: Config, extra: Duration, n: usize) -> Heal {
     let mut sim = sim_with(3, seed, node);
-    sim.partition(&[0], &[1, 2]);
-    sim.run_until(Duration::from_secs(120), Duration::from_millis(10), |s| {
-        s.node(0).is_some_and(|x| x.peers().count() == 0)
-            && (1..3).all(|i| s.node(i).is_some_and(|x| x.peers().count() == 1))
-    })
-    .expect("both sides declare the other down");
+    contest::cut_off_node_zero(&mut sim, Duration::from_secs(120))
+        .expect("both sides declare the other down");
     let names: Vec<String> = (0..n).map(|i| format!("contested/{i:04}")).collect();
-    let a = sim.spawn(0).expect("node 0 runs");
-    for name in &names {
-        sim.register(0, name, &a).expect("node 0 registers");
-    }
-    sim.run_for(Duration::from_millis(5));
-    let b = sim.spawn(2).expect("node 2 runs");
-    for name in &names {
-        sim.register(2, name, &b).expect("node 2 registers");
-    }
+    let (a, _) =
+        contest::claim_on_both_sides(&mut sim, &names).expect("both sides claim every name");
     sim.run_for(extra);
     sim.heal();
     let step = Duration::from_millis(1);
