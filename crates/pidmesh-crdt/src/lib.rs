@@ -28,6 +28,7 @@ mod map;
 mod seqindex;
 mod slab;
 mod store;
+mod table;
 
 pub use context::CausalContext;
 pub use dots::{Dot, DotSet};
