@@ -395,9 +395,10 @@ where
         } = &mut *guard;
         let hasher = &self.hasher;
         let packed = pack(actor, seq);
-        let kid = match table.find(hash, |i| keys.get(i).is_some_and(|k| k.key == key)) {
-            Some(kid) => kid,
-            None => {
+        // One probe finds the key or the place for it.
+        let kid = match table.entry(hash, |i| keys.get(i).is_some_and(|k| k.key == key)) {
+            Ok(kid) => kid,
+            Err(vacant) => {
                 let Some(packed) = packed else {
                     // A dot too large to pack: the key starts with no inline entry.
                     let kid = keys.insert(KeyRec {
@@ -405,7 +406,7 @@ where
                         value: None,
                         dot: 0,
                     });
-                    table.insert(hash, kid, |i| {
+                    table.insert_vacant(vacant, hash, kid, |i| {
                         keys.get(i).map_or(0, |k| hasher.hash_one(&k.key))
                     });
                     return gid(
@@ -418,7 +419,7 @@ where
                     value: Some(value),
                     dot: packed,
                 });
-                table.insert(hash, kid, |i| {
+                table.insert_vacant(vacant, hash, kid, |i| {
                     keys.get(i).map_or(0, |k| hasher.hash_one(&k.key))
                 });
                 return gid(si, Place::Inline(kid));

@@ -76,6 +76,13 @@ fn tag_of(hash: u64) -> u8 {
     }
 }
 
+/// Where [`Table::entry`] would put a new id: the first group of the probe with an empty slot
+/// and how many groups the probe passed before it, if the lookup's probe met one.
+#[derive(Debug)]
+pub(crate) struct Vacant {
+    at: Option<(usize, usize)>,
+}
+
 /// The table.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Table {
@@ -111,28 +118,43 @@ impl Table {
 
     /// The id of `hash` for which `eq` holds, if any.
     #[inline]
-    pub(crate) fn find(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+    pub(crate) fn find(&self, hash: u64, eq: impl FnMut(u32) -> bool) -> Option<u32> {
+        self.entry(hash, eq).ok()
+    }
+
+    /// The id of `hash` for which `eq` holds, or where [`Table::insert_vacant`] would put a
+    /// new id for `hash`.
+    #[inline]
+    pub(crate) fn entry(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Result<u32, Vacant> {
         let tag = tag_of(hash);
         let mask = self.groups.len().wrapping_sub(1);
         let mut pos = hash as usize & mask;
+        let mut vacant = Vacant { at: None };
         // Triangular steps visit every group once in `len` steps; a lookup stops far earlier, at
         // the first group no probe went past.
         for step in 1..=self.groups.len() {
-            let group = self.groups.get(pos)?;
+            let Some(group) = self.groups.get(pos) else {
+                break;
+            };
             let mut m = group.matches(tag);
             while m != 0 {
-                let id = group.ids.get(m.trailing_zeros() as usize).copied()?;
+                let Some(&id) = group.ids.get(m.trailing_zeros() as usize) else {
+                    break;
+                };
                 if eq(id) {
-                    return Some(id);
+                    return Ok(id);
                 }
                 m &= m - 1;
             }
+            if vacant.at.is_none() && group.matches(EMPTY) != 0 {
+                vacant.at = Some((pos, step - 1));
+            }
             if group.overflow == 0 {
-                return None;
+                break;
             }
             pos = (pos + step) & mask;
         }
-        None
+        Err(vacant)
     }
 
     /// Makes room for `additional` more ids without growing meanwhile; `rehash` gives an id's
@@ -160,31 +182,72 @@ impl Table {
     }
 
     /// Inserts `id` (which must not be in the table) under `hash`, growing if full.
+    #[cfg(test)]
     pub(crate) fn insert(&mut self, hash: u64, id: u32, rehash: impl Fn(u32) -> u64) {
+        self.insert_vacant(Vacant { at: None }, hash, id, rehash);
+    }
+
+    /// Inserts `id` (which must not be in the table) under `hash` at the place `vacant` that
+    /// [`Table::entry`] found for it (unchanged since), growing if full.
+    #[inline]
+    pub(crate) fn insert_vacant(
+        &mut self,
+        vacant: Vacant,
+        hash: u64,
+        id: u32,
+        rehash: impl Fn(u32) -> u64,
+    ) {
         if self.len >= self.capacity() {
             let grow = self.capacity().max(SLOTS / 2);
             self.reserve(grow, rehash);
+            self.place(hash, id);
+            return;
         }
-        self.place(hash, id);
+        let Some((g, passed)) = vacant.at else {
+            self.place(hash, id);
+            return;
+        };
+        let mask = self.groups.len() - 1;
+        let mut pos = hash as usize & mask;
+        for step in 1..=passed {
+            if let Some(group) = self.groups.get_mut(pos) {
+                group.overflow += 1;
+            }
+            pos = (pos + step) & mask;
+        }
+        debug_assert_eq!(pos, g, "the vacancy lies on the probe sequence");
+        self.put(g, hash, id);
+    }
+
+    /// Fills an empty slot of group `g` (it has one) with `id`.
+    #[inline]
+    fn put(&mut self, g: usize, hash: u64, id: u32) {
+        let Some(group) = self.groups.get_mut(g) else {
+            return;
+        };
+        let i = group.matches(EMPTY).trailing_zeros() as usize;
+        if let (Some(t), Some(slot)) = (group.tags.get_mut(i), group.ids.get_mut(i)) {
+            *t = tag_of(hash);
+            *slot = id;
+            self.len += 1;
+        }
     }
 
     /// Puts `id` in the first group of its probe with an empty slot, counting the full groups
     /// it passes. The table has an empty slot.
     fn place(&mut self, hash: u64, id: u32) {
-        let n = self.groups.len();
-        for g in probe(hash, n) {
-            let Some(group) = self.groups.get_mut(g) else {
-                return;
+        let mask = self.groups.len().wrapping_sub(1);
+        let mut pos = hash as usize & mask;
+        for step in 1..=self.groups.len() {
+            let Some(group) = self.groups.get_mut(pos) else {
+                break;
             };
-            if let Some(i) = group.tags.iter().position(|&t| t == EMPTY) {
-                if let (Some(t), Some(slot)) = (group.tags.get_mut(i), group.ids.get_mut(i)) {
-                    *t = tag_of(hash);
-                    *slot = id;
-                }
-                self.len += 1;
+            if group.matches(EMPTY) != 0 {
+                self.put(pos, hash, id);
                 return;
             }
             group.overflow += 1;
+            pos = (pos + step) & mask;
         }
         unreachable!("a table below its capacity has an empty slot")
     }

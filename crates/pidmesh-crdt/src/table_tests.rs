@@ -61,14 +61,25 @@ fn run(spread: Spread, ops: &[(bool, u32)]) -> Result<(), TestCaseError> {
     let mut next_id = 0u32;
     for &(insert, k) in ops {
         let h = hash_of(spread, k);
-        let found = table.find(h, |id| records.get(&id) == Some(&k));
-        prop_assert_eq!(found, model.get(&k).copied(), "lookup of {}", k);
+        let entry = table.entry(h, |id| records.get(&id) == Some(&k));
+        prop_assert_eq!(
+            entry.as_ref().ok().copied(),
+            model.get(&k).copied(),
+            "lookup of {}",
+            k
+        );
         if insert {
-            if found.is_none() {
+            if let Err(vacant) = entry {
+                // The place the lookup found, half the time; a fresh probe otherwise.
+                let vacant = if k % 2 == 0 {
+                    vacant
+                } else {
+                    Vacant { at: None }
+                };
                 let id = next_id;
                 next_id += 1;
                 records.insert(id, k);
-                table.insert(h, id, |id| hash_of(spread, records[&id]));
+                table.insert_vacant(vacant, h, id, |id| hash_of(spread, records[&id]));
                 model.insert(k, id);
             }
         } else if let Some(id) = model.remove(&k) {
