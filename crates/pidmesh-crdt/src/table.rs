@@ -55,7 +55,12 @@ impl Group {
 #[inline]
 fn matches_words(lo: u64, hi: u64, tag: u8) -> u32 {
     let splat = LO.wrapping_mul(u64::from(tag));
-    compress(zero_bytes(lo ^ splat)) | (compress(zero_bytes(hi ^ splat)) << 8)
+    let (lo, hi) = (zero_bytes(lo ^ splat), zero_bytes(hi ^ splat));
+    if lo | hi == 0 {
+        // The common case of a probe past a group: nothing to gather.
+        return 0;
+    }
+    compress(lo) | (compress(hi) << 8)
 }
 
 /// Gathers bit 8·i + 7 of `m` into bit i.
@@ -111,21 +116,32 @@ impl Table {
         self.len
     }
 
-    /// Slots the table can fill before it grows: five sixths of its slots.
+    /// Slots the table can fill before it grows: seven eighths of its slots (as hashbrown's).
     fn capacity(&self) -> usize {
-        self.groups.len() * SLOTS / 6 * 5
+        self.groups.len() * SLOTS * 7 / 8
     }
 
     /// The id of `hash` for which `eq` holds, if any.
     #[inline]
     pub(crate) fn find(&self, hash: u64, eq: impl FnMut(u32) -> bool) -> Option<u32> {
-        self.entry(hash, eq).ok()
+        self.probe_for::<false>(hash, eq).ok()
     }
 
     /// The id of `hash` for which `eq` holds, or where [`Table::insert_vacant`] would put a
     /// new id for `hash`.
     #[inline]
-    pub(crate) fn entry(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Result<u32, Vacant> {
+    pub(crate) fn entry(&self, hash: u64, eq: impl FnMut(u32) -> bool) -> Result<u32, Vacant> {
+        self.probe_for::<true>(hash, eq)
+    }
+
+    /// The probe of [`Table::find`] and [`Table::entry`]; notes the first group with an empty
+    /// slot if `VACANT`.
+    #[inline]
+    fn probe_for<const VACANT: bool>(
+        &self,
+        hash: u64,
+        mut eq: impl FnMut(u32) -> bool,
+    ) -> Result<u32, Vacant> {
         let tag = tag_of(hash);
         let mask = self.groups.len().wrapping_sub(1);
         let mut pos = hash as usize & mask;
@@ -146,7 +162,7 @@ impl Table {
                 }
                 m &= m - 1;
             }
-            if vacant.at.is_none() && group.matches(EMPTY) != 0 {
+            if VACANT && vacant.at.is_none() && group.matches(EMPTY) != 0 {
                 vacant.at = Some((pos, step - 1));
             }
             if group.overflow == 0 {
@@ -164,10 +180,10 @@ impl Table {
         if want <= self.capacity() {
             return;
         }
-        // Groups so that `want` is at most five sixths of the slots.
+        // Groups so that `want` is at most seven eighths of the slots.
         let groups = want
-            .saturating_mul(6)
-            .div_ceil(5 * SLOTS)
+            .saturating_mul(8)
+            .div_ceil(7 * SLOTS)
             .max(1)
             .next_power_of_two();
         let old = std::mem::replace(&mut self.groups, vec![Group::default(); groups]);
