@@ -82,10 +82,11 @@ fn tag_of(hash: u64) -> u8 {
 }
 
 /// Where [`Table::entry`] would put a new id: the first group of the probe with an empty slot
-/// and how many groups the probe passed before it, if the lookup's probe met one.
+/// (how many groups the probe passed before it, and which slot), if the lookup's probe met one.
 #[derive(Debug)]
 pub(crate) struct Vacant {
-    at: Option<(usize, usize)>,
+    /// Group, groups passed before it, empty slot in it.
+    at: Option<(usize, usize, usize)>,
 }
 
 /// The table.
@@ -162,8 +163,11 @@ impl Table {
                 }
                 m &= m - 1;
             }
-            if VACANT && vacant.at.is_none() && group.matches(EMPTY) != 0 {
-                vacant.at = Some((pos, step - 1));
+            if VACANT && vacant.at.is_none() {
+                let free = group.matches(EMPTY);
+                if free != 0 {
+                    vacant.at = Some((pos, step - 1, free.trailing_zeros() as usize));
+                }
             }
             if group.overflow == 0 {
                 break;
@@ -191,7 +195,7 @@ impl Table {
         for group in &old {
             for (i, &t) in group.tags.iter().enumerate() {
                 if let (true, Some(&id)) = (t != EMPTY, group.ids.get(i)) {
-                    self.place(rehash(id), id);
+                    self.place_tagged(rehash(id), t, id);
                 }
             }
         }
@@ -219,7 +223,7 @@ impl Table {
             self.place(hash, id);
             return;
         }
-        let Some((g, passed)) = vacant.at else {
+        let Some((g, passed, slot)) = vacant.at else {
             self.place(hash, id);
             return;
         };
@@ -232,18 +236,17 @@ impl Table {
             pos = (pos + step) & mask;
         }
         debug_assert_eq!(pos, g, "the vacancy lies on the probe sequence");
-        self.put(g, hash, id);
+        self.put(g, slot, tag_of(hash), id);
     }
 
-    /// Fills an empty slot of group `g` (it has one) with `id`.
+    /// Fills the empty slot `i` of group `g` with `id` under `tag`.
     #[inline]
-    fn put(&mut self, g: usize, hash: u64, id: u32) {
+    fn put(&mut self, g: usize, i: usize, tag: u8, id: u32) {
         let Some(group) = self.groups.get_mut(g) else {
             return;
         };
-        let i = group.matches(EMPTY).trailing_zeros() as usize;
         if let (Some(t), Some(slot)) = (group.tags.get_mut(i), group.ids.get_mut(i)) {
-            *t = tag_of(hash);
+            *t = tag;
             *slot = id;
             self.len += 1;
         }
@@ -252,14 +255,20 @@ impl Table {
     /// Puts `id` in the first group of its probe with an empty slot, counting the full groups
     /// it passes. The table has an empty slot.
     fn place(&mut self, hash: u64, id: u32) {
+        self.place_tagged(hash, tag_of(hash), id);
+    }
+
+    /// [`Table::place`] with the tag of `hash` given.
+    fn place_tagged(&mut self, hash: u64, tag: u8, id: u32) {
         let mask = self.groups.len().wrapping_sub(1);
         let mut pos = hash as usize & mask;
         for step in 1..=self.groups.len() {
             let Some(group) = self.groups.get_mut(pos) else {
                 break;
             };
-            if group.matches(EMPTY) != 0 {
-                self.put(pos, hash, id);
+            let free = group.matches(EMPTY);
+            if free != 0 {
+                self.put(pos, free.trailing_zeros() as usize, tag, id);
                 return;
             }
             group.overflow += 1;
