@@ -83,7 +83,7 @@ impl Node {
 
     /// A SWIM packet reports `m` down at `incarnation` (seen before foca applies it).
     pub(super) fn saw_down(&mut self, now: Instant, m: &Member, incarnation: Incarnation) {
-        if !self.peers.get(&m.node).is_some_and(|p| p.bump == m.bump) {
+        if self.peers.get(&m.node).is_none_or(|p| p.bump != m.bump) {
             // Not a live peer here: foca reports no "down" for it (or did already).
             return;
         }
