@@ -16,9 +16,11 @@
 //! mostly second-hand, but they differ in the SWIM incarnation the update carries:
 //! * foca announces a leave as the leaver's own identity down at incarnation 0, always;
 //! * a verdict carries the incarnation the member was suspected at, and every node raises its
-//!   own incarnation to 1 when it starts (or renews its identity), before its first packet
-//!   ([`Node::raise_incarnation`]): every header it sends carries it, so the others know it at
-//!   1 or more, suspect it at 1 or more, and declare it down at 1 or more.
+//!   own incarnation to 1 when it starts, before its first packet, and again right after it
+//!   renews its identity ([`Node::raise_incarnation`]): every header it sends carries it, so
+//!   the others know it at 1 or more, suspect it at 1 or more, and declare it down at 1 or
+//!   more. (The few packets foca sends with a renewal itself still carry 0: a verdict reached
+//!   on those alone falls under the rule for incarnation 0 below.)
 //!
 //! So a member declared down is probed when this node reached the verdict itself, or the
 //! "down" it received carries an incarnation above 0, or (a member that never raised its
