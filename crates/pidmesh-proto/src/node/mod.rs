@@ -179,6 +179,8 @@ mod conflicts;
 mod election;
 mod health;
 mod liveness;
+#[cfg(test)]
+mod split_tests;
 mod strict;
 
 impl Node {
