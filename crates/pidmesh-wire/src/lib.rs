@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 mod members;
+mod text;
 mod types;
 
 use std::sync::Arc;
@@ -472,7 +473,7 @@ pub fn check_user_name(name: &str) -> Result<(), &'static str> {
     if name.len() > MAX_NAME_LEN {
         return Err("name is too long");
     }
-    if name.chars().any(char::is_control) {
+    if text::has_control(name) {
         return Err("name contains a control character");
     }
     Ok(())
@@ -490,7 +491,7 @@ pub fn check_scope_name(scope: &str) -> Result<(), &'static str> {
     if scope.len() > MAX_SCOPE_LEN {
         return Err("scope is too long");
     }
-    if scope.chars().any(char::is_control) {
+    if text::has_control(scope) {
         return Err("scope contains a control character");
     }
     Ok(())
