@@ -19,6 +19,7 @@
 
 #![forbid(unsafe_code)]
 
+mod flavor;
 mod members;
 mod text;
 mod types;
@@ -717,7 +718,20 @@ impl WireMessage for MailMsg {
 /// # Errors
 /// [`EncodeError::TooLarge`] when over the limit (callers split their data into smaller messages).
 pub fn encode<M: WireMessage>(msg: &M) -> Result<Bytes, EncodeError> {
-    let v = postcard::to_stdvec(msg)?;
+    encode_sized(msg, 0)
+}
+
+/// [`encode`] into a buffer that starts with room for `size_hint` bytes: a caller that knows
+/// about how large the message will be (a batch of entries) saves the buffer's regrowth and
+/// copies. The bytes are those of [`encode`]; the hint only sizes the first allocation.
+///
+/// # Errors
+/// As [`encode`].
+pub fn encode_sized<M: WireMessage>(msg: &M, size_hint: usize) -> Result<Bytes, EncodeError> {
+    let v = postcard::serialize_with_flavor(
+        msg,
+        flavor::VecOut::with_capacity(size_hint.min(M::MAX_LEN)),
+    )?;
     if v.len() > M::MAX_LEN {
         return Err(EncodeError::TooLarge {
             len: v.len(),

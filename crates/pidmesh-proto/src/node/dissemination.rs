@@ -22,6 +22,21 @@ pub(super) fn entry_budget(e: &WireEntry) -> usize {
     40 + e.key.name.len() + e.value.meta.len()
 }
 
+/// About the encoded size of a delta message: a little more than its entries' usual encoding
+/// (varint sequence number, kind, pid and clock reading: 12 to 20 bytes besides the name and
+/// the metadata), so the encoder's buffer is allocated once.
+pub(super) fn encoded_size_hint(msg: &DeltaMsg) -> usize {
+    let DeltaMsg::V1(b) = msg;
+    let d = &b.delta;
+    let entries: usize = d
+        .adds
+        .iter()
+        .chain(&d.released)
+        .map(|e| 20 + e.key.name.len() + e.value.meta.len())
+        .sum();
+    64 + b.origin.name.len() + 20 * d.seen.len() + entries
+}
+
 /// Cuts one origin's delta into pieces whose encoding stays under `budget` bytes.
 /// `items` are `(released?, entry)` sorted by sequence number and lying within `seen`.
 pub(super) fn split_origin_delta(
@@ -30,7 +45,12 @@ pub(super) fn split_origin_delta(
     budget: usize,
 ) -> Vec<OriginDelta> {
     let mut out = Vec::new();
+    // A piece holds at most this many entries (each costs at least 40 budget bytes): room for
+    // them is made once per piece instead of growing the vector entry by entry.
+    let most = budget / 40 + 1;
+    let mut left = items.size_hint().0;
     let mut cur = OriginDelta::default();
+    cur.adds.reserve(left.min(most));
     let mut size = 0;
     let mut start = 1;
     let mut last_seq = 0;
@@ -39,11 +59,13 @@ pub(super) fn split_origin_delta(
         if last_seq != 0 && size + b > budget {
             cur.seen = seen.clipped(start, last_seq).ranges().to_vec();
             out.push(std::mem::take(&mut cur));
+            cur.adds.reserve(left.min(most));
             start = last_seq + 1;
             size = 0;
         }
         size += b;
         last_seq = e.seq;
+        left = left.saturating_sub(1);
         if released {
             cur.released.push(e)
         } else {
@@ -58,17 +80,22 @@ pub(super) fn split_origin_delta(
     out
 }
 
-/// Merges two seq-sorted lists of entries into one, tagging released ones.
-pub(super) fn tagged(
-    adds: Vec<WireEntry>,
-    released: Vec<WireEntry>,
-) -> impl Iterator<Item = (bool, WireEntry)> {
-    let mut all: Vec<(bool, WireEntry)> = adds
-        .into_iter()
-        .map(|e| (false, e))
-        .chain(released.into_iter().map(|e| (true, e)))
-        .collect();
-    all.sort_by_key(|(_, e)| e.seq);
+/// Merges two lists of entries into one sorted by sequence number, tagging released ones.
+/// Adds already in order with nothing released (a batch of this node's own adds) are only
+/// tagged, not sorted.
+pub(super) fn tagged<I>(adds: I, released: Vec<WireEntry>) -> impl Iterator<Item = (bool, WireEntry)>
+where
+    I: IntoIterator<Item = WireEntry>,
+    I::IntoIter: ExactSizeIterator,
+{
+    let adds = adds.into_iter();
+    let mut all: Vec<(bool, WireEntry)> = Vec::with_capacity(adds.len() + released.len());
+    all.extend(adds.map(|e| (false, e)));
+    let in_order = released.is_empty() && all.is_sorted_by_key(|(_, e)| e.seq);
+    all.extend(released.into_iter().map(|e| (true, e)));
+    if !in_order {
+        all.sort_by_key(|(_, e)| e.seq);
+    }
     all.into_iter()
 }
 
@@ -267,15 +294,11 @@ impl Node {
         };
         let seen = delta.ctx.row(&self.me.node).cloned().unwrap_or_default();
         self.last_batch_adds = delta.adds.len().min(MAX_BATCH_HINT);
-        let adds: Vec<WireEntry> = delta
-            .adds
-            .into_iter()
-            .map(|(key, slot)| WireEntry {
-                seq: slot.dot.seq,
-                key,
-                value: slot.value,
-            })
-            .collect();
+        let adds = delta.adds.into_iter().map(|(key, slot)| WireEntry {
+            seq: slot.dot.seq,
+            key,
+            value: slot.value,
+        });
         let released: Vec<WireEntry> = seen
             .ranges()
             .iter()
@@ -293,7 +316,7 @@ impl Node {
                 origin: self.me.node.clone(),
                 delta: chunk,
             });
-            let payload = match wire::encode(&msg) {
+            let payload = match wire::encode_sized(&msg, encoded_size_hint(&msg)) {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::warn!(error = %e, "delta batch not encodable");
