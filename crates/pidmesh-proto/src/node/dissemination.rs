@@ -216,19 +216,33 @@ impl Node {
     /// node: its dot is fresh (the highest of ours plus one), so no pending removal covers it
     /// and merging it is appending it (what `Delta::merge` would do, without its checks). A
     /// new batch starts with room for as many adds as the last one carried.
+    ///
+    /// The dot's sequence number goes to `pending_own`, not to the batch's context: that costs
+    /// no search of the context's rows by node id. The two are folded together before anything
+    /// reads the batch's context (a merge, a push).
     pub(super) fn queue_own_add(&mut self, now: Instant, key: Key, slot: Slot<NodeId, Value>) {
         let p = self.pending.get_or_insert_with(|| {
             let mut d = Delta::default();
             d.adds.reserve(self.last_batch_adds);
             d
         });
-        p.ctx.insert(&slot.dot);
+        self.pending_own.insert(slot.dot.seq);
         p.adds.push((key, slot));
         self.schedule_push(now);
     }
 
+    /// The pending batch with its context complete (own adds' dots folded in), if any.
+    fn pending_batch(&mut self) -> Option<&mut Delta<NodeId, Key, Value>> {
+        let p = self.pending.as_mut()?;
+        if !self.pending_own.is_empty() {
+            let own = std::mem::take(&mut self.pending_own);
+            p.ctx.row_mut(&self.me.node).union_with(&own);
+        }
+        Some(p)
+    }
+
     pub(super) fn queue_delta(&mut self, now: Instant, delta: Delta<NodeId, Key, Value>) {
-        match &mut self.pending {
+        match self.pending_batch() {
             Some(p) => p.merge(delta),
             None => self.pending = Some(delta),
         }
@@ -289,6 +303,9 @@ impl Node {
 
     /// Pushes the pending batch to every live peer.
     pub(super) fn flush(&mut self) {
+        if self.pending_batch().is_none() {
+            return;
+        }
         let Some(delta) = self.pending.take() else {
             return;
         };
