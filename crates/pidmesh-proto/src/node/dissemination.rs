@@ -83,7 +83,10 @@ pub(super) fn split_origin_delta(
 /// Merges two lists of entries into one sorted by sequence number, tagging released ones.
 /// Adds already in order with nothing released (a batch of this node's own adds) are only
 /// tagged, not sorted.
-pub(super) fn tagged<I>(adds: I, released: Vec<WireEntry>) -> impl Iterator<Item = (bool, WireEntry)>
+pub(super) fn tagged<I>(
+    adds: I,
+    released: Vec<WireEntry>,
+) -> impl Iterator<Item = (bool, WireEntry)>
 where
     I: IntoIterator<Item = WireEntry>,
     I::IntoIter: ExactSizeIterator,
