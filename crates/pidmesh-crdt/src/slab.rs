@@ -14,8 +14,8 @@
 //! chunk; full chunks follow. With `SUB` = 4 a slab's spare places are fewer than 16, or at most
 //! a fifth of its capacity.
 //!
-//! Ids are handed out densely, so an id maps to its segment and place by arithmetic alone: ids
-//! past the segments take a shift and a mask, smaller ones a leading-zero count.
+//! Ids are handed out densely, so an id maps to its segment and place by arithmetic alone, without
+//! a branch: a leading-zero count, a minimum, shifts and a mask.
 
 /// The target size in bytes of one full chunk.
 pub(crate) const CHUNK_BYTES: usize = 32 * 1024;
@@ -66,7 +66,6 @@ impl<T> Slab<T> {
     };
     /// Places per full chunk.
     pub(crate) const CHUNK: usize = 1 << Self::CHUNK_BITS;
-    const MASK: u32 = (1 << Self::CHUNK_BITS) - 1;
     /// Ids below this one are in segments of 16 places.
     const LOW: u32 = 1 << (MIN_BITS + SUB_BITS);
     /// Ids below `2^SEGMENTED_BITS` (`SUB` full chunks' worth) are in segments.
@@ -75,23 +74,17 @@ impl<T> Slab<T> {
     const SEGMENTS: usize = ((Self::CHUNK_BITS - MIN_BITS + 1) as usize) << SUB_BITS;
 
     /// The segment or chunk holding `id`, and the place in it.
+    ///
+    /// One formula, without branches: `id` in `[2^b, 2^(b+1))` is in a segment of
+    /// `2^(b - SUB_BITS)` places, with `b` at least `MIN_BITS + SUB_BITS` (the segments of 16)
+    /// and at most `SEGMENTED_BITS` (the full chunks: `SUB` of them per doubling from there on
+    /// are exactly the chunks that follow, so the same arithmetic numbers them).
     #[inline]
     fn split(id: u32) -> (usize, usize) {
-        if id >> Self::SEGMENTED_BITS != 0 {
-            // Id `SUB << CHUNK_BITS` is the first full chunk's first place.
-            (
-                Self::SEGMENTS - SUB + (id >> Self::CHUNK_BITS) as usize,
-                (id & Self::MASK) as usize,
-            )
-        } else if id < Self::LOW {
-            ((id >> MIN_BITS) as usize, (id & ((1 << MIN_BITS) - 1)) as usize)
-        } else {
-            // `id` is in [2^b, 2^(b+1)), split in `SUB` segments of 2^(b - SUB_BITS) places.
-            let b = u32::BITS - 1 - id.leading_zeros();
-            let shift = b - SUB_BITS;
-            let seg = (((b - MIN_BITS - SUB_BITS) as usize) << SUB_BITS) + (id >> shift) as usize;
-            (seg, (id & ((1 << shift) - 1)) as usize)
-        }
+        let b = (u32::BITS - 1 - (id | Self::LOW).leading_zeros()).min(Self::SEGMENTED_BITS);
+        let shift = b - SUB_BITS;
+        let seg = (((b - MIN_BITS - SUB_BITS) as usize) << SUB_BITS) + (id >> shift) as usize;
+        (seg, (id & ((1 << shift) - 1)) as usize)
     }
 
     /// Places in segment or chunk `seg`.
@@ -136,11 +129,13 @@ impl<T> Slab<T> {
         Some(value)
     }
 
+    #[inline]
     fn place_mut(&mut self, id: u32) -> Option<&mut Option<T>> {
         let (c, i) = Self::split(id);
         self.chunks.get_mut(c)?.get_mut(i)
     }
 
+    #[inline]
     pub(crate) fn get(&self, id: u32) -> Option<&T> {
         let (c, i) = Self::split(id);
         self.chunks.get(c)?.get(i)?.as_ref()
