@@ -101,11 +101,11 @@ impl<T> Slab<T> {
     /// Stores `value`; returns its id.
     #[inline]
     pub(crate) fn insert(&mut self, value: T) -> u32 {
-        if let Some(id) = self.free.pop() {
-            if let Some(place) = self.place_mut(id) {
-                *place = Some(value);
-                return id;
-            }
+        if let Some(id) = self.free.pop()
+            && let Some(place) = self.place_mut(id)
+        {
+            *place = Some(value);
+            return id;
         }
         let id = self.next;
         let (seg, _) = Self::split(id);

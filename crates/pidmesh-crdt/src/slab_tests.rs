@@ -108,7 +108,11 @@ fn removed_ids_are_reused_before_growing() {
     assert_eq!(s.remove(3), Some(3));
     assert_eq!(s.remove(chunk + 2), Some(u64::from(chunk + 2)));
     assert_eq!(s.remove(3), None, "a freed id holds nothing");
-    assert_eq!(s.remove(chunk + 10), None, "an id never handed out holds nothing");
+    assert_eq!(
+        s.remove(chunk + 10),
+        None,
+        "an id never handed out holds nothing"
+    );
     assert_eq!(s.get(3), None);
     let a = s.insert(100);
     let b = s.insert(200);
