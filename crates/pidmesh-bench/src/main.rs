@@ -512,3 +512,22 @@ fn main() -> anyhow::Result<()> {
         .context("tokio runtime")?;
     rt.block_on(run(&scenario, &args, settings, command))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_args;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| (*s).to_string()).collect()
+    }
+
+    #[test]
+    fn help_is_not_an_error() {
+        for a in [&["--help"][..], &["-h"], &["scale", "--nodes", "10", "-h"]] {
+            assert!(matches!(parse_args(&args(a)), Ok(None)), "{a:?}");
+        }
+        assert!(matches!(parse_args(&args(&["scale"])), Ok(Some((s, _))) if s == "scale"));
+        assert!(parse_args(&args(&["scale", "--bogus"])).is_err());
+        assert!(parse_args(&args(&[])).is_err(), "a scenario is required");
+    }
+}
