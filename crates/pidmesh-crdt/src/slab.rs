@@ -28,7 +28,7 @@ const SUB: usize = 1 << SUB_BITS;
 const MIN_BITS: u32 = 4;
 
 /// Values stored at stable `u32` ids. Freed ids are reused before the storage grows.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Slab<T> {
     /// The segments, then the full chunks. Every one but the last is full (all its places are
     /// used or free); each is allocated at its final size and never pushed past it.
@@ -44,6 +44,28 @@ impl<T> Default for Slab<T> {
             chunks: Vec::new(),
             free: Vec::new(),
             next: 0,
+        }
+    }
+}
+
+impl<T: Clone> Clone for Slab<T> {
+    /// A copy whose segments have their full size too (a cloned `Vec` would have only its
+    /// length, and the last segment would then grow by reallocation).
+    fn clone(&self) -> Self {
+        let chunks = self
+            .chunks
+            .iter()
+            .enumerate()
+            .map(|(seg, chunk)| {
+                let mut copy = Vec::with_capacity(Self::places(seg));
+                copy.extend_from_slice(chunk);
+                copy
+            })
+            .collect();
+        Self {
+            chunks,
+            free: self.free.clone(),
+            next: self.next,
         }
     }
 }

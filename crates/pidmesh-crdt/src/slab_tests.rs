@@ -98,6 +98,34 @@ fn small_slab_stays_small() {
 }
 
 #[test]
+fn a_clone_keeps_full_size_segments() {
+    let mut s = Slab::<u64>::default();
+    for i in 0..100 {
+        s.insert(i);
+    }
+    s.remove(7);
+    let mut c = s.clone();
+    assert_eq!(
+        c.capacity(),
+        s.capacity(),
+        "the last segment is not cut to its length"
+    );
+    let first: *const u64 = c.get(0).expect("stored");
+    assert_eq!(c.insert(1000), 7, "the free list is copied");
+    for i in 100..112 {
+        assert_eq!(c.insert(i), i as u32);
+    }
+    assert_eq!(
+        c.capacity(),
+        s.capacity(),
+        "filled the copied segment in place"
+    );
+    assert!(std::ptr::eq(first, c.get(0).expect("stored")));
+    assert_eq!(s.get(7), None, "the original is untouched");
+    assert_eq!(s.get(100), None);
+}
+
+#[test]
 fn removed_ids_are_reused_before_growing() {
     let mut s = Slab::<u64>::default();
     let chunk = Slab::<u64>::CHUNK as u32;
