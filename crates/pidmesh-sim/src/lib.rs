@@ -153,7 +153,12 @@ pub struct Sim {
     stalls: BTreeMap<usize, Instant>,
     /// Extra loss on single directed links (see [`Sim::set_link_loss`]).
     link_loss: BTreeMap<(usize, usize), f64>,
+    /// Drops chosen messages (see [`Sim::set_drop_filter`]).
+    drop_filter: Option<DropFilter>,
 }
+
+/// Decides, for one message `(from, to, class, payload)`, whether the network drops it.
+pub type DropFilter = Box<dyn FnMut(usize, usize, TrafficClass, &[u8]) -> bool>;
 
 impl std::fmt::Debug for Sim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -199,6 +204,7 @@ impl Sim {
             scheduled: vec![None; config.nodes],
             stalls: BTreeMap::new(),
             link_loss: BTreeMap::new(),
+            drop_filter: None,
             config,
         };
         for i in 0..sim.config.nodes {
@@ -348,6 +354,12 @@ impl Sim {
         } else {
             self.link_loss.remove(&(from, to));
         }
+    }
+
+    /// Drops every message sent from now on for which `filter` returns true (on top of the link
+    /// behaviour), e.g. the SWIM packets carrying some update; `None` removes the filter.
+    pub fn set_drop_filter(&mut self, filter: Option<DropFilter>) {
+        self.drop_filter = filter;
     }
 
     /// Restores every link.
@@ -609,6 +621,12 @@ impl Sim {
         self.bytes_sent[slot] += payload.len() as u64;
         if let Some(host) = self.bytes_by_host.get_mut(from) {
             host[slot] += payload.len() as u64;
+        }
+        if let Some(f) = self.drop_filter.as_mut()
+            && f(from, to, class, &payload)
+        {
+            self.dropped += 1;
+            return;
         }
         let link = &self.link;
         if link.loss > 0.0 && self.rng.random_bool(link.loss.clamp(0.0, 1.0)) {

@@ -15,9 +15,11 @@ use std::time::Duration;
 /// members, seeds, discovered and remembered addresses). After the window, only the seed
 /// announcer's backoff and SWIM's periodic announce to down members remain.
 ///
-/// Not probed: members that told this node they leave, members that went down without this
-/// node ever seeing them suspected (how a graceful leave learned second-hand looks), and
-/// addresses a live member holds. A peer whose "down" verdict this node doubts (see
+/// Not probed: members that left gracefully, whether they told this node themselves or it
+/// learned of the leave second-hand (a leave is a SWIM "down" at incarnation 0, which a
+/// failure verdict never is: every node raises its incarnation to 1 when it starts), and
+/// addresses a live member holds. Every other member declared down is probed, whether this
+/// node saw it suspected or only heard of the verdict. A peer whose "down" verdict this node doubts (see
 /// `node/liveness.rs`) is probed too, so a stale verdict is settled by its renewal sooner.
 ///
 /// **Cost bound**: at most `max_per_tick` announces per `interval` in all (the targets are taken

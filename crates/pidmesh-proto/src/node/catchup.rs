@@ -14,7 +14,7 @@
 //! cannot make the newcomer take sequence numbers the origin never minted as seen; within that
 //! bound a slice's content is taken on the holder's word (docs/architecture.md §6).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -309,7 +309,14 @@ impl Node {
             DotSet::new()
         };
         let budget = self.config.sync_chunk_bytes.saturating_sub(1024).max(1024);
-        let chunks = split_origin_delta(&seen, adds.into_iter().map(|e| (false, e)), budget);
+        // Slices of any origin's row (this node keeps a removal log of its own only): cut by
+        // entries alone.
+        let chunks = split_origin_delta(
+            &seen,
+            adds.into_iter().map(|e| (false, e)),
+            budget,
+            &VecDeque::new(),
+        );
         let n = chunks.len();
         self.stats.fetches_answered += 1;
         for (i, delta) in chunks.into_iter().enumerate() {

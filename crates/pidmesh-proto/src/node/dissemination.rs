@@ -1,5 +1,6 @@
 //! Dissemination: batching this node's deltas, pushing them to live peers, and applying peers' deltas.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use pidmesh_crdt::{Delta, Dot, DotSet, Slot};
@@ -24,21 +25,28 @@ pub(super) fn entry_budget(e: &WireEntry) -> usize {
 
 /// Cuts one origin's delta into pieces whose encoding stays under `budget` bytes.
 /// `items` are `(released?, entry)` sorted by sequence number and lying within `seen`.
+/// `removals` is the origin's log of `(removing dot, removed dot)`, sorted by removing dot (see
+/// `Node::log_removal`; may be empty): each removed dot of `seen` travels in the piece of the
+/// dot that removed it (see [`keep_removals_whole`]).
 pub(super) fn split_origin_delta(
     seen: &DotSet,
     items: impl Iterator<Item = (bool, WireEntry)>,
     budget: usize,
+    removals: &VecDeque<(u64, u64)>,
 ) -> Vec<OriginDelta> {
     let mut out = Vec::new();
     let mut cur = OriginDelta::default();
     let mut size = 0;
     let mut start = 1;
     let mut last_seq = 0;
+    // The last sequence number of each piece but the last.
+    let mut ends = Vec::new();
     for (released, e) in items {
         let b = entry_budget(&e);
         if last_seq != 0 && size + b > budget {
             cur.seen = seen.clipped(start, last_seq).ranges().to_vec();
             out.push(std::mem::take(&mut cur));
+            ends.push(last_seq);
             start = last_seq + 1;
             size = 0;
         }
@@ -55,7 +63,77 @@ pub(super) fn split_origin_delta(
         cur.seen = rest.ranges().to_vec();
         out.push(cur);
     }
+    if out.len() > 1 {
+        keep_removals_whole(&mut out, &ends, seen, removals, budget);
+    }
     out
+}
+
+/// Moves each removed dot of `seen` (with its released entry, if any) into the piece of the dot
+/// that removed it, when they fell in different pieces (`ends`: the last sequence number of each
+/// piece but the last). A replacement's new entry and the removal of the old one then arrive,
+/// or get lost, together: a receiver never holds a removal without what it removed gone (or
+/// the reverse), which no removal in flight would explain to the next anti-entropy answer and
+/// which would cost a whole-row resend. Each piece takes in at most `budget / 2` bytes of moved
+/// dots (each at most one range of two varints), so pieces stay well under the message limit;
+/// dots past that stay where they were.
+fn keep_removals_whole(
+    pieces: &mut [OriginDelta],
+    ends: &[u64],
+    seen: &DotSet,
+    removals: &VecDeque<(u64, u64)>,
+    budget: usize,
+) {
+    /// Worst case of one moved dot in a piece's `seen`: a range of two 10-byte varints.
+    const MOVED_DOT_BYTES: usize = 20;
+    let Some(&(first, _)) = seen.ranges().first() else {
+        return;
+    };
+    let last = seen.max();
+    let piece_of = |seq: u64| ends.partition_point(|&end| end < seq);
+    let mut out: Vec<DotSet> = vec![DotSet::new(); pieces.len()];
+    let mut into: Vec<DotSet> = vec![DotSet::new(); pieces.len()];
+    let mut room = vec![budget / 2 / MOVED_DOT_BYTES; pieces.len()];
+    let from = removals.partition_point(|&(r, _)| r < first);
+    for &(by, removed) in removals.range(from..).take_while(|&&(r, _)| r <= last) {
+        if !seen.contains(by) || !seen.contains(removed) {
+            continue;
+        }
+        let (to, at) = (piece_of(by), piece_of(removed));
+        if to == at || room[to] == 0 {
+            continue;
+        }
+        room[to] -= 1;
+        out[at].insert(removed);
+        into[to].insert(removed);
+    }
+    for (k, piece) in pieces.iter_mut().enumerate() {
+        if out[k].is_empty() && into[k].is_empty() {
+            continue;
+        }
+        let mut s = DotSet::from_ranges(piece.seen.iter().copied()).difference(&out[k]);
+        s.union_with(&into[k]);
+        piece.seen = s.ranges().to_vec();
+    }
+    // Released entries follow their dot.
+    let mut moving: Vec<(usize, WireEntry)> = Vec::new();
+    for (k, piece) in pieces.iter_mut().enumerate() {
+        if out[k].is_empty() {
+            continue;
+        }
+        let (go, stay): (Vec<WireEntry>, Vec<WireEntry>) = std::mem::take(&mut piece.released)
+            .into_iter()
+            .partition(|e| out[k].contains(e.seq));
+        piece.released = stay;
+        moving.extend(go.into_iter().map(|e| (k, e)));
+    }
+    for (_, e) in moving {
+        if let Some(k) = into.iter().position(|d| d.contains(e.seq)) {
+            let list = &mut pieces[k].released;
+            let at = list.partition_point(|x| x.seq < e.seq);
+            list.insert(at, e);
+        }
+    }
 }
 
 /// Merges two seq-sorted lists of entries into one, tagging released ones.
@@ -286,9 +364,12 @@ impl Node {
                 value: v.clone(),
             })
             .collect();
-        for chunk in
-            split_origin_delta(&seen, tagged(adds, released), self.config.delta_batch_bytes)
-        {
+        for chunk in split_origin_delta(
+            &seen,
+            tagged(adds, released),
+            self.config.delta_batch_bytes,
+            &self.removals,
+        ) {
             let msg = DeltaMsg::V1(DeltaBatch {
                 origin: self.me.node.clone(),
                 delta: chunk,

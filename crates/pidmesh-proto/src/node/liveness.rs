@@ -100,14 +100,18 @@ impl Node {
                 return;
             };
             match update.state() {
-                State::Down if live && *update.id() == src => {
-                    self.liveness.leaving.insert(src.node.clone(), src.bump);
+                State::Down => {
+                    if live && *update.id() == src {
+                        self.liveness.leaving.insert(src.node.clone(), src.bump);
+                    }
+                    // Its incarnation tells a verdict from a leave (reconnect.rs).
+                    self.saw_down(now, update.id(), update.incarnation());
                 }
                 State::Suspect => {
                     let about = &update.id().node;
                     if live && *about != self.me.node {
-                        // A later "down" of this member is a verdict, not a leave (reconnect.rs).
-                        self.saw_suspected(now, about);
+                        // At which incarnation: a later "down" at 0 is a leave (reconnect.rs).
+                        self.saw_suspected(now, about, update.incarnation());
                     }
                     if live || *about == self.me.node {
                         self.heard_suspicion(now, &src, update.id());

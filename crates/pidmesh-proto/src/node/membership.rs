@@ -147,9 +147,14 @@ impl Node {
             self.send(dst.addr, TrafficClass::Membership, &msg);
         }
         while let Some((after, timer)) = self.swim_rt.to_schedule() {
-            if let foca::Timer::ChangeSuspectToDown { member_id, .. } = &timer {
-                // This node suspects `member_id` (its probe failed): a later "down" is a verdict.
-                self.saw_suspected(now, &member_id.node);
+            if let foca::Timer::ChangeSuspectToDown {
+                member_id,
+                incarnation,
+                ..
+            } = &timer
+            {
+                // This node suspects `member_id` (its probe failed), see reconnect.rs.
+                self.saw_suspected(now, &member_id.node, *incarnation);
             }
             self.schedule_swim(now, after, timer);
         }
@@ -200,6 +205,9 @@ impl Node {
                 // Until someone answers, we are not part of a cluster: announce at once.
                 self.me = me;
                 self.stats.rejoins += 1;
+                // A new identity starts at incarnation 0 again: raise it (reconnect.rs).
+                self.raise_incarnation();
+                self.drain_swim(now);
                 // Others declared us down and dropped our entries, singleton claims included.
                 // A running singleton needs no special care: the peers that vouched for it keep
                 // their promises until its lease ran out, and it stops then unless they vouch

@@ -179,6 +179,8 @@ mod conflicts;
 mod election;
 mod health;
 mod liveness;
+#[cfg(test)]
+mod split_tests;
 mod strict;
 
 impl Node {
@@ -247,6 +249,8 @@ impl Node {
             config,
             resolver,
         };
+        // Before the first packet: a verdict about this node then never carries incarnation 0.
+        node.raise_incarnation();
         node.timers.push(now, TimerKind::Announce(0));
         let first_sync = now + node.jitter(node.config.sync_interval);
         node.timers.push(first_sync, TimerKind::Sync);

@@ -12,18 +12,31 @@
 //! rotating cursor, so the rate is bounded whatever the cluster size. The timer runs only while
 //! something is in a window.
 //!
+//! Telling a failure from a graceful leave. Both reach a member as the same SWIM "down" update,
+//! mostly second-hand, but they differ in the SWIM incarnation the update carries:
+//! * foca announces a leave as the leaver's own identity down at incarnation 0, always;
+//! * a verdict carries the incarnation the member was suspected at, and every node raises its
+//!   own incarnation to 1 when it starts, before its first packet, and again right after it
+//!   renews its identity ([`Node::raise_incarnation`]): every header it sends carries it, so
+//!   the others know it at 1 or more, suspect it at 1 or more, and declare it down at 1 or
+//!   more. (The few packets foca sends with a renewal itself still carry 0: a verdict reached
+//!   on those alone falls under the rule for incarnation 0 below.)
+//!
+//! So a member declared down is probed when this node reached the verdict itself, or the
+//! "down" it received carries an incarnation above 0, or (a member that never raised its
+//! incarnation, e.g. one of an older release) carries 0 and this node saw it suspected at 0.
+//!
 //! Not probed:
-//! * members that told this node themselves they are leaving (foca's leave, see `liveness.rs`);
-//! * members that went down without this node ever seeing them suspected: a "down" verdict is
-//!   always preceded by a suspicion (this node's own, or one gossiped to it), a graceful leave
-//!   is not. So a leave learned second-hand is not probed either. (A true verdict this node
-//!   learned without seeing the suspicion first falls back to the seed announcer's backoff.)
+//! * members that told this node themselves they are leaving (foca's leave, see `liveness.rs`),
+//!   and members whose "down" carries incarnation 0 (a leave, learned second-hand), unless they
+//!   were suspected at incarnation 0;
 //! * addresses a live member holds, and anything once this node left.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use foca::{Incarnation, State};
 use pidmesh_wire::NodeId;
 
 use crate::member::Member;
@@ -44,29 +57,82 @@ pub(super) struct ReconnectState {
     cursor: Option<SocketAddr>,
     /// A `TimerKind::Reconnect` is pending.
     scheduled: bool,
-    /// Members seen suspected (by this node or in gossip), and when: only those are probed
-    /// once they go down.
-    suspected: HashMap<NodeId, Instant>,
+    /// Members seen suspected (by this node or in gossip): when, and at which incarnation.
+    suspected: HashMap<NodeId, (Instant, Incarnation)>,
+    /// Live peers reported down in a SWIM packet: the renewal (bump) the report was about, the
+    /// highest incarnation reported, and when.
+    down_seen: HashMap<NodeId, (u16, Incarnation, Instant)>,
+}
+
+/// Keeps `map` under [`SUSPECTED_CAP`] entries before `key` is added: the older half goes.
+fn make_room<V>(map: &mut HashMap<NodeId, V>, key: &NodeId, at: impl Fn(&V) -> Instant) {
+    if map.len() >= SUSPECTED_CAP && !map.contains_key(key) {
+        let mut times: Vec<Instant> = map.values().map(&at).collect();
+        times.sort_unstable();
+        let cut = times[times.len() / 2];
+        map.retain(|_, v| at(v) > cut);
+    }
 }
 
 impl Node {
-    /// `node` was seen suspected (this node started a suspicion, or a packet carried one).
-    pub(super) fn saw_suspected(&mut self, now: Instant, node: &NodeId) {
+    /// `node` was seen suspected at `incarnation` (this node started a suspicion, or a packet
+    /// carried one).
+    pub(super) fn saw_suspected(&mut self, now: Instant, node: &NodeId, incarnation: Incarnation) {
         let s = &mut self.reconnect.suspected;
-        if s.len() >= SUSPECTED_CAP && !s.contains_key(node) {
-            let mut times: Vec<Instant> = s.values().copied().collect();
-            times.sort_unstable();
-            let cut = times[times.len() / 2];
-            s.retain(|_, t| *t > cut);
+        make_room(s, node, |v| v.0);
+        s.insert(node.clone(), (now, incarnation));
+    }
+
+    /// A SWIM packet reports `m` down at `incarnation` (seen before foca applies it).
+    pub(super) fn saw_down(&mut self, now: Instant, m: &Member, incarnation: Incarnation) {
+        if self.peers.get(&m.node).is_none_or(|p| p.bump != m.bump) {
+            // Not a live peer here: foca reports no "down" for it (or did already).
+            return;
         }
-        s.insert(node.clone(), now);
+        let d = &mut self.reconnect.down_seen;
+        make_room(d, &m.node, |v| v.2);
+        let inc = match d.get(&m.node) {
+            Some(&(bump, inc, _)) if bump == m.bump => inc.max(incarnation),
+            _ => incarnation,
+        };
+        d.insert(m.node.clone(), (m.bump, inc, now));
+    }
+
+    /// Raises this node's SWIM incarnation to 1 (foca starts it at 0, and at 0 again after
+    /// renewing the identity), so that a verdict about this node never carries incarnation 0,
+    /// which only a graceful leave does. Done by handing foca a suspicion of itself, which it
+    /// refutes the standard way.
+    pub(super) fn raise_incarnation(&mut self) {
+        let me = foca::Member::new(self.me.clone(), 0, State::Suspect);
+        if let Err(e) = self
+            .swim
+            .apply_many(std::iter::once(me), true, &mut self.swim_rt)
+        {
+            tracing::debug!(error = %e, "raising the incarnation failed");
+        }
+    }
+
+    /// True if the "down" of `m` just applied is a failure verdict rather than a graceful leave
+    /// (see the module documentation).
+    fn is_verdict(&mut self, m: &Member) -> bool {
+        let suspected = self.reconnect.suspected.remove(&m.node).map(|(_, inc)| inc);
+        let seen = match self.reconnect.down_seen.remove(&m.node) {
+            Some((bump, inc, _)) if bump == m.bump => Some(inc),
+            _ => None,
+        };
+        match seen {
+            // Not from a packet: this node's own suspicion ran out.
+            None => true,
+            Some(inc) if inc > 0 => true,
+            Some(_) => suspected == Some(0),
+        }
     }
 
     /// SWIM declared `m` down (possibly a verdict this node doubts for now). Unless `m` left on
     /// purpose, its address is probed for `Reconnect::window` from now.
     pub(super) fn reconnect_down(&mut self, now: Instant, m: &Member, leaving: bool) {
-        let suspected = self.reconnect.suspected.remove(&m.node).is_some();
-        if self.config.reconnect.is_none() || leaving || !suspected || self.left {
+        let verdict = self.is_verdict(m);
+        if self.config.reconnect.is_none() || leaving || !verdict || self.left {
             return;
         }
         if m.addr != self.me.addr {

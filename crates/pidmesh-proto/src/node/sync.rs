@@ -349,7 +349,7 @@ impl Node {
             }));
         }
         let budget = self.config.sync_chunk_bytes.saturating_sub(1024).max(1024);
-        let chunks = split_origin_delta(&window, tagged(adds, released), budget);
+        let chunks = split_origin_delta(&window, tagged(adds, released), budget, &self.removals);
         let n = chunks.len();
         let done = job.remaining.is_empty();
         for (i, delta) in chunks.into_iter().enumerate() {
