@@ -24,14 +24,7 @@ fn sim(seed: u64) -> Sim {
         max_latency: Duration::from_millis(2),
         ..LinkConfig::default()
     };
-    let mut sim = Sim::new(cfg);
-    sim.run_until(
-        Duration::from_secs(60),
-        Duration::from_millis(10),
-        check::membership_agrees_ok,
-    )
-    .expect("the cluster forms");
-    sim
+    Sim::formed(cfg).expect("the cluster forms")
 }
 
 /// A formed cluster whose node 0 registered `NAMES` names (one pid), converged everywhere.
