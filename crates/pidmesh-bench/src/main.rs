@@ -185,7 +185,8 @@ fn repo_root() -> PathBuf {
         .unwrap_or_else(|| here.to_path_buf())
 }
 
-fn parse_args(args: &[String]) -> anyhow::Result<(String, Settings)> {
+/// Parses the command line; `None` when `-h`/`--help` asks for the usage.
+fn parse_args(args: &[String]) -> anyhow::Result<Option<(String, Settings)>> {
     let mut scenario = None;
     let mut kind = Kind::Quic;
     let mut size = None;
@@ -242,7 +243,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<(String, Settings)> {
                 ))
             }
             isolate::RESULT_FLAG => result_json = Some(PathBuf::from(value(a)?)),
-            "-h" | "--help" => bail!("{USAGE}"),
+            "-h" | "--help" => return Ok(None),
             s if !s.starts_with('-') && scenario.is_none() => scenario = Some(s.to_string()),
             other => bail!("unexpected argument {other:?}\n{USAGE}"),
         }
@@ -281,7 +282,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<(String, Settings)> {
         out: out.unwrap_or_else(repo_root),
         result_json,
     };
-    Ok((scenario, settings))
+    Ok(Some((scenario, settings)))
 }
 
 /// Runs one scenario into `results`, recording its wall time, or its error.
@@ -497,7 +498,10 @@ fn main() -> anyhow::Result<()> {
             .context("tokio runtime")?;
         return rt.block_on(node_process::run(&args[1..], || ALLOC.allocated()));
     }
-    let (scenario, settings) = parse_args(&args)?;
+    let Some((scenario, settings)) = parse_args(&args)? else {
+        println!("{USAGE}");
+        return Ok(());
+    };
     if scenario == "report" {
         return rerender(&settings.out);
     }
@@ -507,4 +511,23 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("tokio runtime")?;
     rt.block_on(run(&scenario, &args, settings, command))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_args;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| (*s).to_string()).collect()
+    }
+
+    #[test]
+    fn help_is_not_an_error() {
+        for a in [&["--help"][..], &["-h"], &["scale", "--nodes", "10", "-h"]] {
+            assert!(matches!(parse_args(&args(a)), Ok(None)), "{a:?}");
+        }
+        assert!(matches!(parse_args(&args(&["scale"])), Ok(Some((s, _))) if s == "scale"));
+        assert!(parse_args(&args(&["scale", "--bogus"])).is_err());
+        assert!(parse_args(&args(&[])).is_err(), "a scenario is required");
+    }
 }

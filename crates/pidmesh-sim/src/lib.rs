@@ -420,6 +420,19 @@ impl Sim {
         self.now = end;
     }
 
+    /// Builds a cluster (as [`Sim::new`]) and runs it until the membership of every live node
+    /// agrees, checked every 10 ms for at most a minute of virtual time. `None` if it does not
+    /// form in that time.
+    pub fn formed(config: SimConfig) -> Option<Self> {
+        let mut sim = Sim::new(config);
+        sim.run_until(
+            Duration::from_secs(60),
+            Duration::from_millis(10),
+            check::membership_agrees_ok,
+        )?;
+        Some(sim)
+    }
+
     /// Runs until `cond` holds (checked every `step`) or `limit` passes; returns the virtual
     /// time it took, or `None` on timeout.
     pub fn run_until(

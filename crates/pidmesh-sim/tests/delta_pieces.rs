@@ -11,7 +11,7 @@ use std::time::Duration;
 use std::cell::Cell;
 use std::rc::Rc;
 
-use pidmesh_proto::{Config, Key, TrafficClass};
+use pidmesh_proto::{Config, Key, Pid, TrafficClass};
 use pidmesh_sim::{LinkConfig, Sim, SimConfig, check};
 
 const NAMES: usize = 4_000;
@@ -24,27 +24,11 @@ fn sim(seed: u64) -> Sim {
         max_latency: Duration::from_millis(2),
         ..LinkConfig::default()
     };
-    let mut sim = Sim::new(cfg);
-    sim.run_until(
-        Duration::from_secs(60),
-        Duration::from_millis(10),
-        check::membership_agrees_ok,
-    )
-    .expect("the cluster forms");
-    sim
+    Sim::formed(cfg).expect("the cluster forms")
 }
 
-fn full_syncs(sim: &Sim) -> u64 {
-    (0..3)
-        .filter_map(|i| sim.node(i).map(|n| n.stats().full_syncs))
-        .sum()
-}
-
-/// Registers `NAMES` names on node 0, then replaces every one (new metadata) in one instant,
-/// dropping the `lost`-th delta message from node 0 to node 1 sent from then on (0 = none).
-/// Returns the whole-row resends until every node holds the same state, and how many delta
-/// messages carried the replacements.
-fn replace_all_losing(seed: u64, lost: usize) -> (u64, usize) {
+/// A formed cluster whose node 0 registered `NAMES` names (one pid), converged everywhere.
+fn registered(seed: u64) -> (Sim, Pid, Vec<Key>) {
     let mut sim = sim(seed);
     let pid = sim.spawn(0).expect("runs");
     let keys: Vec<Key> = (0..NAMES)
@@ -59,6 +43,21 @@ fn replace_all_losing(seed: u64, lost: usize) -> (u64, usize) {
         check::converged,
     )
     .expect("converges");
+    (sim, pid, keys)
+}
+
+fn full_syncs(sim: &Sim) -> u64 {
+    (0..3)
+        .filter_map(|i| sim.node(i).map(|n| n.stats().full_syncs))
+        .sum()
+}
+
+/// Registers `NAMES` names on node 0, then replaces every one (new metadata) in one instant,
+/// dropping the `lost`-th delta message from node 0 to node 1 sent from then on (0 = none).
+/// Returns the whole-row resends until every node holds the same state, and how many delta
+/// messages carried the replacements.
+fn replace_all_losing(seed: u64, lost: usize) -> (u64, usize) {
+    let (mut sim, pid, keys) = registered(seed);
     let before = full_syncs(&sim);
     let sent = Rc::new(Cell::new(0usize));
     let counter = sent.clone();
@@ -110,20 +109,7 @@ fn losing_one_piece_of_a_batch_of_replacements_costs_no_whole_row_resend() {
 /// converged (a lost piece repaired by anti-entropy); returns the whole-row resends and the
 /// messages the network dropped.
 fn replace_rounds_lossy(seed: u64, rounds: usize, loss: f64) -> (u64, u64) {
-    let mut sim = sim(seed);
-    let pid = sim.spawn(0).expect("runs");
-    let keys: Vec<Key> = (0..NAMES)
-        .map(|k| Key::name(format!("big/{k:05}")))
-        .collect();
-    for k in &keys {
-        sim.register(0, &k.name, &pid).expect("registers");
-    }
-    sim.run_until(
-        Duration::from_secs(30),
-        Duration::from_millis(10),
-        check::converged,
-    )
-    .expect("converges");
+    let (mut sim, pid, keys) = registered(seed);
     let before = full_syncs(&sim);
     let dropped = sim.dropped;
     sim.set_link(LinkConfig {

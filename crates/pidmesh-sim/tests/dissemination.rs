@@ -265,3 +265,45 @@ fn one_at_a_time_changes_after_load_leave_at_once_again() {
         converged(&mut sim);
     }
 }
+
+/// Adds and removals of them made while one batch waits: the batch carries the survivors
+/// only, so the peers never see a removed entry, not even for a moment.
+#[test]
+fn an_add_removed_while_its_batch_waits_never_reaches_the_peers() {
+    let seed = 0xd1_0051u64;
+    let mut sim = cluster(seed);
+    let pid = sim.spawn(0).expect("runs");
+    // The first change leaves at once; the rest wait for the next push, one gap later.
+    register_now(&mut sim, &pid, "held/first");
+    let n = 200;
+    let gone: Vec<bool> = (0..n).map(|_| sim.rng().random_bool(0.5)).collect();
+    sim.with_node(0, |node, now| {
+        for i in 0..n {
+            node.register(now, &format!("held/{i:03}"), &pid, bytes::Bytes::new())
+                .expect("registers");
+        }
+        for (i, _) in gone.iter().enumerate().filter(|(_, g)| **g) {
+            node.unregister(now, &format!("held/{i:03}"), &pid)
+                .expect("unregisters");
+        }
+    })
+    .expect("node 0 runs");
+    let last_kept = (0..n).rev().find(|i| !gone[*i]).expect("one is kept");
+    let mut seen_removed = 0;
+    let took = sim.run_until(Duration::from_secs(1), STEP, |s| {
+        for peer in 1..3 {
+            let Some(node) = s.node(peer) else { continue };
+            seen_removed += (0..n)
+                .filter(|i| gone[*i] && node.lookup(&format!("held/{i:03}")).is_some())
+                .count();
+        }
+        visible(s, &format!("held/{last_kept:03}"))
+    });
+    assert!(took.is_some(), "the batch arrived");
+    assert_eq!(seen_removed, 0, "a removed entry reached a peer");
+    for (i, removed) in gone.iter().enumerate() {
+        let name = format!("held/{i:03}");
+        assert_eq!(visible(&sim, &name), !removed, "{name}");
+    }
+    converged(&mut sim);
+}

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use pidmesh_proto::{Config, Reconnect};
-use pidmesh_sim::{LinkConfig, Sim, SimConfig, check, contest};
+use pidmesh_sim::{LinkConfig, Sim, SimConfig, contest};
 
 /// One-way delay of every simulated link here (a fixed 2 ms: round trips of 4 ms).
 const ONE_WAY: Duration = Duration::from_millis(2);
@@ -21,14 +21,7 @@ fn sim_with(nodes: usize, seed: u64, node: Config) -> Sim {
         max_latency: ONE_WAY,
         ..LinkConfig::default()
     };
-    let mut sim = Sim::new(cfg);
-    sim.run_until(
-        Duration::from_secs(60),
-        Duration::from_millis(10),
-        check::membership_agrees_ok,
-    )
-    .expect("the cluster forms");
-    sim
+    Sim::formed(cfg).expect("the cluster forms")
 }
 
 /// What a heal looked like: heal → first contact across the link, heal → one winner everywhere.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Buf;
 use foca::{Codec, PostcardCodec, State};
 use pidmesh_proto::{Config, Member, TrafficClass};
-use pidmesh_sim::{LinkConfig, Sim, SimConfig, check};
+use pidmesh_sim::{LinkConfig, Sim, SimConfig};
 use pidmesh_wire::Datagram;
 
 fn sim_with(nodes: usize, seed: u64, node: Config) -> Sim {
@@ -18,14 +18,7 @@ fn sim_with(nodes: usize, seed: u64, node: Config) -> Sim {
         max_latency: Duration::from_millis(2),
         ..LinkConfig::default()
     };
-    let mut sim = Sim::new(cfg);
-    sim.run_until(
-        Duration::from_secs(60),
-        Duration::from_millis(10),
-        check::membership_agrees_ok,
-    )
-    .expect("the cluster forms");
-    sim
+    Sim::formed(cfg).expect("the cluster forms")
 }
 
 /// The states a SWIM datagram reports about the node named `about`.

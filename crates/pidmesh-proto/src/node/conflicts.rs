@@ -146,6 +146,10 @@ impl Node {
     /// is decided; that marks their names again, and they are checked once more with fewer
     /// candidates.
     fn resolve_dirty(&mut self, now: Instant) {
+        // The common case after a local registration: nothing marked, nothing to sort or drop.
+        if self.dirty.0.is_empty() {
+            return;
+        }
         loop {
             let batch = self.dirty.take_sorted();
             if batch.is_empty() {

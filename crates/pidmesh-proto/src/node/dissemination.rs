@@ -23,6 +23,21 @@ pub(super) fn entry_budget(e: &WireEntry) -> usize {
     40 + e.key.name.len() + e.value.meta.len()
 }
 
+/// About the encoded size of a delta message: a little more than its entries' usual encoding
+/// (varint sequence number, kind, pid and clock reading: 12 to 20 bytes besides the name and
+/// the metadata), so the encoder's buffer is allocated once.
+pub(super) fn encoded_size_hint(msg: &DeltaMsg) -> usize {
+    let DeltaMsg::V1(b) = msg;
+    let d = &b.delta;
+    let entries: usize = d
+        .adds
+        .iter()
+        .chain(&d.released)
+        .map(|e| 20 + e.key.name.len() + e.value.meta.len())
+        .sum();
+    64 + b.origin.name.len() + 20 * d.seen.len() + entries
+}
+
 /// Cuts one origin's delta into pieces whose encoding stays under `budget` bytes.
 /// `items` are `(released?, entry)` sorted by sequence number and lying within `seen`.
 /// `removals` is the origin's log of `(removing dot, removed dot)`, sorted by removing dot (see
@@ -35,7 +50,12 @@ pub(super) fn split_origin_delta(
     removals: &VecDeque<(u64, u64)>,
 ) -> Vec<OriginDelta> {
     let mut out = Vec::new();
+    // A piece holds at most this many entries (each costs at least 40 budget bytes): room for
+    // them is made once per piece instead of growing the vector entry by entry.
+    let most = budget / 40 + 1;
+    let mut left = items.size_hint().0;
     let mut cur = OriginDelta::default();
+    cur.adds.reserve(left.min(most));
     let mut size = 0;
     let mut start = 1;
     let mut last_seq = 0;
@@ -46,12 +66,14 @@ pub(super) fn split_origin_delta(
         if last_seq != 0 && size + b > budget {
             cur.seen = seen.clipped(start, last_seq).ranges().to_vec();
             out.push(std::mem::take(&mut cur));
+            cur.adds.reserve(left.min(most));
             ends.push(last_seq);
             start = last_seq + 1;
             size = 0;
         }
         size += b;
         last_seq = e.seq;
+        left = left.saturating_sub(1);
         if released {
             cur.released.push(e)
         } else {
@@ -136,17 +158,25 @@ fn keep_removals_whole(
     }
 }
 
-/// Merges two seq-sorted lists of entries into one, tagging released ones.
-pub(super) fn tagged(
-    adds: Vec<WireEntry>,
+/// Merges two lists of entries into one sorted by sequence number, tagging released ones.
+/// Adds already in order with nothing released (a batch of this node's own adds) are only
+/// tagged, not sorted.
+pub(super) fn tagged<I>(
+    adds: I,
     released: Vec<WireEntry>,
-) -> impl Iterator<Item = (bool, WireEntry)> {
-    let mut all: Vec<(bool, WireEntry)> = adds
-        .into_iter()
-        .map(|e| (false, e))
-        .chain(released.into_iter().map(|e| (true, e)))
-        .collect();
-    all.sort_by_key(|(_, e)| e.seq);
+) -> impl Iterator<Item = (bool, WireEntry)>
+where
+    I: IntoIterator<Item = WireEntry>,
+    I::IntoIter: ExactSizeIterator,
+{
+    let adds = adds.into_iter();
+    let mut all: Vec<(bool, WireEntry)> = Vec::with_capacity(adds.len() + released.len());
+    all.extend(adds.map(|e| (false, e)));
+    let in_order = released.is_empty() && all.is_sorted_by_key(|(_, e)| e.seq);
+    all.extend(released.into_iter().map(|e| (true, e)));
+    if !in_order {
+        all.sort_by_key(|(_, e)| e.seq);
+    }
     all.into_iter()
 }
 
@@ -267,19 +297,33 @@ impl Node {
     /// node: its dot is fresh (the highest of ours plus one), so no pending removal covers it
     /// and merging it is appending it (what `Delta::merge` would do, without its checks). A
     /// new batch starts with room for as many adds as the last one carried.
+    ///
+    /// The dot's sequence number goes to `pending_own`, not to the batch's context: that costs
+    /// no search of the context's rows by node id. The two are folded together before anything
+    /// reads the batch's context (a merge, a push).
     pub(super) fn queue_own_add(&mut self, now: Instant, key: Key, slot: Slot<NodeId, Value>) {
         let p = self.pending.get_or_insert_with(|| {
             let mut d = Delta::default();
             d.adds.reserve(self.last_batch_adds);
             d
         });
-        p.ctx.insert(&slot.dot);
+        self.pending_own.insert(slot.dot.seq);
         p.adds.push((key, slot));
         self.schedule_push(now);
     }
 
+    /// The pending batch with its context complete (own adds' dots folded in), if any.
+    fn pending_batch(&mut self) -> Option<&mut Delta<NodeId, Key, Value>> {
+        let p = self.pending.as_mut()?;
+        if !self.pending_own.is_empty() {
+            let own = std::mem::take(&mut self.pending_own);
+            p.ctx.row_mut(&self.me.node).union_with(&own);
+        }
+        Some(p)
+    }
+
     pub(super) fn queue_delta(&mut self, now: Instant, delta: Delta<NodeId, Key, Value>) {
-        match &mut self.pending {
+        match self.pending_batch() {
             Some(p) => p.merge(delta),
             None => self.pending = Some(delta),
         }
@@ -340,20 +384,19 @@ impl Node {
 
     /// Pushes the pending batch to every live peer.
     pub(super) fn flush(&mut self) {
+        if self.pending_batch().is_none() {
+            return;
+        }
         let Some(delta) = self.pending.take() else {
             return;
         };
         let seen = delta.ctx.row(&self.me.node).cloned().unwrap_or_default();
         self.last_batch_adds = delta.adds.len().min(MAX_BATCH_HINT);
-        let adds: Vec<WireEntry> = delta
-            .adds
-            .into_iter()
-            .map(|(key, slot)| WireEntry {
-                seq: slot.dot.seq,
-                key,
-                value: slot.value,
-            })
-            .collect();
+        let adds = delta.adds.into_iter().map(|(key, slot)| WireEntry {
+            seq: slot.dot.seq,
+            key,
+            value: slot.value,
+        });
         let released: Vec<WireEntry> = seen
             .ranges()
             .iter()
@@ -374,7 +417,7 @@ impl Node {
                 origin: self.me.node.clone(),
                 delta: chunk,
             });
-            let payload = match wire::encode(&msg) {
+            let payload = match wire::encode_sized(&msg, encoded_size_hint(&msg)) {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::warn!(error = %e, "delta batch not encodable");

@@ -76,6 +76,9 @@ pub struct Node {
     announce_every: Duration,
     announce_gen: u64,
     pending: Option<Delta<NodeId, Key, Value>>,
+    /// The dots of own adds appended to `pending` whose context does not list them yet (folded
+    /// in before the batch is merged into or pushed; see `queue_own_add`).
+    pending_own: DotSet,
     /// How many adds the last pushed batch carried: a new batch reserves that much room.
     last_batch_adds: usize,
     flush_scheduled: bool,
@@ -213,6 +216,7 @@ impl Node {
             announce_every: config.announce_min,
             announce_gen: 0,
             pending: None,
+            pending_own: DotSet::new(),
             last_batch_adds: 0,
             flush_scheduled: false,
             last_push: None,
