@@ -357,24 +357,6 @@ where
         (hash, (hash >> 32) as usize & (SHARDS - 1))
     }
 
-    /// Makes room in every shard's key table for about `additional` more keys in all (spread
-    /// by hash, with some slack for the unevenness of the spread), so that a bulk insert does
-    /// not grow the tables step by step.
-    #[allow(dead_code)] // offered to bulk paths; the map does not call it yet
-    pub(crate) fn reserve(&self, additional: usize) {
-        // Keys land in shards at random: a shard's share deviates by about its square root.
-        let share = additional / SHARDS;
-        let per_shard = share + share.isqrt() * 3 + 16;
-        for s in self.shards.iter() {
-            let mut guard = write(s);
-            let Shard { table, keys, .. } = &mut *guard;
-            let hasher = &self.hasher;
-            table.reserve(per_shard, |i| {
-                keys.get(i).map_or(0, |k| hasher.hash_one(&k.key))
-            });
-        }
-    }
-
     /// Makes `actor` known to readers under `index` (indices are handed out in order).
     pub(crate) fn push_actor(&self, actor: &A) {
         for s in self.shards.iter() {
@@ -393,7 +375,6 @@ where
             heads,
             ..
         } = &mut *guard;
-        let hasher = &self.hasher;
         let packed = pack(actor, seq);
         // One probe finds the key or the place for it.
         let kid = match table.entry(hash, |i| keys.get(i).is_some_and(|k| k.key == key)) {
@@ -406,9 +387,7 @@ where
                         value: None,
                         dot: 0,
                     });
-                    table.insert_vacant(vacant, hash, kid, |i| {
-                        keys.get(i).map_or(0, |k| hasher.hash_one(&k.key))
-                    });
+                    table.insert_vacant(vacant, hash, kid);
                     return gid(
                         si,
                         Place::Extra(push_extra(keys, extra, heads, kid, actor, seq, value)),
@@ -419,9 +398,7 @@ where
                     value: Some(value),
                     dot: packed,
                 });
-                table.insert_vacant(vacant, hash, kid, |i| {
-                    keys.get(i).map_or(0, |k| hasher.hash_one(&k.key))
-                });
+                table.insert_vacant(vacant, hash, kid);
                 return gid(si, Place::Inline(kid));
             }
         };
@@ -478,8 +455,7 @@ where
         };
         let krec = keys.get(kid)?;
         let key = if krec.value.is_none() && !krec.has_more() {
-            let hash = self.hasher.hash_one(&krec.key);
-            table.remove(hash, kid);
+            table.remove(kid);
             keys.remove(kid)?.key
         } else {
             krec.key.clone()
