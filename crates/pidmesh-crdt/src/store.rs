@@ -179,8 +179,11 @@ impl<A, K, V> Shard<A, K, V> {
     fn iter<'a>(&'a self, kid: u32, k: &'a KeyRec<K, V>) -> SlotIter<'a, A, K, V> {
         let head = head_of(&self.heads, kid, k);
         let mut left = usize::from(k.value.is_some());
+        // Most keys have no extra entries: skip the slab's id arithmetic for `NIL` then.
         let mut cur = head;
-        while let Some(r) = self.extra.get(cur) {
+        while cur != NIL
+            && let Some(r) = self.extra.get(cur)
+        {
             left += 1;
             cur = r.next;
         }

@@ -214,7 +214,7 @@ impl Table {
 
     /// The probe of [`Table::find`] and [`Table::entry`]; notes the first group with an empty
     /// slot if `VACANT`.
-    #[inline(always)]
+    #[inline]
     fn probe_for<const VACANT: bool>(
         &self,
         hash: u64,
@@ -275,8 +275,21 @@ impl Table {
         self.groups = vec![Group::default(); groups];
         self.len = 0;
         let mut shorts = std::mem::take(&mut self.shorts);
+        let mask = groups - 1;
         for (id, &short) in shorts.iter().enumerate() {
-            if short != 0 {
+            if short == 0 {
+                continue;
+            }
+            // Most ids find room in their home group: fill it in place, without the probe loop.
+            if let Some(group) = self.groups.get_mut(home(short, mask))
+                && let Some(i) = group.first_empty()
+                && let (Some(t), Some(slot)) = (group.header.get_mut(i), group.ids.get_mut(i))
+                && i < SLOTS
+            {
+                *t = short_tag(short);
+                *slot = id as u32;
+                self.len += 1;
+            } else {
                 self.place(short, id as u32);
             }
         }
