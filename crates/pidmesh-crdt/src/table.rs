@@ -274,7 +274,7 @@ impl Table {
         self.groups = Vec::new();
         self.groups = vec![Group::default(); groups];
         self.len = 0;
-        let mut shorts = std::mem::take(&mut self.shorts);
+        let shorts = std::mem::take(&mut self.shorts);
         let mask = groups - 1;
         for (id, &short) in shorts.iter().enumerate() {
             if short == 0 {
@@ -293,8 +293,6 @@ impl Table {
                 self.place(short, id as u32);
             }
         }
-        // Room for the ids of the new capacity, so that inserts only write.
-        shorts.reserve(self.capacity().saturating_sub(shorts.len()));
         self.shorts = shorts;
     }
 
