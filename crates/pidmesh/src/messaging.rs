@@ -714,6 +714,39 @@ impl Registry {
     /// See [`CallError`].
     ///
     /// Cancel-safe: dropping the future abandons the call (a later reply is counted as late).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use pidmesh::{Config, Registry};
+    /// # let net = pidmesh_transport::MemNetwork::new(1);
+    /// # let registry = Registry::builder()
+    /// #     .node_name("n1")
+    /// #     .config(Config::local())
+    /// #     .transport(net.bind_named("n1"))
+    /// #     .start()
+    /// #     .await?;
+    /// use std::time::Duration;
+    /// use pidmesh::{CallError, ReplyError};
+    ///
+    /// let (server, mut inbox) = registry.spawn_mailbox()?;
+    /// let serving = tokio::spawn(async move {
+    ///     // Answer one request, then exit (the mailbox drops with the task).
+    ///     if let Some(m) = inbox.recv().await {
+    ///         m.reply(format!("hello {}", String::from_utf8_lossy(&m.body)))?;
+    ///     }
+    ///     Ok::<_, ReplyError>(())
+    /// });
+    /// let answer = registry.call(&server, "bob", Duration::from_secs(1)).await?;
+    /// assert_eq!(&answer[..], b"hello bob");
+    /// serving.await??;
+    /// // The server has exited: a call now fails at once, not at its timeout.
+    /// let err = registry.call(&server, "again", Duration::from_secs(10)).await.unwrap_err();
+    /// assert_eq!(err, CallError::NoSuchProcess(server));
+    /// # registry.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn call(
         &self,
         to: &Pid,

@@ -178,6 +178,38 @@ impl Registry {
     /// [`SingletonError::Stopped`] if the node has stopped. Nothing changed on error.
     ///
     /// Cancel-safe: it completes without waiting.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use pidmesh::{Config, Registry};
+    /// # let net = pidmesh_transport::MemNetwork::new(1);
+    /// # let registry = Registry::builder()
+    /// #     .node_name("n1")
+    /// #     .config(Config::local())
+    /// #     .transport(net.bind_named("n1"))
+    /// #     .start()
+    /// #     .await?;
+    /// use std::time::Duration;
+    /// use pidmesh::{SingletonContext, SingletonPolicy, StopReason};
+    ///
+    /// let mut job = registry
+    ///     .singleton("nightly", SingletonPolicy::Available, |cx: SingletonContext| async move {
+    ///         cx.cancel.cancelled().await; // the work goes here; return when told to stop
+    ///     })
+    ///     .await?;
+    /// tokio::time::timeout(Duration::from_secs(5), async {
+    ///     while !job.is_running() {
+    ///         job.changed().await;
+    ///     }
+    /// })
+    /// .await?;
+    /// assert_eq!(registry.lookup("nightly").map(|e| e.pid), Some(job.pid().clone()));
+    /// registry.shutdown().await; // stops the run first, then releases the name
+    /// assert_eq!(job.status().last_stop, Some(StopReason::Shutdown));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn singleton<F, Fut>(
         &self,
         name: &str,
@@ -193,7 +225,7 @@ impl Registry {
     }
 
     /// [`Registry::singleton`] whose claim on the name carries the application metadata
-    /// `meta`, which a custom resolver can read ([`pidmesh_proto::Entry::app_meta`]; a running
+    /// `meta`, which a custom resolver can read ([`Entry::app_meta`](crate::Entry::app_meta); a running
     /// claim's metadata is the running marker followed by `meta`).
     ///
     /// # Errors
