@@ -228,7 +228,23 @@ async fn service_directory_over_quic() {
         DownReason::NoProc
     );
 
-    // 5. A new worker on node 1 takes the name over; the clients find it.
+    // 5. The same with caller and callee on one node: a worker on node 1 takes a request,
+    //    does not answer it, and exits; the local caller gets `NoSuchProcess` at once.
+    let wl = start_worker(&n1, "local").await;
+    let hl = n1.lookup_typed(&SVC).expect("registered here");
+    assert_eq!(hl.pid(), &wl.pid);
+    let pending = tokio::spawn(async move { hl.call(&Req::Ignore, Duration::from_secs(20)).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let wl_pid = wl.pid.pid().clone();
+    wl.stop.send(()).expect("worker running");
+    let r = within(STEP, "local pending call", pending)
+        .await
+        .expect("task");
+    assert_eq!(r.unwrap_err(), CallError::NoSuchProcess(wl_pid.clone()));
+    drop(wl.reg);
+    assert_eq!(unregistered(&mut ev2, &wl_pid).await, Reason::Normal);
+
+    // 6. A new worker on node 1 takes the name over; the clients find it.
     let w2 = start_worker(&n1, "w2").await;
     let h2 = within(STEP, "new holder", n2.lookup_typed_timeout(&SVC, STEP))
         .await
@@ -242,7 +258,7 @@ async fn service_directory_over_quic() {
     let h2_from_0 = within(STEP, "w2 on node 0", n0.lookup_typed_timeout(&SVC, STEP)).await;
     assert_eq!(h2_from_0.expect("w2").pid(), &w2.pid);
 
-    // 6. Node 1 leaves gracefully: the watcher is told `NodeLeft`, the name goes at once,
+    // 7. Node 1 leaves gracefully: the watcher is told `NodeLeft`, the name goes at once,
     //    and a call to the old pid fails with `NodeDown` without waiting for its timeout.
     let watch2 = n2.monitor(w2.pid.pid());
     let leave = Instant::now();
@@ -266,7 +282,7 @@ async fn service_directory_over_quic() {
     println!("leave → name gone on node 2: {:?}", leave.elapsed());
     drop(w2);
 
-    // 7. A worker on node 0, and node 0 crashes while a call to it waits: the call fails
+    // 8. A worker on node 0, and node 0 crashes while a call to it waits: the call fails
     //    with `NodeDown` once failure detection declares the node down (about a second
     //    with `Config::local`), and the watcher is told `NodeDown`.
     let w3 = start_worker(&n0, "w3").await;

@@ -210,10 +210,9 @@ async fn worker_pool_over_tcp() {
         }
     }
     for s in run1.iter().chain(&run2) {
-        until(STEP, "pools visible everywhere", || {
-            s.members_of(GROUP).len() == if s.name() == "run-1" { 6 } else { 3 }
-        })
-        .await;
+        let want = if s.name() == "run-1" { 6 } else { 3 };
+        let seen = s.wait_for_group_members(GROUP, want, STEP).await;
+        assert_eq!(seen, want, "pool visible everywhere");
     }
     assert_eq!(
         nodes[0].members_of(GROUP).len(),
@@ -275,10 +274,8 @@ async fn worker_pool_over_tcp() {
             start_worker(&run1[i], name, log1.clone()).await,
         );
     }
-    until(STEP, "new workers visible to the dispatcher", || {
-        run1[0].members_of(GROUP).len() == 6
-    })
-    .await;
+    let seen = run1[0].wait_for_group_members(GROUP, 6, STEP).await;
+    assert_eq!(seen, 6, "new workers visible to the dispatcher");
     let at_join = done.load(Ordering::SeqCst);
 
     let outcomes = within(STEP * 4, "all jobs", dispatcher)
