@@ -243,6 +243,10 @@ async fn service_directory_over_quic() {
     assert_eq!(r.unwrap_err(), CallError::NoSuchProcess(wl_pid.clone()));
     drop(wl.reg);
     assert_eq!(unregistered(&mut ev2, &wl_pid).await, Reason::Normal);
+    until(STEP, "the local worker's removal reaches node 0", || {
+        n0.lookup(SVC.name()).is_none()
+    })
+    .await;
 
     // 6. A new worker on node 1 takes the name over; the clients find it.
     let w2 = start_worker(&n1, "w2").await;

@@ -152,6 +152,19 @@ async fn singleton_job_across_a_partition() {
     );
     only_one(&runs);
     let second_pid = handles[second].as_ref().unwrap().pid().clone();
+    // On the cut-off side the name may show this node's own new claim, which cannot run
+    // without a quorum: `is_running_claim` tells it apart, and a call to it fails.
+    for _ in 0..4 {
+        if let Some(e) = nodes[first].lookup(JOB) {
+            assert!(!e.is_running_claim(), "nothing runs on the minority side");
+            let r = nodes[first].call(&e.pid, "run", STEP).await;
+            assert!(
+                matches!(r, Err(CallError::NoSuchProcess(_) | CallError::NodeDown(_))),
+                "{r:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let other = 3 - first - second;
     until(STEP, "the new runner visible on the majority", || {
         nodes[other]
