@@ -13,6 +13,9 @@
 //! Every step is asserted; waits are bounded and their limits generous (the figures the
 //! docs give times ten or more), so a loaded machine slows the tests but does not fail them.
 
+// Tests: a failed step is a panic with the value that failed it.
+#![allow(clippy::unwrap_used)]
+
 mod service_directory;
 mod singleton_job;
 mod support;
