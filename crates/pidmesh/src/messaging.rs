@@ -577,7 +577,10 @@ fn on_mail_v2(
             };
             match err {
                 Some(e) => shared.complete_call(&from, id, Err(e)),
-                None => shared.complete_call(&from, id, Err(CallError::Timeout)),
+                // The call already ended (timed out, abandoned, or failed when this node
+                // learned of the callee's exit or its node's departure, which a rejection can
+                // follow): nothing to answer, and not a late reply.
+                None => metrics::counter!("pidmesh.call.late_rejections").increment(1),
             }
         }
     }
