@@ -97,8 +97,8 @@ pub enum SendError {
 }
 
 /// Why [`crate::Registry::call`] failed. The caller got no reply; the request may or may not
-/// have been processed (at most once: for `Timeout`, `NodeDown`, and `NoSuchProcess` when the callee
-/// ended while the call waited).
+/// have been processed (at most once: for `Timeout`, `NodeDown`, and `NoSuchProcess` when the
+/// callee ended while the call waited).
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CallError {

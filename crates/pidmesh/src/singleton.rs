@@ -225,8 +225,8 @@ impl Registry {
     }
 
     /// [`Registry::singleton`] whose claim on the name carries the application metadata
-    /// `meta`, which a custom resolver can read ([`Entry::app_meta`](crate::Entry::app_meta); a running
-    /// claim's metadata is the running marker followed by `meta`).
+    /// `meta`, which a custom resolver can read ([`Entry::app_meta`](crate::Entry::app_meta);
+    /// a running claim's metadata is the running marker followed by `meta`).
     ///
     /// # Errors
     /// As [`Registry::singleton`], plus [`SingletonError::MetaTooLarge`].
