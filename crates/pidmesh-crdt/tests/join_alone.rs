@@ -41,7 +41,7 @@ fn counts(m: &Map) -> BTreeMap<u8, usize> {
 proptest! {
     #[test]
     fn alone_says_whether_the_key_held_another_entry(ops in proptest::collection::vec(op(), 1..120)) {
-        let mut replicas = vec![Map::new(), Map::new(), Map::new()];
+        let mut replicas = [Map::new(), Map::new(), Map::new()];
         let mut deltas: Vec<D> = Vec::new();
         let mut value = 0u32;
         for op in ops {
