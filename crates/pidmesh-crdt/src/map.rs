@@ -464,7 +464,7 @@ where
         let ctx = std::mem::take(&mut self.ctx);
         let mut uncovered = Vec::new();
         let mut run: Option<(&A, Option<&DotSet>, Option<&DotSet>, u32)> = None;
-        for (key, slot) in &delta.adds {
+        for (i, (key, slot)) in delta.adds.iter().enumerate() {
             let actor = &slot.dot.actor;
             let (mine, theirs, a) = match run {
                 Some((r, mine, theirs, a)) if r == actor => (mine, theirs, a),
@@ -482,6 +482,11 @@ where
                     .is_some_and(|e| e.index.get(seq).is_none());
             if new {
                 let alone = self.insert_slot(key.clone(), a, seq, slot.value.clone());
+                if report.added.is_empty() {
+                    // Room for every add left, once: a delta of new entries (the usual case)
+                    // fills it, instead of growing the report step by step.
+                    report.added.reserve_exact(delta.adds.len() - i);
+                }
                 report.added.push(Added {
                     key: key.clone(),
                     slot: slot.clone(),
