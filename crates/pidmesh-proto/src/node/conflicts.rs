@@ -79,8 +79,8 @@ impl Node {
             // The join says whether the key held another entry when this one was stored: only
             // then can the name have two or more claims, a conflict to settle (a key left with
             // several entries always has such an add). The key is not read again: in a bulk,
-            // every name comes alone.
-            if !added.alone {
+            // every name comes alone. A group key is never contested: not even cloned.
+            if !added.alone && added.key.kind == KeyKind::Name {
                 self.dirty.insert(added.key.clone());
             }
             let entry = entry_from_slot(added.key, added.slot);
