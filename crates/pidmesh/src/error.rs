@@ -97,11 +97,13 @@ pub enum SendError {
 }
 
 /// Why [`crate::Registry::call`] failed. The caller got no reply; the request may or may not
-/// have been processed (it was, at most once, for `Timeout` and `NodeDown`).
+/// have been processed (at most once: for `Timeout`, `NodeDown`, and `NoSuchProcess` when the
+/// callee ended while the call waited).
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CallError {
-    /// No live process has that pid (it ended, or its node has no such process).
+    /// No live process has that pid (it ended, or its node has no such process), or the
+    /// callee ended before it replied (then it may have handled the request).
     #[error("no such process: {0}")]
     NoSuchProcess(Pid),
     /// The pid's node is not a live member, or was declared down or left before it replied.

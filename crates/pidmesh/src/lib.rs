@@ -5,8 +5,9 @@
 //! after a partition heals, conflicting registrations of a unique name are settled by a
 //! [`Resolver`] the same way on every node, and the loser is told.
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use pidmesh::{Config, Registry, Resolver};
 //! use pidmesh_transport::MemNetwork;
 //!

@@ -41,6 +41,9 @@ pub(crate) type CallResult = Result<Bytes, CallError>;
 pub(crate) struct PendingCall {
     /// The node expected to answer (answers from any other node are ignored).
     to: Pid,
+    /// A call (fails when `to` exits before answering), not an awaiting delivery (whose
+    /// acknowledgement may cross the exit announcement).
+    request: bool,
     tx: oneshot::Sender<CallResult>,
 }
 
@@ -191,12 +194,43 @@ impl Shared {
         })
     }
 
-    /// Registers a pending answer from `to`'s node; the guard removes it when dropped.
-    fn pending(&self, to: &Pid) -> (PendingGuard<'_>, oneshot::Receiver<CallResult>) {
+    /// Registers a pending answer from `to`'s node (to a call if `request`); the guard
+    /// removes it when dropped.
+    fn pending(
+        &self,
+        to: &Pid,
+        request: bool,
+    ) -> (PendingGuard<'_>, oneshot::Receiver<CallResult>) {
         let id = self.msg.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let (tx, rx) = oneshot::channel();
-        lock(&self.msg.calls).insert(id, PendingCall { to: to.clone(), tx });
+        let call = PendingCall {
+            to: to.clone(),
+            request,
+            tx,
+        };
+        lock(&self.msg.calls).insert(id, call);
         (PendingGuard { shared: self, id }, rx)
+    }
+
+    /// Processes of `node` ended (`locals`): calls still waiting on one of them fail with
+    /// [`CallError::NoSuchProcess`] now instead of at their timeout. A reply the process
+    /// sent before it ended arrived first (mail and exit announcements share the node
+    /// pair's ordered channel; a local reply completes the call synchronously).
+    fn fail_calls_to(&self, node: &NodeId, ended: impl Fn(u64) -> bool) {
+        let mut calls = lock(&self.msg.calls);
+        if calls.is_empty() {
+            return;
+        }
+        let ids: Vec<u64> = calls
+            .iter()
+            .filter(|(_, p)| p.request && p.to.node == *node && ended(p.to.local))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            if let Some(p) = calls.remove(&id) {
+                let _ = p.tx.send(Err(CallError::NoSuchProcess(p.to)));
+            }
+        }
     }
 
     /// Answers a pending call, if `from` is the node it waits on. A reply for an unknown id
@@ -256,6 +290,7 @@ impl Shared {
     pub(crate) fn local_exit(&self, pid: &Pid) {
         lock(&self.msg.monitors).fire(pid, DownReason::Exited);
         lock(&self.msg.exited).push(pid.local);
+        self.fail_calls_to(&pid.node, |local| local == pid.local);
     }
 
     /// The exit announcements to send now (called by the driver after each turn).
@@ -433,17 +468,21 @@ pub(crate) fn on_mail(shared: &Arc<Shared>, msg: Incoming) {
             on_mail_v2(shared, from, sender, to, kind, body);
         }
         MailMsg::V2(MailV2::Exited { from, pids }) => {
-            let mut monitors = lock(&shared.msg.monitors);
-            let mut recent = lock(&shared.msg.recent_exits);
-            let recent = recent.entry(from.clone()).or_default();
-            for local in pids {
-                let pid = Pid {
-                    node: from.clone(),
-                    local,
-                };
-                monitors.fire(&pid, DownReason::Exited);
-                recent.insert(local);
+            {
+                let mut monitors = lock(&shared.msg.monitors);
+                let mut recent = lock(&shared.msg.recent_exits);
+                let recent = recent.entry(from.clone()).or_default();
+                for &local in &pids {
+                    let pid = Pid {
+                        node: from.clone(),
+                        local,
+                    };
+                    monitors.fire(&pid, DownReason::Exited);
+                    recent.insert(local);
+                }
             }
+            let ended: HashSet<u64> = pids.into_iter().collect();
+            shared.fail_calls_to(&from, |local| ended.contains(&local));
         }
         MailMsg::V2(MailV2::Leaving { from }) => {
             lock(&shared.msg.departed).insert(from.clone());
@@ -538,7 +577,10 @@ fn on_mail_v2(
             };
             match err {
                 Some(e) => shared.complete_call(&from, id, Err(e)),
-                None => shared.complete_call(&from, id, Err(CallError::Timeout)),
+                // The call already ended (timed out, abandoned, or failed when this node
+                // learned of the callee's exit or its node's departure, which a rejection can
+                // follow): nothing to answer, and not a late reply.
+                None => metrics::counter!("pidmesh.call.late_rejections").increment(1),
             }
         }
     }
@@ -633,7 +675,7 @@ impl Registry {
                 .await
                 .map_err(|_| SendError::NoSuchProcess(to.clone()));
         }
-        let (guard, rx) = shared.pending(to);
+        let (guard, rx) = shared.pending(to, false);
         let addr = shared
             .peer_addr(&to.node)
             .ok_or_else(|| SendError::NodeUnreachable(to.clone()))?;
@@ -664,13 +706,50 @@ impl Registry {
     /// ([`Envelope::sender`] is `None`); see [`Registry::call_from`].
     ///
     /// A call to a pid whose node is declared down, or announces it is leaving, fails at once
-    /// with [`CallError::NodeDown`], not at the timeout. A reply arriving after the timeout is
+    /// with [`CallError::NodeDown`], not at the timeout; a call whose callee process ends
+    /// before replying (its mailbox dropped with the request unanswered, in it or taken out)
+    /// fails with [`CallError::NoSuchProcess`] as soon as this node learns of the exit (at
+    /// once for a local callee, with the exit announcement for a remote one, as a
+    /// [`Registry::monitor`] would fire). A reply arriving after the timeout is
     /// dropped and counted ([`MailStats::late_replies`]); it never answers another call.
     ///
     /// # Errors
     /// See [`CallError`].
     ///
     /// Cancel-safe: dropping the future abandons the call (a later reply is counted as late).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use pidmesh::{Config, Registry};
+    /// # let net = pidmesh_transport::MemNetwork::new(1);
+    /// # let registry = Registry::builder()
+    /// #     .node_name("n1")
+    /// #     .config(Config::local())
+    /// #     .transport(net.bind_named("n1"))
+    /// #     .start()
+    /// #     .await?;
+    /// use std::time::Duration;
+    /// use pidmesh::{CallError, ReplyError};
+    ///
+    /// let (server, mut inbox) = registry.spawn_mailbox()?;
+    /// let serving = tokio::spawn(async move {
+    ///     // Answer one request, then exit (the mailbox drops with the task).
+    ///     if let Some(m) = inbox.recv().await {
+    ///         m.reply(format!("hello {}", String::from_utf8_lossy(&m.body)))?;
+    ///     }
+    ///     Ok::<_, ReplyError>(())
+    /// });
+    /// let answer = registry.call(&server, "bob", Duration::from_secs(1)).await?;
+    /// assert_eq!(&answer[..], b"hello bob");
+    /// serving.await??;
+    /// // The server has exited: a call now fails at once, not at its timeout.
+    /// let err = registry.call(&server, "again", Duration::from_secs(10)).await.unwrap_err();
+    /// assert_eq!(err, CallError::NoSuchProcess(server));
+    /// # registry.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn call(
         &self,
         to: &Pid,
@@ -711,7 +790,7 @@ impl Registry {
             return Err(CallError::TooLarge(req.len()));
         }
         shared.check_sender(from).map_err(CallError::NotLocal)?;
-        let (guard, rx) = shared.pending(to);
+        let (guard, rx) = shared.pending(to, true);
         let caller = Pid {
             node: shared.id.clone(),
             local: from.map_or(0, |p| p.local),

@@ -201,6 +201,28 @@ impl Registry {
     /// once per process exit, on graceful-leave announcements, and on failure detection. A
     /// remote process whose exit announcement is lost with its node is reported as
     /// `NodeDown`. Dropping the monitor removes it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use pidmesh::{Config, Registry};
+    /// # let net = pidmesh_transport::MemNetwork::new(1);
+    /// # let registry = Registry::builder()
+    /// #     .node_name("n1")
+    /// #     .config(Config::local())
+    /// #     .transport(net.bind_named("n1"))
+    /// #     .start()
+    /// #     .await?;
+    /// use pidmesh::DownReason;
+    /// let (pid, inbox) = registry.spawn_mailbox()?;
+    /// let monitor = registry.monitor(&pid);
+    /// drop(inbox); // the process ends
+    /// assert_eq!(monitor.await, DownReason::Exited);
+    /// assert_eq!(registry.monitor(&pid).await, DownReason::NoProc); // already gone
+    /// # registry.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn monitor(&self, pid: &Pid) -> Monitor {
         let shared = &self.shared;
         if shared.check_running().is_err() {

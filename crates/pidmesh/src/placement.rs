@@ -16,7 +16,8 @@
 //!
 //! A start request carries the key, optional arguments for the process
 //! ([`StartContext::args`]) and optional metadata for its registration (which a custom
-//! resolver reads, [`pidmesh_proto::Entry::app_meta`]); see [`Registry::get_or_start_with`].
+//! resolver reads, [`Entry::app_meta`](crate::Entry::app_meta)); see
+//! [`Registry::get_or_start_with`].
 //!
 //! **After a host dies**, the process's name goes away when the host is declared down. A node
 //! asked to start a name it still sees held elsewhere (it has not yet learned of the death)

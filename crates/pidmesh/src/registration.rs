@@ -10,9 +10,9 @@ use crate::registry::{Lost, Registry};
 
 /// A live registration of a unique name. Dropping it unregisters the name.
 ///
-/// A small handle: the registry and this guard's id in the node's guard table (the sequence
-/// number of the dot its entry was registered with, see `guards.rs`); the entry itself stays in
-/// the node's store.
+/// A small handle (the registry and an id in the node's table of guards); the entry itself
+/// stays in the node's store. Watch [`Registration::lost`] to learn when a conflict, the
+/// process's exit or the node's stop ends it.
 pub struct Registration {
     pub(crate) registry: Registry,
     /// This guard's id; `NO_ID` once [`Registration::unregister`] released it.

@@ -50,10 +50,41 @@ pub enum ScopeError {
 /// ([`pidmesh_wire::scoped_name`]): user names cannot contain control characters, so nothing
 /// else encodes to it, and the default scope's keys and wire bytes are unchanged. Nodes built
 /// before scopes reject messages carrying scoped keys, so use scopes once every node knows
-/// them. Entries carry the stored key ([`pidmesh_proto::Key::scope`] and
-/// [`pidmesh_proto::Key::local_name`] split it). A scope's resolver, and a resolver per name
-/// prefix, come from [`pidmesh_proto::Resolver::with_scope`] and
-/// [`pidmesh_proto::Resolver::with_prefix`], configured identically on every node.
+/// them. Entries carry the stored key ([`Key::scope`](crate::Key::scope) and
+/// [`Key::local_name`](crate::Key::local_name) split it). A scope's resolver, and a resolver
+/// per name prefix, come from [`Resolver::with_scope`](crate::Resolver::with_scope) and
+/// [`Resolver::with_prefix`](crate::Resolver::with_prefix), configured identically on every
+/// node.
+///
+/// A scope has no life of its own: dropping a `Scope` (every clone of it) changes nothing.
+/// Its names and memberships end like the default scope's, when their [`Registration`]
+/// guard is dropped, with [`Scope::unregister`] and [`Scope::leave`], or when their process's
+/// mailbox is dropped; to end a scope's use (a run of a job, say), drop those.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use pidmesh::{Config, Registry};
+///
+/// let net = pidmesh_transport::MemNetwork::new(1);
+/// let registry = Registry::builder()
+///     .node_name("n1")
+///     .config(Config::local())
+///     .transport(net.bind_named("n1"))
+///     .start()
+///     .await?;
+/// let run = registry.scope("run-42")?;
+/// let (worker, inbox) = registry.spawn_mailbox()?;
+/// run.join("workers", &worker, "").await?;
+/// assert_eq!(run.wait_for_group_members("workers", 1, Duration::from_secs(1)).await, 1);
+/// assert!(registry.members_of("workers").is_empty()); // the default scope's group is another
+/// drop(inbox); // the process ends: it leaves every group of every scope
+/// assert!(run.members_of("workers").is_empty());
+/// # registry.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Scope {
     registry: Registry,
@@ -234,6 +265,21 @@ impl Scope {
         self.subscribe()
             .wait_for(timeout, || self.lookup(name))
             .await
+    }
+
+    /// Waits until `group` of this scope has at least `n` members as this node sees them, or
+    /// `timeout` passes; returns the member count at the end (`>= n` on success). See
+    /// [`Registry::wait_for_group_members`].
+    ///
+    /// Cancel-safe.
+    pub async fn wait_for_group_members(&self, group: &str, n: usize, timeout: Duration) -> usize {
+        let _ = self
+            .subscribe()
+            .wait_for(timeout, || {
+                (self.members_of(group).len() >= n).then_some(())
+            })
+            .await;
+        self.members_of(group).len()
     }
 
     /// Subscribes to the events about this scope's keys (node events always pass).

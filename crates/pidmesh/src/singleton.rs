@@ -13,6 +13,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use pidmesh_proto::{Event, Pid, SingletonPolicy, StopReason};
@@ -143,12 +144,16 @@ impl Drop for Singleton {
 #[derive(Debug)]
 pub(crate) struct Candidacy {
     pub(crate) withdraw: CancellationToken,
+    /// Cancelled (before `withdraw`) when the withdrawal is the node's graceful shutdown, so
+    /// the stopped run is reported as [`StopReason::Shutdown`] rather than `Withdrawn`.
+    pub(crate) shutdown: CancellationToken,
     pub(crate) done: watch::Receiver<SingletonStatus>,
 }
 
 impl Candidacy {
     /// Withdraws and waits until the candidacy's run has returned and its name was released.
     pub(crate) async fn stop(mut self) {
+        self.shutdown.cancel();
         self.withdraw.cancel();
         while !self.done.borrow_and_update().withdrawn {
             if self.done.changed().await.is_err() {
@@ -173,6 +178,38 @@ impl Registry {
     /// [`SingletonError::Stopped`] if the node has stopped. Nothing changed on error.
     ///
     /// Cancel-safe: it completes without waiting.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use pidmesh::{Config, Registry};
+    /// # let net = pidmesh_transport::MemNetwork::new(1);
+    /// # let registry = Registry::builder()
+    /// #     .node_name("n1")
+    /// #     .config(Config::local())
+    /// #     .transport(net.bind_named("n1"))
+    /// #     .start()
+    /// #     .await?;
+    /// use std::time::Duration;
+    /// use pidmesh::{SingletonContext, SingletonPolicy, StopReason};
+    ///
+    /// let mut job = registry
+    ///     .singleton("nightly", SingletonPolicy::Available, |cx: SingletonContext| async move {
+    ///         cx.cancel.cancelled().await; // the work goes here; return when told to stop
+    ///     })
+    ///     .await?;
+    /// tokio::time::timeout(Duration::from_secs(5), async {
+    ///     while !job.is_running() {
+    ///         job.changed().await;
+    ///     }
+    /// })
+    /// .await?;
+    /// assert_eq!(registry.lookup("nightly").map(|e| e.pid), Some(job.pid().clone()));
+    /// registry.shutdown().await; // stops the run first, then releases the name
+    /// assert_eq!(job.status().last_stop, Some(StopReason::Shutdown));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn singleton<F, Fut>(
         &self,
         name: &str,
@@ -188,8 +225,8 @@ impl Registry {
     }
 
     /// [`Registry::singleton`] whose claim on the name carries the application metadata
-    /// `meta`, which a custom resolver can read ([`pidmesh_proto::Entry::app_meta`]; a running
-    /// claim's metadata is the running marker followed by `meta`).
+    /// `meta`, which a custom resolver can read ([`Entry::app_meta`](crate::Entry::app_meta);
+    /// a running claim's metadata is the running marker followed by `meta`).
     ///
     /// # Errors
     /// As [`Registry::singleton`], plus [`SingletonError::MetaTooLarge`].
@@ -230,6 +267,7 @@ impl Registry {
             })?;
         let (status_tx, status) = watch::channel(SingletonStatus::default());
         let withdraw = CancellationToken::new();
+        let shutdown = CancellationToken::new();
         let factory: Factory = Arc::new(move |cx| Box::pin(factory(cx)));
         let supervisor = Supervisor {
             registry: self.clone(),
@@ -239,11 +277,12 @@ impl Registry {
             status: status_tx,
             run: None,
         };
-        let handle = tokio::spawn(supervisor.run(events, withdraw.clone()));
+        let handle = tokio::spawn(supervisor.run(events, withdraw.clone(), shutdown.clone()));
         candidacies.insert(
             name.clone(),
             Candidacy {
                 withdraw: withdraw.clone(),
+                shutdown,
                 done: status.clone(),
             },
         );
@@ -274,11 +313,26 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    async fn run(mut self, mut events: broadcast::Receiver<Event>, withdraw: CancellationToken) {
+    async fn run(
+        mut self,
+        mut events: broadcast::Receiver<Event>,
+        withdraw: CancellationToken,
+        shutdown: CancellationToken,
+    ) {
+        // Why a run still going when the loop ends is stopped.
+        let mut why = StopReason::Shutdown;
         loop {
             tokio::select! {
                 biased;
-                () = withdraw.cancelled() => break,
+                () = withdraw.cancelled() => {
+                    // The application's withdrawal (or dropped handle), unless the node is
+                    // shutting down or was aborted.
+                    let stopped = self.registry.shared.stopped.load(Ordering::Acquire);
+                    if !shutdown.is_cancelled() && !stopped {
+                        why = StopReason::Withdrawn;
+                    }
+                    break;
+                }
                 () = finished(&mut self.run) => {
                     // The run returned on its own while holding the name: give the name up.
                     tracing::info!(name = %self.name, "singleton run returned; withdrawing");
@@ -309,7 +363,7 @@ impl Supervisor {
             }
         }
         // Stop the run before releasing the name, so the next holder starts after it ended.
-        self.stop(None).await;
+        self.stop(Some(why)).await;
         let _ = self
             .registry
             .mutate_node(|n, now| n.remove_singleton(now, &self.name));

@@ -180,7 +180,8 @@ impl Registry {
     ///
     /// The price: it fails when no quorum is reachable within `timeout`, and the holder loses
     /// the name when it cannot renew its lease (it is told through
-    /// [`StrictRegistration::lost`]). The lease is [`pidmesh_proto::Config::singleton_lease`];
+    /// [`StrictRegistration::lost`]). The lease is
+    /// [`Config::singleton_lease`](crate::Config::singleton_lease);
     /// a free name with a quorum up is held after one check round trip.
     ///
     /// The claim shares the unique names of the default scope: a plain [`Registry::register`]

@@ -1,8 +1,16 @@
 //! Typed names, pids, mailboxes and handles: a message type `M` (and the reply type `R` of
 //! calls) bound to a name at compile time, encoded with postcard.
 //!
-//! ```no_run
-//! # async fn demo(registry: pidmesh::Registry) -> Result<(), Box<dyn std::error::Error>> {
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let net = pidmesh_transport::MemNetwork::new(1);
+//! # let registry = pidmesh::Registry::builder()
+//! #     .node_name("n1")
+//! #     .config(pidmesh::Config::local())
+//! #     .transport(net.bind_named("n1"))
+//! #     .start()
+//! #     .await?;
 //! use std::time::Duration;
 //! use pidmesh::TypedName;
 //! use serde::{Deserialize, Serialize};
@@ -26,6 +34,8 @@
 //! let counter = registry.lookup_typed(&COUNTER).ok_or("not registered")?;
 //! counter.send(&Counter::Add(2))?;
 //! let total: u64 = counter.call(&Counter::Get, Duration::from_secs(1)).await?;
+//! assert_eq!(total, 2);
+//! # registry.shutdown().await;
 //! # Ok(()) }
 //! ```
 //!
