@@ -189,12 +189,26 @@ pub fn random_fault_v2(sim: &mut Sim, pending: &mut Pending) -> String {
             format!("flapping {a:?} | {b:?}: {flaps} cuts over {t:?}")
         }
         84..=89 => {
+            // Something to catch up on first: a burst of group joins on another node.
             let i = sim.rng().random_range(0..n);
+            let j = (i + 1 + sim.rng().random_range(0..n.max(2) - 1)) % n;
+            let burst = sim.rng().random_range(0..600usize);
+            if let Some(pid) = sim.spawn(j) {
+                for g in 0..burst {
+                    sim.join(j, &format!("bulk-{g}"), &pid);
+                }
+            }
             sim.restart(i);
             let cut = others(sim, i);
-            let after = ms(sim, 0..400);
+            let after = if sim.rng().random_bool(0.5) {
+                Duration::from_micros(sim.rng().random_range(0..30_000))
+            } else {
+                ms(sim, 0..400)
+            };
             pending.at(sim, after, Action::Cut(vec![i], cut.clone()));
-            format!("restart n{i}, cut off from {cut:?} {after:?} later while catching up")
+            format!(
+                "n{j} joins {burst} groups, restart n{i}, cut off from {cut:?} {after:?} later while catching up"
+            )
         }
         90..=94 => {
             let i = sim.rng().random_range(0..n);
