@@ -2,7 +2,8 @@
 //! loss, flapping, partitions during catch-up, skewed clocks, non-transitive cuts) over any
 //! seed range in release mode, printing every failure at once and progress every 500 seeds.
 //!
-//! `cargo run --release -p pidmesh-sim --example sweep_v2 -- <plain|singletons|strict> <count> <first> [phases=4]`
+//! `cargo run --release -p pidmesh-sim --example sweep_v2 -- <plain|singletons|strict> <count> <first> [phases=4] [nodes]`
+//! (nodes: at least that many, plus 0-4 by seed; default 3)
 //! `cargo run --release -p pidmesh-sim --example sweep_v2 -- replay <plain|singletons|strict> <seed>`
 //! prints one seed's whole log and its violations.
 
@@ -72,13 +73,15 @@ fn main() {
     let count = num(1, 300);
     let first = num(2, 0);
     let phases = usize::try_from(num(3, 4)).unwrap_or(4);
+    // 0: 3-7 nodes by seed; otherwise that many, plus 0-4 by seed.
+    let base_nodes = usize::try_from(num(4, 0)).unwrap_or(0);
     println!(
         "v2 sweep ({mode}): {count} seeds from {first} (3-7 nodes, {phases} fault phases each)"
     );
     let started = Instant::now();
     let mut failures = Vec::new();
     for (done, seed) in (first..first + count).enumerate() {
-        let nodes = 3 + (seed % 5) as usize;
+        let nodes = if base_nodes == 0 { 3 } else { base_nodes } + (seed % 5) as usize;
         let (sim, _log) = chaos_run_v2_keep(seed, nodes, phases, opts(&mode));
         if let Err(errors) = check::all(&sim) {
             println!("seed {seed}: {}", errors.join(" | "));

@@ -9,7 +9,8 @@
 //! * dropping one traffic class to or from one node;
 //! * flapping: a partition healed and cut again several times, faster than suspicion;
 //! * a partition that starts while a restarted node is catching up;
-//! * a restart with the wall clock off by up to 30 s (the keep-oldest resolver reads it);
+//! * a restart with the wall clock off by up to 30 s, sometimes 10 min (the keep-oldest
+//!   resolver reads it; beyond `max_clock_drift` peers ignore its readings);
 //! * non-transitive partitions: single pairs cut both ways, every other link fine.
 //!
 //! Faults that unfold over time are [`Pending`] actions the run performs when their virtual
@@ -99,13 +100,18 @@ fn ms(sim: &mut Sim, range: std::ops::Range<u64>) -> Duration {
     Duration::from_millis(sim.rng().random_range(range))
 }
 
-/// Up to 30 s either way.
+/// Up to 30 s either way, or (one time in four) up to 10 min, beyond
+/// `Config::max_clock_drift` (60 s), where peers stop adopting the host's clock readings.
 fn random_skew(rng: &mut impl rand::Rng) -> i64 {
-    rng.random_range(-30_000..=30_000)
+    if rng.random_bool(0.25) {
+        rng.random_range(-600_000..=600_000)
+    } else {
+        rng.random_range(-30_000..=30_000)
+    }
 }
 
 /// Clock skews for a cluster of `nodes` built from `seed`: about half the hosts off by up to
-/// 30 s (drawn from their own stream, so the run's main stream is the same as without).
+/// 30 s or 10 min (drawn from their own stream, so the run's main stream is the same as without).
 pub fn initial_skews(seed: u64, nodes: usize) -> Vec<i64> {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_c10c);
     (0..nodes)

@@ -218,8 +218,8 @@ pub fn chaos_run_strict(seed: u64, nodes: usize, phases: usize) -> (Sim, Vec<Str
 
 /// [`chaos_run`] with the second fault draw ([`crate::shapes::random_fault_v2`]: stalls,
 /// graceful leaves, per-link and per-class loss, flapping, partitions during catch-up, skewed
-/// wall clocks, non-transitive cuts) and hosts whose wall clocks disagree by up to 30 s from
-/// the start. A separate draw, so the first draw's seeds keep meaning the schedules they did.
+/// wall clocks, non-transitive cuts) and hosts whose wall clocks disagree by up to 30 s (at
+/// times 10 min) from the start. A separate draw, so the first draw's seeds keep meaning the schedules they did.
 ///
 /// # Errors
 /// A report naming the seed, the phase, the faults and every violated invariant.
