@@ -13,6 +13,9 @@
 //!   resolver reads it; beyond `max_clock_drift` peers ignore its readings);
 //! * non-transitive partitions: single pairs cut both ways, every other link fine.
 //!
+//! At a heal, one time in four, [`lingering_loss`] leaves loss on a few directed links until
+//! the phase's checks are done.
+//!
 //! Faults that unfold over time are [`Pending`] actions the run performs when their virtual
 //! time comes (the phase loop calls [`run_due`] between workload steps).
 
@@ -237,4 +240,20 @@ pub fn random_fault_v2(sim: &mut Sim, pending: &mut Pending) -> String {
             format!("non-transitive cut of {}", desc.join(", "))
         }
     }
+}
+
+/// Loss of 5–50 % on one to three directed links (set at a heal, kept until the phase's checks
+/// are done). Returns what was done.
+pub fn lingering_loss(sim: &mut Sim) -> String {
+    let n = sim.hosts.len();
+    let links = sim.rng().random_range(1..=3u32);
+    let mut desc = Vec::new();
+    for _ in 0..links {
+        let from = sim.rng().random_range(0..n);
+        let to = sim.rng().random_range(0..n);
+        let loss = sim.rng().random_range(0.05..0.5);
+        sim.set_link_loss(from, to, loss);
+        desc.push(format!("n{from}->n{to} {loss:.2}"));
+    }
+    format!("loss kept through the heal: {}", desc.join(", "))
 }

@@ -338,6 +338,11 @@ fn chaos_run_inner(seed: u64, nodes: usize, phases: usize, opts: Opts) -> (Sim, 
         sim.heal();
         sim.clear_link_faults();
         sim.set_link(LinkConfig::default());
+        if opts.v2 && sim.rng().random_bool(0.25) {
+            // Some loss that outlasts the heal: convergence must not need a perfect network.
+            let f = crate::shapes::lingering_loss(&mut sim);
+            log.push(format!("t={:?} phase {phase}: {f}", sim.elapsed()));
+        }
         for i in 0..sim.hosts.len() {
             if sim.hosts[i].node.is_none() && sim.rng().random_bool(0.5) {
                 sim.restart(i);
@@ -360,6 +365,7 @@ fn chaos_run_inner(seed: u64, nodes: usize, phases: usize, opts: Opts) -> (Sim, 
         ));
         // Let conflict losers and purges settle, then check everything.
         sim.run_for(Duration::from_secs(3));
+        sim.clear_link_faults();
         if crate::check::all(&sim).is_err() {
             log.push(format!("phase {phase}: invariants violated"));
             break;
