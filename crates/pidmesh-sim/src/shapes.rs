@@ -14,7 +14,7 @@
 //! * non-transitive partitions: single pairs cut both ways, every other link fine.
 //!
 //! At a heal, one time in four, [`lingering_loss`] leaves loss on a few directed links until
-//! the phase's checks are done.
+//! the cluster converged (then the phase settles on clean links and is checked).
 //!
 //! Faults that unfold over time are [`Pending`] actions the run performs when their virtual
 //! time comes (the phase loop calls [`run_due`] between workload steps).
@@ -242,8 +242,8 @@ pub fn random_fault_v2(sim: &mut Sim, pending: &mut Pending) -> String {
     }
 }
 
-/// Loss of 5–50 % on one to three directed links (set at a heal, kept until the phase's checks
-/// are done). Returns what was done.
+/// Loss of 5–50 % on one to three directed links (set at a heal, kept until the cluster
+/// converged). Returns what was done.
 pub fn lingering_loss(sim: &mut Sim) -> String {
     let n = sim.hosts.len();
     let links = sim.rng().random_range(1..=3u32);
