@@ -75,13 +75,15 @@ fn main() {
     let phases = usize::try_from(num(3, 4)).unwrap_or(4);
     // 0: 3-7 nodes by seed; otherwise that many, plus 0-4 by seed.
     let base_nodes = usize::try_from(num(4, 0)).unwrap_or(0);
+    let lo = if base_nodes == 0 { 3 } else { base_nodes };
     println!(
-        "v2 sweep ({mode}): {count} seeds from {first} (3-7 nodes, {phases} fault phases each)"
+        "v2 sweep ({mode}): {count} seeds from {first} ({lo}-{} nodes, {phases} fault phases each)",
+        lo + 4
     );
     let started = Instant::now();
     let mut failures = Vec::new();
     for (done, seed) in (first..first + count).enumerate() {
-        let nodes = if base_nodes == 0 { 3 } else { base_nodes } + (seed % 5) as usize;
+        let nodes = lo + (seed % 5) as usize;
         let (sim, _log) = chaos_run_v2_keep(seed, nodes, phases, opts(&mode));
         if let Err(errors) = check::all(&sim) {
             println!("seed {seed}: {}", errors.join(" | "));
