@@ -153,6 +153,28 @@ impl<A: Ord + Clone> CausalContext<A> {
         }
     }
 
+    /// [`Self::next_seq`] only if `f`, given the sequence number it would record, returns
+    /// `Some`; otherwise nothing is recorded. One search of the rows for both.
+    pub(crate) fn next_seq_if<R>(
+        &mut self,
+        actor: &A,
+        f: impl FnOnce(u64) -> Option<R>,
+    ) -> Option<R> {
+        let at = self.find_mut(actor);
+        let seq = match at {
+            Ok(i) => self.rows[i].1.max() + 1,
+            Err(_) => 1,
+        };
+        let out = f(seq)?;
+        match at {
+            Ok(i) => self.rows[i].1.insert(seq),
+            Err(i) => self
+                .rows
+                .insert(i, (actor.clone(), DotSet::from_range(seq, seq))),
+        }
+        Some(out)
+    }
+
     /// The row of `actor`, if any dot of it was seen.
     pub fn row(&self, actor: &A) -> Option<&DotSet> {
         let i = self.find(actor).ok()?;

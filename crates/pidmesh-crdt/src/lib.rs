@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 mod context;
+mod delta;
 mod dots;
 mod map;
 mod seqindex;
@@ -31,5 +32,5 @@ mod store;
 
 pub use context::CausalContext;
 pub use dots::{Dot, DotSet};
-pub use map::{Canonical, Delta, JoinReport, LiveDigest, OrMap, Removed, Replaced, Slot};
+pub use map::{Added, Canonical, Delta, JoinReport, LiveDigest, OrMap, Removed, Replaced, Slot};
 pub use store::{MapReader, SlotIter, SlotRef};

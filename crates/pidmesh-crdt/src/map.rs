@@ -11,6 +11,8 @@ use crate::dots::{Dot, DotSet};
 use crate::seqindex::SeqIndex;
 use crate::store::{MapReader, SlotIter, SlotRef, Store};
 
+pub use crate::delta::{Added, Delta, JoinReport};
+
 /// One value stored under a key, tagged by the dot of the add that created it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Slot<A, V> {
@@ -18,60 +20,6 @@ pub struct Slot<A, V> {
     pub dot: Dot<A>,
     /// The value.
     pub value: V,
-}
-
-/// A state fragment to join into a replica: the adds it carries and every dot it has seen.
-///
-/// Mutators return deltas; a whole replica is also a delta ([`OrMap::to_delta`]).
-/// A dot in `ctx` with no add in `adds` tells the receiver to drop that dot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Delta<A: Ord, K, V> {
-    /// The dots this delta speaks for.
-    pub ctx: CausalContext<A>,
-    /// The live entries among them.
-    pub adds: Vec<(K, Slot<A, V>)>,
-}
-
-impl<A: Ord + Clone + Hash, K: Clone, V: Clone> Default for Delta<A, K, V> {
-    fn default() -> Self {
-        Self {
-            ctx: CausalContext::new(),
-            adds: Vec::new(),
-        }
-    }
-}
-
-impl<A: Ord + Clone + Hash, K: Clone, V: Clone> Delta<A, K, V> {
-    /// True if the delta says nothing.
-    pub fn is_empty(&self) -> bool {
-        self.ctx.is_empty() && self.adds.is_empty()
-    }
-
-    /// Joins `other` into `self` (used to batch deltas before sending them).
-    ///
-    /// Same rule as [`OrMap::join`]: an add survives unless the other side has seen its dot and
-    /// does not carry it. Both deltas must list their adds' dots in their contexts, as every
-    /// delta an [`OrMap`] makes does. Costs O(|other|) plus, only when the two contexts share a
-    /// dot (an add removed within the same batch), a pass over `self`: batching a run of
-    /// operations stays linear in its length.
-    pub fn merge(&mut self, other: Delta<A, K, V>) {
-        debug_assert!(
-            other.adds.iter().all(|(_, s)| other.ctx.contains(&s.dot)),
-            "a delta must speak for its own adds"
-        );
-        if self.ctx.intersects(&other.ctx) {
-            let theirs: HashSet<&Dot<A>> = other.adds.iter().map(|(_, s)| &s.dot).collect();
-            self.adds
-                .retain(|(_, s)| theirs.contains(&s.dot) || !other.ctx.contains(&s.dot));
-        }
-        for (k, s) in other.adds {
-            // An add this side already holds has its dot in `self.ctx`.
-            if !self.ctx.contains(&s.dot) {
-                self.adds.push((k, s));
-            }
-        }
-        self.ctx.join(&other.ctx);
-    }
 }
 
 /// An order-independent summary of one actor's live entries: how many, and an XOR of a
@@ -113,31 +61,6 @@ pub type Replaced<A, K, V> = (Delta<A, K, V>, Slot<A, V>);
 
 /// A map's state in comparable form: sorted `(key, dot, value)` triples and the context.
 pub type Canonical<A, K, V> = (Vec<(K, Dot<A>, V)>, CausalContext<A>);
-
-/// What a [`OrMap::join`] changed, so callers can emit events and re-check conflicts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JoinReport<A, K, V> {
-    /// Entries that became visible: key and dot (the value is in the map).
-    pub added: Vec<(K, Dot<A>)>,
-    /// Entries that were dropped, with their values.
-    pub removed: Vec<(K, Slot<A, V>)>,
-}
-
-impl<A, K, V> Default for JoinReport<A, K, V> {
-    fn default() -> Self {
-        Self {
-            added: Vec::new(),
-            removed: Vec::new(),
-        }
-    }
-}
-
-impl<A, K, V> JoinReport<A, K, V> {
-    /// True if the join changed no entry.
-    pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.removed.is_empty()
-    }
-}
 
 /// A delta-state add-wins observed-remove map from keys to sets of dotted values.
 ///
@@ -380,9 +303,16 @@ where
         Dot::new(actor.clone(), self.ctx.next_seq(actor))
     }
 
-    /// Stores an entry of the interned actor `a` and indexes it.
-    fn insert_slot(&mut self, key: K, a: u32, seq: u64, value: V) {
-        let id = self.store.insert(key, a, seq, value);
+    /// Stores an entry of the interned actor `a` and indexes it; returns whether its key held
+    /// no entry before.
+    fn insert_slot(&mut self, key: K, a: u32, seq: u64, value: V) -> bool {
+        let (id, alone) = self.store.insert(key, a, seq, value);
+        self.index_slot(a, seq, id);
+        alone
+    }
+
+    /// Indexes the entry just stored with global id `id`.
+    fn index_slot(&mut self, a: u32, seq: u64, id: u32) {
         let e = &mut self.per_actor[a as usize];
         if let Some(old) = e.index.insert(seq, id) {
             // A dot is stored at most once (callers check the context first); should it ever be
@@ -419,10 +349,37 @@ where
     /// delta: returns the dot it minted, and the caller ships `(key, Slot { dot, value })`
     /// itself (for an owner appending its adds straight to a pending batch).
     pub fn add_dot(&mut self, actor: &A, key: K, value: V) -> Dot<A> {
+        self.add_dot_alone(actor, key, value).0
+    }
+
+    /// [`OrMap::add_dot`] that also tells whether `key` held no entry before (then the new
+    /// entry is alone under it), from the same store probe.
+    pub fn add_dot_alone(&mut self, actor: &A, key: K, value: V) -> (Dot<A>, bool) {
         let dot = self.next_dot(actor);
         let a = self.intern(actor);
-        self.insert_slot(key, a, dot.seq, value);
-        dot
+        let alone = self.insert_slot(key, a, dot.seq, value);
+        (dot, alone)
+    }
+
+    /// [`OrMap::add_dot`] only if `key` holds no entry: the check and the add are one probe of
+    /// the store. `make` gives the value then; returns the minted dot and a copy of the value
+    /// (for the caller to ship). `None` if the key holds an entry: then nothing changed (no
+    /// dot minted, `make` not called).
+    pub fn add_dot_if_vacant(
+        &mut self,
+        actor: &A,
+        key: &K,
+        make: impl FnOnce() -> V,
+    ) -> Option<(Dot<A>, V)> {
+        let a = self.intern(actor);
+        let store = &self.store;
+        // The dot is recorded only once the store took the entry.
+        let (seq, id, value) = self.ctx.next_seq_if(actor, |seq| {
+            let (id, value) = store.insert_if_vacant(key, a, seq, make)?;
+            Some((seq, id, value))
+        })?;
+        self.index_slot(a, seq, id);
+        Some((Dot::new(actor.clone(), seq), value))
     }
 
     /// Adds `value` under `key` with a fresh dot of `actor`; returns the delta to ship.
@@ -507,7 +464,7 @@ where
         let ctx = std::mem::take(&mut self.ctx);
         let mut uncovered = Vec::new();
         let mut run: Option<(&A, Option<&DotSet>, Option<&DotSet>, u32)> = None;
-        for (key, slot) in &delta.adds {
+        for (i, (key, slot)) in delta.adds.iter().enumerate() {
             let actor = &slot.dot.actor;
             let (mine, theirs, a) = match run {
                 Some((r, mine, theirs, a)) if r == actor => (mine, theirs, a),
@@ -524,8 +481,17 @@ where
                     .get(a as usize)
                     .is_some_and(|e| e.index.get(seq).is_none());
             if new {
-                self.insert_slot(key.clone(), a, seq, slot.value.clone());
-                report.added.push((key.clone(), slot.dot.clone()));
+                let alone = self.insert_slot(key.clone(), a, seq, slot.value.clone());
+                if report.added.is_empty() {
+                    // Room for every add left, once: a delta of new entries (the usual case)
+                    // fills it, instead of growing the report step by step.
+                    report.added.reserve_exact(delta.adds.len() - i);
+                }
+                report.added.push(Added {
+                    key: key.clone(),
+                    slot: slot.clone(),
+                    alone,
+                });
             }
             if !theirs.is_some_and(|r| r.contains(seq)) {
                 uncovered.push(slot.dot.clone());

@@ -217,6 +217,35 @@ fn push_extra<K, V>(
     rid
 }
 
+/// Stores a key that held no entry, with its first entry; returns the key's id and where the
+/// entry went (inline, or extra when its dot is too large to pack).
+fn new_key<K, V>(
+    keys: &mut Slab<KeyRec<K, V>>,
+    extra: &mut Slab<Extra<V>>,
+    heads: &mut HashMap<u32, u32>,
+    key: K,
+    actor: u32,
+    seq: u64,
+    value: V,
+) -> (u32, Place) {
+    let Some(packed) = pack(actor, seq) else {
+        // A dot too large to pack: the key starts with no inline entry.
+        let kid = keys.insert(KeyRec {
+            key,
+            value: None,
+            dot: 0,
+        });
+        let rid = push_extra(keys, extra, heads, kid, actor, seq, value);
+        return (kid, Place::Extra(rid));
+    };
+    let kid = keys.insert(KeyRec {
+        key,
+        value: Some(value),
+        dot: packed,
+    });
+    (kid, Place::Inline(kid))
+}
+
 /// A borrowed view of one entry under a key.
 #[derive(Debug)]
 pub struct SlotRef<'a, A, V> {
@@ -363,8 +392,10 @@ where
         }
     }
 
-    /// Stores an entry; returns its global id.
-    pub(crate) fn insert(&self, key: K, actor: u32, seq: u64, value: V) -> u32 {
+    /// Stores an entry; returns its global id and whether it is its key's only entry (the key
+    /// held none before), which tells callers without another read that the key has no
+    /// conflict.
+    pub(crate) fn insert(&self, key: K, actor: u32, seq: u64, value: V) -> (u32, bool) {
         let (hash, si) = self.locate(&key);
         let mut guard = write(&self.shards[si]);
         let Shard {
@@ -375,7 +406,6 @@ where
             ..
         } = &mut *guard;
         let hasher = &self.hasher;
-        let packed = pack(actor, seq);
         // One probe finds the key or the place for it.
         let kid = match table.entry(
             hash,
@@ -384,39 +414,55 @@ where
         ) {
             Entry::Occupied(slot) => *slot.get(),
             Entry::Vacant(slot) => {
-                let Some(packed) = packed else {
-                    // A dot too large to pack: the key starts with no inline entry.
-                    let kid = keys.insert(KeyRec {
-                        key,
-                        value: None,
-                        dot: 0,
-                    });
-                    slot.insert(kid);
-                    return gid(
-                        si,
-                        Place::Extra(push_extra(keys, extra, heads, kid, actor, seq, value)),
-                    );
-                };
-                let kid = keys.insert(KeyRec {
-                    key,
-                    value: Some(value),
-                    dot: packed,
-                });
-                slot.insert(kid);
-                return gid(si, Place::Inline(kid));
+                let place = new_key(keys, extra, heads, key, actor, seq, value);
+                slot.insert(place.0);
+                return (gid(si, place.1), true);
             }
         };
         let Some(krec) = keys.get_mut(kid) else {
             unreachable!("key {kid} was just found")
         };
-        if let (None, Some(packed)) = (&krec.value, packed) {
+        if let (None, Some(packed)) = (&krec.value, pack(actor, seq)) {
             krec.set_first(packed, value);
-            return gid(si, Place::Inline(kid));
+            return (gid(si, Place::Inline(kid)), false);
         }
-        gid(
-            si,
-            Place::Extra(push_extra(keys, extra, heads, kid, actor, seq, value)),
-        )
+        let rid = push_extra(keys, extra, heads, kid, actor, seq, value);
+        (gid(si, Place::Extra(rid)), false)
+    }
+
+    /// Stores an entry under `key` only if the key holds none (one probe for both the check and
+    /// the insert); `make` gives the value then, and a copy of it comes back with the entry's
+    /// global id. `None` (and nothing stored, `make` not called) if the key has entries.
+    pub(crate) fn insert_if_vacant(
+        &self,
+        key: &K,
+        actor: u32,
+        seq: u64,
+        make: impl FnOnce() -> V,
+    ) -> Option<(u32, V)> {
+        let (hash, si) = self.locate(key);
+        let mut guard = write(&self.shards[si]);
+        let Shard {
+            table,
+            keys,
+            extra,
+            heads,
+            ..
+        } = &mut *guard;
+        let hasher = &self.hasher;
+        match table.entry(
+            hash,
+            |&i| keys.get(i).is_some_and(|k| k.key == *key),
+            |&i| keys.get(i).map_or(0, |k| hasher.hash_one(&k.key)),
+        ) {
+            Entry::Occupied(_) => None,
+            Entry::Vacant(slot) => {
+                let value = make();
+                let place = new_key(keys, extra, heads, key.clone(), actor, seq, value.clone());
+                slot.insert(place.0);
+                Some((gid(si, place.1), value))
+            }
+        }
     }
 
     /// Takes the entry with global id `id` out; drops its key when it was the key's last entry.

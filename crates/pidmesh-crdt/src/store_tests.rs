@@ -48,7 +48,10 @@ fn ids_round_trip() {
 fn conflicted_key_keeps_every_entry() {
     let s = store_with_actors();
     let ids: Vec<u32> = (0..3)
-        .map(|a| s.insert("billing".into(), a, 10 + u64::from(a), 100 + u64::from(a)))
+        .map(|a| {
+            s.insert("billing".into(), a, 10 + u64::from(a), 100 + u64::from(a))
+                .0
+        })
         .collect();
     assert_eq!(
         entries(&s, "billing"),
@@ -69,9 +72,11 @@ fn conflicted_key_keeps_every_entry() {
 #[test]
 fn removing_the_inline_entry_keeps_the_extra_ones_and_their_ids() {
     let s = store_with_actors();
-    let first = s.insert("k".into(), 0, 1, 7);
-    let second = s.insert("k".into(), 1, 1, 8);
-    let third = s.insert("k".into(), 2, 1, 9);
+    let (first, alone) = s.insert("k".into(), 0, 1, 7);
+    assert!(alone, "the key held nothing");
+    let (second, alone) = s.insert("k".into(), 1, 1, 8);
+    assert!(!alone, "the key held an entry");
+    let third = s.insert("k".into(), 2, 1, 9).0;
     let taken = s.remove(first).expect("live");
     assert_eq!((taken.key.as_str(), taken.value), ("k", 7));
     assert_eq!(at(&s, first), None);
@@ -81,8 +86,9 @@ fn removing_the_inline_entry_keeps_the_extra_ones_and_their_ids() {
     assert_eq!(at(&s, second), Some(("k".into(), "b", 1, 8)));
     assert_eq!(at(&s, third), Some(("k".into(), "c", 1, 9)));
     // The next entry of the key fills the empty inline place again, under the old id.
-    let again = s.insert("k".into(), 3, 5, 10);
+    let (again, alone) = s.insert("k".into(), 3, 5, 10);
     assert_eq!(again, first);
+    assert!(!alone, "the key still held two extra entries");
     assert_eq!(
         entries(&s, "k"),
         vec![("b", 1, 8), ("c", 1, 9), ("d", 5, 10)]
@@ -105,13 +111,14 @@ fn removing_the_inline_entry_keeps_the_extra_ones_and_their_ids() {
 #[test]
 fn removing_the_last_extra_entry_leaves_an_empty_key_gone() {
     let s = store_with_actors();
-    let first = s.insert("k".into(), 0, 1, 1);
-    let second = s.insert("k".into(), 1, 1, 2);
+    let first = s.insert("k".into(), 0, 1, 1).0;
+    let second = s.insert("k".into(), 1, 1, 2).0;
     assert!(s.remove(first).is_some());
     assert_eq!(s.remove(second).map(|t| t.key), Some("k".to_owned()));
     assert_eq!(s.key_count(), 0);
     // The key comes back cleanly, inline.
-    let id = s.insert("k".into(), 2, 3, 4);
+    let (id, alone) = s.insert("k".into(), 2, 3, 4);
+    assert!(alone, "an emptied key is gone");
     assert!(matches!(ungid(id).1, Place::Inline(_)));
     assert_eq!(entries(&s, "k"), vec![("c", 3, 4)]);
 }
@@ -121,7 +128,7 @@ fn growth_keeps_every_entry_reachable() {
     let s = store_with_actors();
     let n = 50_000u64;
     let ids: Vec<u32> = (0..n)
-        .map(|i| s.insert(format!("svc/{i}"), (i % 4) as u32, i, i * 3))
+        .map(|i| s.insert(format!("svc/{i}"), (i % 4) as u32, i, i * 3).0)
         .collect();
     assert_eq!(s.key_count(), n as usize);
     for (i, &id) in ids.iter().enumerate().step_by(97) {
@@ -183,7 +190,9 @@ proptest! {
                     // Some dots too large to pack inline, to mix both kinds under one key.
                     let dot_seq = if huge { seq + SEQ_MASK } else { seq };
                     let key = format!("k{key}");
-                    let id = s.insert(key.clone(), u32::from(actor), dot_seq, seq * 10);
+                    let held = model.values().any(|(k, ..)| *k == key);
+                    let (id, alone) = s.insert(key.clone(), u32::from(actor), dot_seq, seq * 10);
+                    prop_assert_eq!(alone, !held, "alone says whether the key held an entry");
                     prop_assert!(model.insert(id, (key, actors[usize::from(actor)], dot_seq, seq * 10)).is_none());
                 }
                 Op::Remove { pick } => {
@@ -235,14 +244,16 @@ fn dots_that_do_not_pack_are_stored_whole() {
     let s = store_with_actors();
     let big = SEQ_MASK + 1;
     // A new key whose first dot is too large: no inline entry, one extra.
-    let a = s.insert("k".into(), 1, u64::MAX, 5);
+    let (a, alone) = s.insert("k".into(), 1, u64::MAX, 5);
+    assert!(alone);
     assert!(matches!(ungid(a).1, Place::Extra(_)));
     assert_eq!(entries(&s, "k"), vec![("b", u64::MAX, 5)]);
     assert_eq!(s.key_count(), 1);
     // A packable dot then takes the empty inline place.
-    let b = s.insert("k".into(), 0, 3, 6);
+    let (b, alone) = s.insert("k".into(), 0, 3, 6);
+    assert!(!alone, "the key holds an extra entry");
     assert!(matches!(ungid(b).1, Place::Inline(_)));
-    let c = s.insert("k".into(), 2, big, 7);
+    let c = s.insert("k".into(), 2, big, 7).0;
     assert!(matches!(ungid(c).1, Place::Extra(_)));
     assert_eq!(
         entries(&s, "k"),
@@ -255,7 +266,7 @@ fn dots_that_do_not_pack_are_stored_whole() {
     assert_eq!(s.remove(c).map(|t| (t.key, t.value)), Some(("k".into(), 7)));
     assert_eq!(s.key_count(), 0);
     // The largest packable dot stays inline and reads back whole.
-    let d = s.insert("m".into(), 3, SEQ_MASK, 8);
+    let d = s.insert("m".into(), 3, SEQ_MASK, 8).0;
     assert!(matches!(ungid(d).1, Place::Inline(_)));
     assert_eq!(at(&s, d), Some(("m".into(), "d", SEQ_MASK, 8)));
     assert_eq!(
@@ -263,4 +274,36 @@ fn dots_that_do_not_pack_are_stored_whole() {
         Some(ACTOR_MASK)
     );
     assert_eq!(pack(ACTOR_MASK as u32 + 1, 1), None);
+}
+
+#[test]
+fn insert_if_vacant_stores_only_into_an_empty_key() {
+    let s = store_with_actors();
+    let mut made = 0;
+    let (id, value) = s
+        .insert_if_vacant(&"k".to_owned(), 0, 1, || {
+            made += 1;
+            7
+        })
+        .expect("the key is empty");
+    assert_eq!(value, 7);
+    assert_eq!(at(&s, id), Some(("k".into(), "a", 1, 7)));
+    assert!(
+        s.insert_if_vacant(&"k".to_owned(), 1, 2, || {
+            made += 1;
+            8
+        })
+        .is_none(),
+        "the key holds an entry"
+    );
+    assert_eq!(made, 1, "the value is made only when it is stored");
+    assert_eq!(entries(&s, "k"), vec![("a", 1, 7)]);
+    // A dot too large to pack still goes in (as the key's extra entry).
+    let (big, _) = s
+        .insert_if_vacant(&"big".to_owned(), 2, SEQ_MASK + 1, || 9)
+        .expect("empty");
+    assert!(matches!(ungid(big).1, Place::Extra(_)));
+    assert_eq!(entries(&s, "big"), vec![("c", SEQ_MASK + 1, 9)]);
+    assert!(s.remove(big).is_some());
+    assert_eq!(count(&s, "big"), 0);
 }

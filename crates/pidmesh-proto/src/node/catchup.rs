@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use pidmesh_crdt::DotSet;
-use pidmesh_wire::{HeldRow, KeyKind, NodeId, OriginDelta, SyncMsg, SyncV1, TrafficClass};
+use pidmesh_wire::{HeldRow, NodeId, OriginDelta, SyncMsg, SyncV1, TrafficClass};
 
 use crate::entry::Event;
 use crate::member::Member;
@@ -395,23 +395,17 @@ impl Node {
     /// removes, rare in a catch-up, are reported one by one as usual).
     fn apply_slice(&mut self, now: Instant, origin: &NodeId, od: OriginDelta) {
         let delta = self.delta_of(now, origin, &od.seen, od.adds);
-        let keys_before = self.map.key_count();
         let report = self.map.join(&delta);
         self.stats.slices_applied += 1;
         if !report.removed.is_empty() {
             self.report_join(report);
             return;
         }
-        // When every added entry made a key of its own (the usual catch-up of a newcomer), no
-        // name gained a second claim; otherwise look at each added name.
-        let alone = self.map.key_count() == keys_before + report.added.len();
-        if !alone {
-            for (key, _) in &report.added {
-                if key.kind == KeyKind::Name
-                    && self.map.read(key, |mut slots| slots.nth(1).is_some())
-                {
-                    self.dirty.insert(key.clone());
-                }
+        // A name gained a second claim only where an added entry found its key holding one
+        // (the join says so per entry): no key is read again.
+        for added in &report.added {
+            if !added.alone {
+                self.dirty.insert(added.key.clone());
             }
         }
         if !report.added.is_empty() {

@@ -2,8 +2,8 @@
 
 use std::time::Instant;
 
-use pidmesh_crdt::{Dot, JoinReport};
-use pidmesh_wire::{Key, KeyKind, NodeId, Value};
+use pidmesh_crdt::{Dot, JoinReport, Slot};
+use pidmesh_wire::{Key, KeyKind, NodeId, Pid, Value};
 
 use crate::entry::{Entry, Event, Reason};
 use crate::resolver::Verdict;
@@ -64,6 +64,7 @@ impl Node {
         }
     }
 
+    /// Reports what a join changed as events, and marks the names that may now be contested.
     pub(super) fn report_join(&mut self, report: JoinReport<NodeId, Key, Value>) {
         // A removal and an add of the same pid under the same key in one join is a metadata update.
         let mut removed = Vec::with_capacity(report.removed.len());
@@ -74,23 +75,15 @@ impl Node {
             self.dirty.insert(key);
             removed.push(entry);
         }
-        for (key, dot) in &report.added {
-            // One read of the key gives both whether it is contested (only a unique name with
-            // two or more claims has a conflict to settle; a bulk catch-up adds a million names,
-            // each alone) and the added entry itself, among the key's few slots.
-            let (contested, entry) = self.map.read(key, |mut slots| {
-                let contested = key.kind == KeyKind::Name && slots.count_hint() > 1;
-                let entry = slots
-                    .find(|s| s.seq == dot.seq && *s.actor == dot.actor)
-                    .map(|s| reader::entry_from(key, &s));
-                (contested, entry)
-            });
-            if contested {
-                self.dirty.insert(key.clone());
+        for added in report.added {
+            // The join says whether the key held another entry when this one was stored: only
+            // then can the name have two or more claims, a conflict to settle (a key left with
+            // several entries always has such an add). The key is not read again: in a bulk,
+            // every name comes alone. A group key is never contested: not even cloned.
+            if !added.alone && added.key.kind == KeyKind::Name {
+                self.dirty.insert(added.key.clone());
             }
-            let Some(entry) = entry else {
-                continue;
-            };
+            let entry = entry_from_slot(added.key, added.slot);
             let updated = removed
                 .iter()
                 .position(|r| r.key == entry.key && r.pid == entry.pid);
@@ -99,7 +92,7 @@ impl Node {
                     let old = removed.swap_remove(i);
                     // A promise to a claim follows the claim through a metadata update (a
                     // singleton marks its claim when it starts running).
-                    if let Some((promised, _)) = self.promises.get_mut(&*key.name)
+                    if let Some((promised, _)) = self.promises.get_mut(&*entry.key.name)
                         && *promised == old.dot
                     {
                         *promised = entry.dot.clone();
@@ -222,5 +215,19 @@ impl Node {
             losers,
         });
         mine
+    }
+}
+
+/// The [`Entry`] of an added slot, moved out of it.
+fn entry_from_slot(key: Key, slot: Slot<NodeId, Value>) -> Entry {
+    Entry {
+        pid: Pid {
+            node: slot.dot.actor.clone(),
+            local: slot.value.pid,
+        },
+        meta: slot.value.meta,
+        registered_at: slot.value.at,
+        dot: slot.dot,
+        key,
     }
 }

@@ -61,15 +61,20 @@ impl Node {
             meta,
             at,
         };
-        let dot = self.map.add_dot(&self.me.node, key.clone(), value.clone());
-        let slot = Slot { dot, value };
-        let entry = entry_of(&key, &slot);
-        let dirty = maybe_contested
-            && key.kind == KeyKind::Name
-            && self.map.read(&key, |mut slots| slots.nth(1).is_some());
-        if dirty {
+        let (dot, alone) = self
+            .map
+            .add_dot_alone(&self.me.node, key.clone(), value.clone());
+        // The store's insert said whether the key held an entry: a name with another claim
+        // now is marked, without reading it again.
+        if maybe_contested && !alone {
             self.dirty.insert(key.clone());
         }
+        self.own_added(now, key, Slot { dot, value })
+    }
+
+    /// Queues this node's add just made for dissemination and reports it.
+    fn own_added(&mut self, now: Instant, key: Key, slot: Slot<NodeId, Value>) -> Entry {
+        let entry = entry_of(&key, &slot);
         self.queue_own_add(now, key, slot);
         self.events.push_back(Event::Registered(entry.clone()));
         entry
@@ -98,8 +103,25 @@ impl Node {
         if !self.check_pid(pid) {
             return Err(RegisterError::NotLocal(pid.clone()));
         }
-        // One read of the name serves both the check and the conflict test after the add.
         let key = Key::name(name);
+        // A free name (the common case) is checked and claimed in one probe of the store: the
+        // value, and its clock reading, are made only once the name is known to be free.
+        let wall = self.wall_ms(now);
+        let clock = &mut self.clock;
+        let mut meta = Some(meta);
+        let claimed = self.map.add_dot_if_vacant(&self.me.node, &key, || Value {
+            pid: pid.local,
+            meta: meta.take().unwrap_or_default(),
+            at: clock.tick(wall),
+        });
+        if let Some((dot, value)) = claimed {
+            let entry = self.own_added(now, key, Slot { dot, value });
+            self.settle(now);
+            return Ok(entry);
+        }
+        let meta = meta.unwrap_or_default();
+        // The name holds entries: one read serves both the check and the conflict test after
+        // the add.
         let found = self.map.read(&key, |slots| reader::found(&key, slots));
         let was_empty = matches!(found, reader::Found::None);
         if let Some(current) = reader::winner(&self.resolver, name, found) {
