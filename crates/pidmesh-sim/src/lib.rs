@@ -13,7 +13,9 @@
 
 pub mod check;
 pub mod contest;
+mod faults;
 mod net;
+pub mod shapes;
 pub mod workload;
 
 use std::cmp::Reverse;
@@ -55,6 +57,9 @@ pub struct SimConfig {
     /// Names every node registers strictly (from its start), with the quorum: each life keeps
     /// one process contending for each, registering again whenever its registration ended.
     pub strict: Vec<(String, usize)>,
+    /// How far each host's wall clock is off, in milliseconds, by host index (missing: 0);
+    /// the keep-oldest resolver orders claims by these clocks.
+    pub clock_skew_ms: Vec<i64>,
 }
 
 impl SimConfig {
@@ -70,6 +75,7 @@ impl SimConfig {
             singletons: Vec::new(),
             persist_peers: true,
             strict: Vec::new(),
+            clock_skew_ms: Vec::new(),
         }
     }
 }
@@ -112,6 +118,9 @@ pub struct Host {
     pub life: Life,
     /// What the host's disk holds across lives: the addresses its last life remembered.
     pub disk: Vec<RememberedAddr>,
+    /// How far this host's wall clock is off, in milliseconds (its next life starts with it,
+    /// see [`Sim::set_clock_skew`]).
+    pub clock_skew_ms: i64,
 }
 
 /// A simulated cluster.
@@ -217,6 +226,7 @@ impl Sim {
                 incarnation: 0,
                 life: Life::default(),
                 disk: Vec::new(),
+                clock_skew_ms: sim.config.clock_skew_ms.get(i).copied().unwrap_or(0),
             });
             sim.start(i);
         }
@@ -254,7 +264,8 @@ impl Sim {
         let host = &mut self.hosts[i];
         host.incarnation += 1;
         let id = NodeId::new(host.name.as_str(), host.incarnation);
-        let wall = WALL_START_MS + u64::try_from((self.now - self.base).as_millis()).unwrap_or(0);
+        let wall = (WALL_START_MS + u64::try_from((self.now - self.base).as_millis()).unwrap_or(0))
+            .saturating_add_signed(host.clock_skew_ms);
         let opts = NodeOptions {
             id,
             addr: host.addr,
@@ -576,6 +587,11 @@ impl Sim {
 
     /// The safety invariant of quorum singletons, checked after every step of every node: no
     /// two running nodes run the same one.
+    ///
+    /// A stalled node ([`Sim::stall`]) does not count while the stall lasts: its process,
+    /// the run included, is paused and acts on nothing (docs/singletons.md: a pause longer than
+    /// `lease/8` breaks every lease). From the instant it resumes it counts again, so it must
+    /// stop a run whose lease ran out in its very first step.
     fn check_singleton_safety(&mut self) {
         let strict = self
             .config
@@ -595,7 +611,9 @@ impl Sim {
             }
             let runners: Vec<usize> = (0..self.hosts.len())
                 .filter(|&i| {
-                    self.hosts[i].node.is_some() && self.hosts[i].life.running.contains(name)
+                    self.hosts[i].node.is_some()
+                        && self.hosts[i].life.running.contains(name)
+                        && !self.is_stalled(i)
                 })
                 .collect();
             self.safety_checks += 1;

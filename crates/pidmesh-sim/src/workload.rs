@@ -5,6 +5,7 @@ use std::time::Duration;
 use pidmesh_proto::{Key, SingletonPolicy};
 use rand::RngExt;
 
+use crate::shapes::{Pending, random_fault_v2, run_due};
 use crate::{LinkConfig, Sim};
 
 /// Shape of the random workload.
@@ -28,7 +29,12 @@ impl Default for Workload {
 impl Workload {
     /// Runs one random operation on a random running node.
     pub fn step(&self, sim: &mut Sim) {
-        let live = sim.live();
+        // A stalled node's application is paused too.
+        let live: Vec<usize> = sim
+            .live()
+            .into_iter()
+            .filter(|&i| !sim.is_stalled(i))
+            .collect();
         if live.is_empty() {
             return;
         }
@@ -175,23 +181,31 @@ pub fn chaos_run(seed: u64, nodes: usize, phases: usize) -> Result<Vec<String>, 
 /// [`chaos_run`] that stops at the first phase whose checks fail (or after the last phase) and
 /// returns the simulator for inspection along with the log.
 pub fn chaos_run_keep(seed: u64, nodes: usize, phases: usize) -> (Sim, Vec<String>) {
-    chaos_run_inner(seed, nodes, phases, false, false, false)
+    chaos_run_inner(seed, nodes, phases, Opts::default())
 }
 
 /// [`chaos_run_keep`] with three singletons (majority-of-known, static quorum, available) every
 /// node is a candidate for; the quorum safety invariant is checked after every step.
 pub fn chaos_run_singletons(seed: u64, nodes: usize, phases: usize) -> (Sim, Vec<String>) {
-    chaos_run_inner(seed, nodes, phases, false, true, false)
+    chaos_run_inner(seed, nodes, phases, Opts::SINGLETONS)
 }
 
 /// [`chaos_run_singletons`] with every node event recorded in [`crate::Sim::trace_log`].
 pub fn chaos_run_singletons_traced(seed: u64, nodes: usize, phases: usize) -> (Sim, Vec<String>) {
-    chaos_run_inner(seed, nodes, phases, true, true, false)
+    let opts = Opts {
+        trace: true,
+        ..Opts::SINGLETONS
+    };
+    chaos_run_inner(seed, nodes, phases, opts)
 }
 
 /// [`chaos_run_keep`] with every node event recorded in [`crate::Life::events`].
 pub fn chaos_run_keep_traced(seed: u64, nodes: usize, phases: usize) -> (Sim, Vec<String>) {
-    chaos_run_inner(seed, nodes, phases, true, false, false)
+    let opts = Opts {
+        trace: true,
+        ..Opts::default()
+    };
+    chaos_run_inner(seed, nodes, phases, opts)
 }
 
 /// [`chaos_run_keep`] where every node keeps one process contending for each of two strict
@@ -199,25 +213,73 @@ pub fn chaos_run_keep_traced(seed: u64, nodes: usize, phases: usize) -> (Sim, Ve
 /// ended; the safety invariant (never two holders of a strict name at any instant) is checked
 /// after every step of every node.
 pub fn chaos_run_strict(seed: u64, nodes: usize, phases: usize) -> (Sim, Vec<String>) {
-    chaos_run_inner(seed, nodes, phases, false, false, true)
+    chaos_run_inner(seed, nodes, phases, Opts::STRICT)
 }
 
-fn chaos_run_inner(
-    seed: u64,
-    nodes: usize,
-    phases: usize,
-    trace: bool,
-    with_singletons: bool,
-    with_strict: bool,
-) -> (Sim, Vec<String>) {
+/// [`chaos_run`] with the second fault draw ([`crate::shapes::random_fault_v2`]: stalls,
+/// graceful leaves, per-link and per-class loss, flapping, partitions during catch-up, skewed
+/// wall clocks, non-transitive cuts) and hosts whose wall clocks disagree by up to 30 s (at
+/// times 10 min) from the start. A separate draw, so the first draw's seeds keep meaning the schedules they did.
+///
+/// # Errors
+/// A report naming the seed, the phase, the faults and every violated invariant.
+pub fn chaos_run_v2(seed: u64, nodes: usize, phases: usize) -> Result<Vec<String>, String> {
+    let (sim, log) = chaos_run_v2_keep(seed, nodes, phases, Opts::default());
+    match crate::check::all(&sim) {
+        Ok(()) => Ok(log),
+        Err(errors) => Err(format!(
+            "seed {seed}: invariants violated (replay: chaos_run_v2({seed}, {nodes}, {phases}))\n  {}\nlog:\n  {}",
+            errors.join("\n  "),
+            log.join("\n  ")
+        )),
+    }
+}
+
+/// [`chaos_run_v2`] with `opts` (singletons, strict names, tracing) that returns the simulator
+/// for inspection along with the log.
+pub fn chaos_run_v2_keep(seed: u64, nodes: usize, phases: usize, opts: Opts) -> (Sim, Vec<String>) {
+    chaos_run_inner(seed, nodes, phases, Opts { v2: true, ..opts })
+}
+
+/// What a randomized run includes besides the workload and the faults.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Opts {
+    /// Record every node event ([`crate::Sim::trace_log`]).
+    pub trace: bool,
+    /// Three singletons every node is a candidate for (see [`chaos_run_singletons`]).
+    pub singletons: bool,
+    /// Two strict names every node contends for (see [`chaos_run_strict`]).
+    pub strict: bool,
+    /// The second fault draw and skewed clocks (see [`chaos_run_v2`]).
+    pub v2: bool,
+}
+
+impl Opts {
+    /// With singletons.
+    pub const SINGLETONS: Opts = Opts {
+        trace: false,
+        singletons: true,
+        strict: false,
+        v2: false,
+    };
+    /// With strict names.
+    pub const STRICT: Opts = Opts {
+        trace: false,
+        singletons: false,
+        strict: true,
+        v2: false,
+    };
+}
+
+fn chaos_run_inner(seed: u64, nodes: usize, phases: usize, opts: Opts) -> (Sim, Vec<String>) {
     let mut config = crate::SimConfig::new(nodes, seed);
-    if with_strict {
+    if opts.strict {
         config.strict = vec![
             ("strict-majority".to_string(), nodes / 2 + 1),
             ("strict-all".to_string(), nodes),
         ];
     }
-    if with_singletons {
+    if opts.singletons {
         config.singletons = vec![
             (
                 "sched-majority".to_string(),
@@ -230,32 +292,57 @@ fn chaos_run_inner(
             ("sched-any".to_string(), SingletonPolicy::Available),
         ];
     }
+    if opts.v2 {
+        config.clock_skew_ms = crate::shapes::initial_skews(seed, nodes);
+    }
     let mut sim = Sim::new(config);
-    sim.trace = trace;
+    sim.trace = opts.trace;
     let wl = Workload::default();
     let mut log = Vec::new();
+    let mut pending = Pending::default();
     let formed = sim.run_until(
         Duration::from_secs(30),
         Duration::from_millis(100),
         crate::check::membership_agrees_ok,
     );
     log.push(format!("cluster of {nodes} formed after {formed:?}"));
+    if opts.v2 {
+        log.push(format!(
+            "wall clock skews (ms): {:?}",
+            sim.hosts
+                .iter()
+                .map(|h| h.clock_skew_ms)
+                .collect::<Vec<_>>()
+        ));
+    }
     for phase in 0..phases {
         let faults = sim.rng().random_range(1..4u32);
         for _ in 0..faults {
-            let f = random_fault(&mut sim);
+            let f = if opts.v2 {
+                random_fault_v2(&mut sim, &mut pending)
+            } else {
+                random_fault(&mut sim)
+            };
             log.push(format!("t={:?} phase {phase}: {f}", sim.elapsed()));
         }
         // Faults last 1–12 s of virtual time: shorter and longer than failure detection.
         let steps = sim.rng().random_range(20..240u32);
         for _ in 0..steps {
+            run_due(&mut sim, &mut pending, &mut log);
             wl.step(&mut sim);
             let gap = Duration::from_millis(sim.rng().random_range(1..100));
             sim.run_for(gap);
         }
         // Heal: links back, crashed nodes restarted (some stay dead to exercise cleanup).
+        pending.clear();
         sim.heal();
+        sim.clear_link_faults();
         sim.set_link(LinkConfig::default());
+        if opts.v2 && sim.rng().random_bool(0.25) {
+            // Some loss that outlasts the heal: convergence must not need a perfect network.
+            let f = crate::shapes::lingering_loss(&mut sim);
+            log.push(format!("t={:?} phase {phase}: {f}", sim.elapsed()));
+        }
         for i in 0..sim.hosts.len() {
             if sim.hosts[i].node.is_none() && sim.rng().random_bool(0.5) {
                 sim.restart(i);
@@ -276,7 +363,10 @@ fn chaos_run_inner(
             sim.delivered,
             sim.dropped
         ));
-        // Let conflict losers and purges settle, then check everything.
+        // Let conflict losers and purges settle, then check everything. (Loss kept through the
+        // heal ends first: under loss, strict and singleton holders whose renewals go unanswered
+        // stop and claim again, so their state never stands still.)
+        sim.clear_link_faults();
         sim.run_for(Duration::from_secs(3));
         if crate::check::all(&sim).is_err() {
             log.push(format!("phase {phase}: invariants violated"));

@@ -8,11 +8,21 @@
 //!   no window). `PIDMESH_SIM_SINGLETON_SEEDS=N` sets the singleton sweep's count then.
 //! - `PIDMESH_SIM_WINDOW=N`: the size of the changing window (default 40; singleton sweep 12);
 //!   `0` turns it off. `PIDMESH_SIM_WINDOW_FIRST=S` pins where it starts.
+//!
+//! The `*_v2` sweeps run the second fault draw (`chaos_run_v2`: stalls, graceful leaves, also
+//! while cut off, per-link loss, per-class drops, flapping, partitions during catch-up, skewed
+//! wall clocks, non-transitive cuts): fixed seeds 0..100 (singletons 0..30, strict a random 12)
+//! and the same kind of changing window (default 20; singletons 6).
+//! `PIDMESH_SIM_V2_SEEDS`, `PIDMESH_SIM_V2_SINGLETON_SEEDS` and `PIDMESH_SIM_V2_STRICT_SEEDS` set
+//! their counts (with `PIDMESH_SIM_FIRST`, or `PIDMESH_SIM_STRICT_FIRST` for strict, as above).
+//! Long release runs: `cargo run --release -p pidmesh-sim --example sweep_v2`.
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use pidmesh_sim::check;
-use pidmesh_sim::workload::{chaos_run, chaos_run_singletons};
+use pidmesh_sim::workload::{
+    Opts, chaos_run, chaos_run_singletons, chaos_run_v2, chaos_run_v2_keep,
+};
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
@@ -124,7 +134,101 @@ fn a_seed_replays_identically() {
         let a = chaos_run(seed, 5, 3);
         let b = chaos_run(seed, 5, 3);
         assert_eq!(a, b, "seed {seed} is not deterministic");
+        let a = chaos_run_v2(seed, 5, 3);
+        let b = chaos_run_v2(seed, 5, 3);
+        assert_eq!(
+            a, b,
+            "seed {seed} is not deterministic under the second draw"
+        );
     }
+}
+
+/// The second fault draw (see the file documentation), every invariant after each heal.
+#[test]
+fn seed_sweep_v2() {
+    let ranges = plan(100, "PIDMESH_SIM_V2_SEEDS", 20);
+    let started = Instant::now();
+    let mut failures = Vec::new();
+    for seed in seeds_of(&ranges) {
+        let nodes = 3 + (seed % 5) as usize;
+        if let Err(report) = chaos_run_v2(seed, nodes, 4) {
+            eprintln!("{report}");
+            failures.push(seed);
+        }
+    }
+    println!(
+        "v2 seed sweep: seeds {ranges:?} as (first, count) in {:.1?}; failing seeds: {failures:?}",
+        started.elapsed()
+    );
+    assert!(
+        failures.is_empty(),
+        "failing seeds: {failures:?} (replay with `cargo run --release -p pidmesh-sim --example sweep_v2 -- replay plain <seed>`)"
+    );
+}
+
+/// Runs `opts` (singletons or strict names) under the second draw over `seeds`; returns the
+/// failing seeds and how many safety instants were checked.
+fn managed_v2(seeds: impl Iterator<Item = u64>, opts: Opts) -> (Vec<u64>, u64) {
+    let mut failures = Vec::new();
+    let mut instants = 0u64;
+    for seed in seeds {
+        let nodes = 3 + (seed % 5) as usize;
+        let (sim, log) = chaos_run_v2_keep(seed, nodes, 4, opts);
+        instants += sim.safety_checks;
+        if let Err(errors) = check::all(&sim) {
+            eprintln!(
+                "seed {seed}:\n  {}\n  {}",
+                log.join("\n  "),
+                errors.join("\n  ")
+            );
+            failures.push(seed);
+        }
+    }
+    (failures, instants)
+}
+
+/// Singletons under the second draw: never two runners of a quorum singleton at any instant
+/// (a stalled node's paused run counts from the instant it resumes), every invariant after
+/// each heal.
+#[test]
+fn singleton_seed_sweep_v2() {
+    let ranges = plan(30, "PIDMESH_SIM_V2_SINGLETON_SEEDS", 6);
+    let started = Instant::now();
+    let (failures, instants) = managed_v2(seeds_of(&ranges), Opts::SINGLETONS);
+    println!(
+        "v2 singleton sweep: seeds {ranges:?} as (first, count) in {:.1?}, safety checked at {instants} instants; \
+         failing seeds: {failures:?}",
+        started.elapsed()
+    );
+    assert!(instants > 0, "the safety invariant was never checked");
+    assert!(
+        failures.is_empty(),
+        "failing seeds: {failures:?} (trace with `cargo run --release -p pidmesh-sim --example sweep_v2 -- trace singletons <seed>`)"
+    );
+}
+
+/// Strict names under the second draw (as `strict_seed_sweep`).
+#[test]
+fn strict_seed_sweep_v2() {
+    let first = env_u64("PIDMESH_SIM_STRICT_FIRST").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64 % 1_000_000_000)
+    });
+    let count = env_u64("PIDMESH_SIM_V2_STRICT_SEEDS").unwrap_or(12);
+    println!("v2 strict sweep: seeds {first}..{}", first + count);
+    let started = Instant::now();
+    let (failures, instants) = managed_v2(first..first + count, Opts::STRICT);
+    println!(
+        "v2 strict sweep: {count} seeds from {first} in {:.1?}, safety checked at {instants} instants; \
+         failing seeds: {failures:?}",
+        started.elapsed()
+    );
+    assert!(instants > 0, "the safety invariant was never checked");
+    assert!(
+        failures.is_empty(),
+        "failing seeds: {failures:?} (replay with `cargo run --release -p pidmesh-sim --example sweep_v2 -- replay strict <seed>`)"
+    );
 }
 
 /// Strict registration (`Node::register_strict`) under the same random schedules: every node

@@ -15,11 +15,12 @@
 //! real crash is never doubted: SWIM declares a node down only after it failed a probe and
 //! then stayed silent for the whole suspicion time, so nobody heard from it that recently.
 //!
-//! A graceful leave is not a verdict: foca announces it by sending the leaving member's own
-//! identity as down, and a packet whose sender reports *itself* down marks it as leaving on
-//! purpose, so that "down" is applied at once. (Members that learn of the leave second-hand
-//! cannot tell it from a verdict and may doubt it for one suspicion time; the leaver removed
-//! its entries and took back its vouches before leaving, so nothing waits on that.)
+//! A graceful leave is not a verdict, and is applied at once. foca announces it by sending the
+//! leaving member's own identity as down, and a packet whose sender reports *itself* down marks
+//! it as leaving on purpose. Members that learn of the leave second-hand tell it by the SWIM
+//! incarnation the "down" carries: a leave always carries 0, while every node raises its own
+//! incarnation to 1 before its first packet, so a verdict carries 1 or more (`reconnect.rs`
+//! has the whole rule, including members suspected at 0).
 //!
 //! Safety of singletons does not depend on this (leases and promises do); it only keeps a
 //! heal from tearing down what the majority side built while the cut lasted.
@@ -123,16 +124,17 @@ impl Node {
     }
 
     /// SWIM declared `m` down. Returns true if this node doubts the verdict (it heard from `m`
-    /// less than a suspicion time ago) and keeps `m` as a live peer for now.
-    pub(super) fn doubt_down(&mut self, now: Instant, m: &Member) -> bool {
+    /// less than a suspicion time ago) and keeps `m` as a live peer for now. A graceful leave
+    /// (`leave`, whether `m` said so itself or the "down" came second-hand at incarnation 0) is
+    /// never doubted.
+    pub(super) fn doubt_down(&mut self, now: Instant, m: &Member, leave: bool) -> bool {
         let window = self.config.swim.suspect_to_down_after;
         let recent = self
             .liveness
             .heard
             .get(&m.addr)
             .is_some_and(|&at| now.saturating_duration_since(at) < window);
-        let leaving = self.is_leaving(m);
-        if !recent || leaving || self.left {
+        if !recent || leave || self.left {
             return false;
         }
         let until = now + window;

@@ -167,15 +167,17 @@ impl Node {
         match n {
             OwnedNotification::MemberUp(m) => self.member_up(now, m),
             OwnedNotification::MemberDown(m) => {
+                // A graceful leave, told by the leaver itself or learned second-hand (a "down"
+                // at incarnation 0, see reconnect.rs), is applied at once and never probed.
+                let leave = self.is_leaving(&m) || !self.is_verdict(&m);
                 if m.is_real() && m.node != self.me.node {
-                    let leaving = self.is_leaving(&m);
-                    self.reconnect_down(now, &m, leaving);
+                    self.reconnect_down(now, &m, leave);
                 }
                 if self
                     .peers
                     .get(&m.node)
                     .is_some_and(|cur| cur.bump == m.bump)
-                    && !self.doubt_down(now, &m)
+                    && !self.doubt_down(now, &m, leave)
                 {
                     self.node_down(&m.node);
                 }

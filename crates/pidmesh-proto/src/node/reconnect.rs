@@ -113,8 +113,9 @@ impl Node {
     }
 
     /// True if the "down" of `m` just applied is a failure verdict rather than a graceful leave
-    /// (see the module documentation).
-    fn is_verdict(&mut self, m: &Member) -> bool {
+    /// (see the module documentation). Consumes what was recorded about `m`: ask once per
+    /// "down".
+    pub(super) fn is_verdict(&mut self, m: &Member) -> bool {
         let suspected = self.reconnect.suspected.remove(&m.node).map(|(_, inc)| inc);
         let seen = match self.reconnect.down_seen.remove(&m.node) {
             Some((bump, inc, _)) if bump == m.bump => Some(inc),
@@ -129,10 +130,10 @@ impl Node {
     }
 
     /// SWIM declared `m` down (possibly a verdict this node doubts for now). Unless `m` left on
-    /// purpose, its address is probed for `Reconnect::window` from now.
-    pub(super) fn reconnect_down(&mut self, now: Instant, m: &Member, leaving: bool) {
-        let verdict = self.is_verdict(m);
-        if self.config.reconnect.is_none() || leaving || !verdict || self.left {
+    /// purpose (`leave`: it said so itself, or [`Node::is_verdict`] found the "down" is a
+    /// leave), its address is probed for `Reconnect::window` from now.
+    pub(super) fn reconnect_down(&mut self, now: Instant, m: &Member, leave: bool) {
+        if self.config.reconnect.is_none() || leave || self.left {
             return;
         }
         if m.addr != self.me.addr {
