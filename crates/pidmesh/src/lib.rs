@@ -105,7 +105,8 @@ pub mod prelude {
     pub use crate::{
         CallError, Config, DownReason, Entry, Envelope, Error, Event, JoinError, Mailbox, Monitor,
         Pid, Reason, RegisterError, Registration, Registry, RemoveError, ReplyError, Resolver,
-        SendError, SingletonPolicy, StartContext, Stopped, Subscription, TypedHandle, TypedMailbox,
-        TypedName, TypedPid,
+        Scope, SendError, Singleton, SingletonContext, SingletonPolicy, SingletonStatus,
+        StartContext, StopReason, Stopped, Subscription, TypedHandle, TypedMailbox, TypedName,
+        TypedPid,
     };
 }
