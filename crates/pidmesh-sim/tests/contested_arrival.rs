@@ -67,20 +67,7 @@ fn a_newcomer_finds_names_contested_in_its_catch_up() {
             "seed {seed:#x}: {name}"
         );
     }
-    sim.heal();
-    let settled = sim.run_until(
-        Duration::from_secs(60),
-        Duration::from_millis(20),
-        check::converged,
-    );
-    assert!(
-        settled.is_some(),
-        "seed {seed:#x}: no convergence after the heal"
-    );
-    sim.run_for(Duration::from_secs(1));
-    if let Err(e) = check::all(&sim) {
-        panic!("seed {seed:#x}: {}", e.join("\n"));
-    }
+    heal_and_check(&mut sim, seed);
 }
 
 /// Three nodes; node 0 claims names while node 2 is cut off and claims the same names; node 1
@@ -107,6 +94,20 @@ fn a_claim_arriving_in_a_later_batch_is_contested() {
             .is_some_and(|x| x.lookup(n).is_some_and(|e| e.pid == a))),
         "seed {seed:#x}: node 1 holds node 0's claims alone"
     );
+    heal_and_check(&mut sim, seed);
+    for (name, winner) in &claims {
+        for i in 0..3 {
+            assert_eq!(
+                sim.node(i).and_then(|n| n.lookup(name)).as_ref(),
+                Some(winner),
+                "seed {seed:#x}: {name} on node {i}"
+            );
+        }
+    }
+}
+
+/// Heals every cut, waits for convergence, settles a second and checks every invariant.
+fn heal_and_check(sim: &mut Sim, seed: u64) {
     sim.heal();
     let settled = sim.run_until(
         Duration::from_secs(60),
@@ -118,16 +119,7 @@ fn a_claim_arriving_in_a_later_batch_is_contested() {
         "seed {seed:#x}: no convergence after the heal"
     );
     sim.run_for(Duration::from_secs(1));
-    if let Err(e) = check::all(&sim) {
+    if let Err(e) = check::all(sim) {
         panic!("seed {seed:#x}: {}", e.join("\n"));
-    }
-    for (name, winner) in &claims {
-        for i in 0..3 {
-            assert_eq!(
-                sim.node(i).and_then(|n| n.lookup(name)).as_ref(),
-                Some(winner),
-                "seed {seed:#x}: {name} on node {i}"
-            );
-        }
     }
 }
