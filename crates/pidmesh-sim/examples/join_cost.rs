@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 use pidmesh_proto::Config;
-use pidmesh_sim::{LinkConfig, Sim, SimConfig, check};
+use pidmesh_sim::{LinkConfig, Sim, SimConfig};
 
 fn main() {
     let n: usize = std::env::args()
@@ -33,13 +33,7 @@ fn main() {
         max_latency: Duration::from_micros(100),
         ..LinkConfig::default()
     };
-    let mut sim = Sim::new(cfg);
-    let formed = sim.run_until(
-        Duration::from_secs(30),
-        Duration::from_millis(50),
-        check::membership_agrees_ok,
-    );
-    assert!(formed.is_some(), "the cluster did not form");
+    let mut sim = Sim::formed(cfg).expect("the cluster forms");
     sim.run_for(Duration::from_secs(1));
     let pid = sim.spawn(0).expect("node 0 runs");
     let sent_before = sim.node(0).map_or(0, |n| n.stats().batches_sent);

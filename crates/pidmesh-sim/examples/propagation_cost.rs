@@ -20,7 +20,7 @@
 use std::time::Duration;
 
 use pidmesh_proto::Config;
-use pidmesh_sim::{LinkConfig, Sim, SimConfig, check};
+use pidmesh_sim::{LinkConfig, Sim, SimConfig};
 use rand::RngExt;
 
 const LATENCY: Duration = Duration::from_micros(100);
@@ -34,13 +34,7 @@ fn cluster(config: &Config, seed: u64) -> Sim {
         max_latency: LATENCY,
         ..LinkConfig::default()
     };
-    let mut sim = Sim::new(cfg);
-    let formed = sim.run_until(
-        Duration::from_secs(30),
-        Duration::from_millis(50),
-        check::membership_agrees_ok,
-    );
-    assert!(formed.is_some(), "the cluster did not form");
+    let mut sim = Sim::formed(cfg).expect("the cluster forms");
     sim.run_for(Duration::from_secs(1));
     sim
 }
