@@ -50,7 +50,8 @@ pub struct Config {
     /// the SWIM suspicion time (see [`Config::singleton_lease`]).
     pub singleton_lease: Option<Duration>,
     /// Between removing its entries and telling SWIM it leaves, a leaving node waits this long
-    /// so its removals arrive first (see `Node::leave_cluster`).
+    /// so its removals arrive first (see `Node::leave_cluster`, which the `pidmesh` facade's
+    /// `Registry::shutdown` runs).
     pub leave_grace: Duration,
     /// How long the address of a member that is no longer seen is remembered (and announced
     /// to, while it is not a live member). See `Node::remembered`.
@@ -65,7 +66,8 @@ pub struct Config {
     /// A joining node fetches each origin's state from the holders in windows of this many
     /// sequence numbers (a holder answers at most this many live entries per fetch), at most
     /// two windows per holder at a time. 32,768 in the presets (~0.9 MB of entries with
-    /// ~17-byte names). See `Node::is_caught_up`.
+    /// ~17-byte names). See `Node::is_caught_up` (in the `pidmesh` facade,
+    /// `Registry::caught_up`).
     pub catch_up_window: u64,
     /// SWIM parameters (see `foca::Config`); `max_packet_size` must fit the transport's datagrams.
     pub swim: foca::Config,

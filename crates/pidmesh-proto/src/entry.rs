@@ -120,7 +120,8 @@ pub enum Event {
         count: usize,
     },
     /// This node holds everything the members it met when it joined reported holding (see
-    /// `Node::is_caught_up`). Emitted once per node life.
+    /// `Node::is_caught_up`; through the `pidmesh` facade, `Registry::is_caught_up` and
+    /// `Registry::caught_up`). Emitted once per node life.
     CaughtUp {
         /// Live entries held at that moment.
         entries: usize,

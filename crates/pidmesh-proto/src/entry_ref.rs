@@ -7,7 +7,8 @@ use pidmesh_wire::{Hlc, Key, NodeId, Pid, Value};
 use crate::entry::Entry;
 
 /// One registration as stored, borrowed for the length of a read (see
-/// [`crate::RegistryReader::with_lookup`]): the fields of an [`Entry`] without copying the
+/// [`crate::RegistryReader::with_lookup`]; through the `pidmesh` facade, `Registry::with_lookup`
+/// and `Scope::with_lookup`): the fields of an [`Entry`] without copying the
 /// key, the node id or the metadata. [`EntryRef::to_entry`] makes the owned [`Entry`].
 #[derive(Debug, Clone, Copy)]
 pub struct EntryRef<'a> {

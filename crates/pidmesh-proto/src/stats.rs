@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-/// A snapshot of a node's counters (see [`crate::Node::stats`]).
+/// A snapshot of a node's counters (see [`crate::Node::stats`]; through the `pidmesh` facade,
+/// `Registry::stats`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
