@@ -242,10 +242,12 @@ async fn membership_is_dropped_while_the_link_is_down_and_delta_reports_queue_fu
     let a = TcpTransport::bind(LOCAL.parse().unwrap(), config)
         .await
         .unwrap();
-    // An address nobody listens on.
-    let gone = bind(None).await;
+    // An address nobody listens on. Shut down, not just dropped: a drop only asks the accept
+    // loop to stop, and until that task runs the listener still completes connections (under
+    // load `a` connected to it and saw no connect failure).
+    let mut gone = bind(None).await;
     let dead = gone.local_addr();
-    drop(gone);
+    gone.shutdown().await;
     a.send(delta(dead, 0)).unwrap();
     assert!(wait_until(Duration::from_secs(5), || a.stats().connect_failures == 1).await);
     // Link is down for 3 s: membership is dropped immediately and counted.
