@@ -44,7 +44,13 @@ async fn check(config: impl Fn(&str) -> TcpConfig) {
         got += m.payload.len() as u64;
     }
     assert_eq!(got, payload);
-    // Every frame was read off the socket before it was delivered.
+    // Every frame was read off the socket before it was delivered. The sender counts a write
+    // once it returns, which can be after the receiver already read those bytes: wait (bounded)
+    // until the sender's count has caught up with what the receiver read.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while a_bytes.sent() < b_bytes.received() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let (sent, received) = (a_bytes.sent(), b_bytes.received());
     println!(
         "payload {payload} B; a wrote {sent} B, b read {received} B (b wrote {} B)",
