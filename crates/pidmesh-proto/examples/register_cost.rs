@@ -4,10 +4,13 @@
 //! drained, as the driver does.
 //!
 //! ```text
-//! cargo run --release -p pidmesh-proto --example register_cost -- [N]
+//! cargo run --release -p pidmesh-proto --example register_cost -- [N] [seq|entry]
 //! valgrind --tool=callgrind --toggle-collect='*register_cost*issue*' \
 //!     target/release/examples/register_cost 200000
 //! ```
+//!
+//! `seq` (the default) calls `Node::register_seq`, as the facade does; `entry` calls
+//! `Node::register`, which also hands the caller a copy of the entry.
 //!
 //! Everything is deterministic (virtual time, fixed seed), so the instruction count of `issue`
 //! divided by N is the node's cost per registration, whatever the load of the machine. It
@@ -28,7 +31,7 @@ struct Seen {
 
 /// Registers every name, 2 µs of virtual time apart, firing the node's timers when due.
 #[inline(never)]
-fn issue(node: &mut Node, pid: &Pid, names: &[String], mut now: Instant) -> Seen {
+fn issue(node: &mut Node, pid: &Pid, names: &[String], mut now: Instant, entry: bool) -> Seen {
     let mut seen = Seen::default();
     let drain = |node: &mut Node, seen: &mut Seen| {
         while let Some(e) = node.poll_event() {
@@ -45,7 +48,12 @@ fn issue(node: &mut Node, pid: &Pid, names: &[String], mut now: Instant) -> Seen
         if node.poll_timeout().is_some_and(|t| t <= now) {
             node.handle_timeout(now);
         }
-        if let Err(e) = node.register(now, name, pid, Bytes::new()) {
+        let done = if entry {
+            node.register(now, name, pid, Bytes::new()).map(|_| ())
+        } else {
+            node.register_seq(now, name, pid, Bytes::new()).map(|_| ())
+        };
+        if let Err(e) = done {
             eprintln!("registration {i} failed: {e}");
             std::process::exit(1);
         }
@@ -62,6 +70,7 @@ fn issue(node: &mut Node, pid: &Pid, names: &[String], mut now: Instant) -> Seen
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: usize = std::env::args().nth(1).map_or(Ok(200_000), |s| s.parse())?;
+    let entry = std::env::args().nth(2).is_some_and(|m| m == "entry");
     let start = Instant::now();
     let addr: SocketAddr = ([127, 0, 0, 1], 4000).into();
     let opts = NodeOptions {
@@ -75,10 +84,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pid = node.spawn_pid();
     let names: Vec<String> = (0..n).map(|i| format!("bulk/{i:07}")).collect();
     let t0 = Instant::now();
-    let seen = issue(&mut node, &pid, &names, start);
+    let seen = issue(&mut node, &pid, &names, start, entry);
     let wall = t0.elapsed();
     println!(
-        "n={n} entries={} registered_events={} messages={} bytes={} wall_ns_per_reg={:.0}",
+        "n={n} mode={} entries={} registered_events={} messages={} bytes={} wall_ns_per_reg={:.0}",
+        if entry { "entry" } else { "seq" },
         node.registry().len(),
         seen.events,
         seen.batches,

@@ -50,8 +50,8 @@ impl Registry {
                         return Err(RegisterError::InvalidName(crate::scope::SCOPED_NAME));
                     }
                     guards.check_room()?;
-                    let entry = n.register(now, name, pid, meta.clone())?;
-                    guards.insert(entry)
+                    let seq = n.register_seq(now, name, pid, meta.clone())?;
+                    guards.insert(seq)
                 })
                 .collect::<Vec<_>>()
         })?;

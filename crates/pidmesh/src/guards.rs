@@ -273,11 +273,12 @@ impl Table {
         Ok(())
     }
 
-    /// Puts in the guard of `entry`, just registered by this node; returns its id. Call
-    /// [`Table::check_room`] first (while holding the lock): this fails the same way.
-    pub(crate) fn insert(&mut self, entry: Entry) -> Result<u64, RegisterError> {
+    /// Puts in the guard of the entry just registered by this node with the dot sequence number
+    /// `seq`; returns its id (`seq`). Call [`Table::check_room`] first (while holding the
+    /// lock): this fails the same way.
+    pub(crate) fn insert(&mut self, seq: u64) -> Result<u64, RegisterError> {
         self.check_room()?;
-        let id = entry.dot.seq;
+        let id = seq;
         let (block, bit) = split(id);
         let bits = self.live.entry(block).or_default();
         if *bits & bit == 0 {
@@ -383,7 +384,7 @@ mod tests {
     fn dense_guards_take_a_block_per_64_and_give_it_back() {
         let mut t = Table::default();
         for seq in 1..=10_000 {
-            assert_eq!(t.insert(entry(seq, "")).ok(), Some(seq));
+            assert_eq!(t.insert(seq).ok(), Some(seq));
         }
         // Ids 1..=10,000 fall in blocks 0..=156.
         assert_eq!(t.live.len(), 157);
@@ -405,22 +406,22 @@ mod tests {
     #[test]
     fn a_full_table_refuses_more_guards() {
         let mut t = Table::default();
-        assert_eq!(t.insert(entry(1, "")).ok(), Some(1));
+        assert_eq!(t.insert(1).ok(), Some(1));
         t.count = MAX_GUARDS;
         assert!(matches!(
-            t.insert(entry(2, "")),
+            t.insert(2),
             Err(RegisterError::TooManyGuards)
         ));
         assert!(!t.is_live(2));
         t.count = 1;
-        assert_eq!(t.insert(entry(2, "")).ok(), Some(2));
+        assert_eq!(t.insert(2).ok(), Some(2));
     }
 
     #[test]
     fn a_moved_guard_waits_for_its_new_dot_only() {
         let mut t = Table::default();
         let first = entry(5, "v0");
-        assert_eq!(t.insert(first.clone()).ok(), Some(5));
+        assert_eq!(t.insert(first.dot.seq).ok(), Some(5));
         t.meta_updated(&first, 9);
         assert_eq!(t.waiting(5), None);
         assert_eq!(t.waiting(9), Some(5));

@@ -308,8 +308,8 @@ pub(crate) fn register_stored(
     let slot = shared.mutate(|n, now| {
         let mut guards = shared.guards.lock();
         guards.check_room()?;
-        let entry = n.register(now, key, pid, meta)?;
-        guards.insert(entry)
+        let seq = n.register_seq(now, key, pid, meta)?;
+        guards.insert(seq)
     })??;
     Ok(Registration::new(registry.clone(), slot))
 }

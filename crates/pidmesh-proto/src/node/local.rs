@@ -80,6 +80,16 @@ impl Node {
         entry
     }
 
+    /// [`Node::own_added`] for a caller that keeps only the dot's sequence number: the entry
+    /// built for the `Registered` event moves into it instead of being copied for the caller.
+    fn own_added_seq(&mut self, now: Instant, key: Key, slot: Slot<NodeId, Value>) -> u64 {
+        let entry = entry_of(&key, &slot);
+        let seq = slot.dot.seq;
+        self.queue_own_add(now, key, slot);
+        self.events.push_back(Event::Registered(entry));
+        seq
+    }
+
     /// Registers `pid` (a live process of this node) under the unique `name`.
     ///
     /// Visible locally at once; other nodes see it after the next delta batch.
@@ -93,6 +103,37 @@ impl Node {
         pid: &Pid,
         meta: Bytes,
     ) -> Result<Entry, RegisterError> {
+        self.register_as(now, name, pid, meta, Self::own_added, |e| e)
+    }
+
+    /// Like [`Node::register`] (the same checks, the same `Registered` event, the same batch),
+    /// but returns only the sequence number of the new entry's dot (whose actor is this node):
+    /// no copy of the entry is made for the caller. For callers that keep a handle to the
+    /// registration rather than the entry (the facade's guards).
+    ///
+    /// # Errors
+    /// See [`RegisterError`]; on error nothing changed.
+    pub fn register_seq(
+        &mut self,
+        now: Instant,
+        name: &str,
+        pid: &Pid,
+        meta: Bytes,
+    ) -> Result<u64, RegisterError> {
+        self.register_as(now, name, pid, meta, Self::own_added_seq, |e| e.dot.seq)
+    }
+
+    /// The body of [`Node::register`]: `free` queues and reports the claim of a free name (the
+    /// common case), `taken` turns the entry added beside existing ones into the answer.
+    fn register_as<R>(
+        &mut self,
+        now: Instant,
+        name: &str,
+        pid: &Pid,
+        meta: Bytes,
+        free: impl FnOnce(&mut Self, Instant, Key, Slot<NodeId, Value>) -> R,
+        taken: impl FnOnce(Entry) -> R,
+    ) -> Result<R, RegisterError> {
         if self.left {
             return Err(RegisterError::Stopped);
         }
@@ -115,9 +156,9 @@ impl Node {
             at: clock.tick(wall),
         });
         if let Some((dot, value)) = claimed {
-            let entry = self.own_added(now, key, Slot { dot, value });
+            let out = free(self, now, key, Slot { dot, value });
             self.settle(now);
-            return Ok(entry);
+            return Ok(out);
         }
         let meta = meta.unwrap_or_default();
         // The name holds entries: one read serves both the check and the conflict test after
@@ -129,7 +170,7 @@ impl Node {
         }
         let entry = self.add_own_checked(now, key, pid, meta, !was_empty);
         self.settle(now);
-        Ok(entry)
+        Ok(taken(entry))
     }
 
     /// Adds `pid` (a live process of this node) to `group`.
