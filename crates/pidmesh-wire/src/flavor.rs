@@ -23,9 +23,16 @@ impl VecOut {
 impl Flavor for VecOut {
     type Output = Vec<u8>;
 
+    /// Many writes are a one-byte varint (a length, a small number): pushed, which costs less
+    /// than a call to the C library's `memcpy` (longer writes gain nothing from a copy by
+    /// hand: measured with `register_cost` under callgrind).
     #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.vec.extend_from_slice(data);
+        if let [b] = data {
+            self.vec.push(*b);
+        } else {
+            self.vec.extend_from_slice(data);
+        }
         Ok(())
     }
 
