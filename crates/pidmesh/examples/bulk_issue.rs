@@ -6,7 +6,11 @@
 //! ```
 //!
 //! `one`: the per-name API from one task; `four`: the per-name API from four tasks at once;
-//! `many`: `register_many` in one call. Made for profiles (`valgrind --tool=callgrind
+//! `many`: `register_many` in one call; `stalls`: like `one`, and reports the calls that took
+//! longer than 20 µs (the issuing task descheduled, or waiting for the node's lock) and how
+//! often the task moved to another worker thread; `stalls-nocoop`: the same with tokio's
+//! cooperative budget off, so the task never yields (what is left is waiting for the lock).
+//! Made for profiles (`valgrind --tool=callgrind
 //! --toggle-collect='*issue*'` counts only the issuing code), so it prints plain numbers.
 
 use std::time::{Duration, Instant};
@@ -60,6 +64,40 @@ async fn issue_many(node: &Registry, pid: &Pid, names: &[String]) -> Vec<Registr
         .collect()
 }
 
+/// `issue_one` timing each call: (calls over 20 µs, their total time, moves between threads).
+#[inline(never)]
+async fn issue_timed(
+    node: &Registry,
+    pid: &Pid,
+    names: &[String],
+    coop: bool,
+) -> (Vec<Registration>, usize, Duration, usize) {
+    let mut guards = Vec::with_capacity(names.len());
+    let (mut slow, mut slow_total, mut moves) = (0, Duration::ZERO, 0);
+    let mut thread = std::thread::current().id();
+    for n in names {
+        let t = Instant::now();
+        let call = node.register(n, pid, Vec::new());
+        let r = if coop {
+            call.await
+        } else {
+            tokio::task::coop::unconstrained(call).await
+        };
+        guards.push(r.expect("registers"));
+        let took = t.elapsed();
+        if took > Duration::from_micros(20) {
+            slow += 1;
+            slow_total += took;
+        }
+        let now_on = std::thread::current().id();
+        if now_on != thread {
+            moves += 1;
+            thread = now_on;
+        }
+    }
+    (guards, slow, slow_total, moves)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let mut args = std::env::args().skip(1);
@@ -73,6 +111,17 @@ async fn main() {
         "one" => {
             let (pid, _mb) = regs[0].spawn_mailbox().expect("running");
             let g = issue_one(&regs[0], &pid, &names).await;
+            std::mem::forget(_mb);
+            g
+        }
+        "stalls" | "stalls-nocoop" => {
+            let (pid, _mb) = regs[0].spawn_mailbox().expect("running");
+            let coop = mode == "stalls";
+            let (g, slow, slow_total, moves) = issue_timed(&regs[0], &pid, &names, coop).await;
+            println!(
+                "calls_over_20us={slow} their_total_ms={:.1} thread_moves={moves}",
+                slow_total.as_secs_f64() * 1e3
+            );
             std::mem::forget(_mb);
             g
         }
