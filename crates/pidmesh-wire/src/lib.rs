@@ -21,6 +21,7 @@
 
 mod flavor;
 mod members;
+mod meta;
 mod text;
 mod types;
 

@@ -141,6 +141,7 @@ pub struct Value {
     /// [`Pid::local`] of the registered process.
     pub pid: u64,
     /// Application metadata (see [`crate::MAX_META_LEN`]).
+    #[serde(deserialize_with = "crate::meta::deserialize")]
     pub meta: Bytes,
     /// When the registration was made, by the owner's hybrid logical clock.
     pub at: Hlc,
