@@ -461,25 +461,41 @@ where
         //    live entry's dot is always in the context), so a duplicate add is skipped by a look
         //    in the actor's index. Adds come in runs of one actor: its context rows and interned
         //    index are looked up once per run.
+        //    A duplicate can only be an add of this loop: within an actor's first run, an add
+        //    whose sequence number is above every earlier one of the run (a batch's adds rise)
+        //    cannot be one, and skips the look in the index.
         let ctx = std::mem::take(&mut self.ctx);
         let mut uncovered = Vec::new();
-        let mut run: Option<(&A, Option<&DotSet>, Option<&DotSet>, u32)> = None;
+        let mut run: Option<Run<'_, A>> = None;
+        let mut run_actors: Vec<u32> = Vec::new();
         for (i, (key, slot)) in delta.adds.iter().enumerate() {
             let actor = &slot.dot.actor;
-            let (mine, theirs, a) = match run {
-                Some((r, mine, theirs, a)) if r == actor => (mine, theirs, a),
+            let cur = match &mut run {
+                Some(r) if r.actor == actor => r,
                 _ => {
-                    let cur = (ctx.row(actor), delta.ctx.row(actor), self.intern(actor));
-                    run = Some((actor, cur.0, cur.1, cur.2));
-                    cur
+                    let a = self.intern(actor);
+                    let first = !run_actors.contains(&a);
+                    run_actors.push(a);
+                    run.insert(Run {
+                        actor,
+                        mine: ctx.row(actor),
+                        theirs: delta.ctx.row(actor),
+                        a,
+                        rising: first,
+                        top: 0,
+                    })
                 }
             };
+            let (mine, theirs, a) = (cur.mine, cur.theirs, cur.a);
             let seq = slot.dot.seq;
+            cur.rising &= seq > cur.top;
+            cur.top = cur.top.max(seq);
+            let rising = cur.rising;
             let new = !mine.is_some_and(|r| r.contains(seq))
                 && self
                     .per_actor
                     .get(a as usize)
-                    .is_some_and(|e| e.index.get(seq).is_none());
+                    .is_some_and(|e| rising || e.index.get(seq).is_none());
             if new {
                 let alone = self.insert_slot(key.clone(), a, seq, slot.value.clone());
                 if report.added.is_empty() {
@@ -569,3 +585,18 @@ where
         (v, self.ctx.clone())
     }
 }
+/// One run of adds of one actor in [`OrMap::join`]: what is looked up once per run.
+struct Run<'d, A> {
+    actor: &'d A,
+    /// This replica's context row of the actor (before the join).
+    mine: Option<&'d DotSet>,
+    /// The delta's context row of the actor.
+    theirs: Option<&'d DotSet>,
+    /// The actor's interned number.
+    a: u32,
+    /// The actor's first run so far, every add above the ones before it: none is a repeat.
+    rising: bool,
+    /// The highest sequence number of the run so far.
+    top: u64,
+}
+

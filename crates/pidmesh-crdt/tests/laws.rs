@@ -314,6 +314,27 @@ fn a_delta_carrying_the_same_add_twice_adds_it_once() {
     assert_eq!(b.canonical(), a.canonical());
 }
 
+/// A repeat inside one actor's first run (the adds stop rising) is caught too: right after
+/// itself, or after a higher add.
+#[test]
+fn a_repeat_within_one_run_of_an_actor_adds_it_once() {
+    let mut a = Map::new();
+    let d1 = a.add(&0, 1, 10);
+    let d2 = a.add(&0, 2, 20);
+    for order in [[0usize, 0, 1], [0, 1, 0], [1, 0, 1]] {
+        let all = [&d1, &d2];
+        let adds: Vec<_> = order.iter().map(|&i| all[i].adds[0].clone()).collect();
+        let mut ctx = d1.ctx.clone();
+        ctx.join(&d2.ctx);
+        let dup = D { ctx, adds };
+        let mut b = Map::new();
+        let report = b.join(&dup);
+        assert_eq!(report.added.len(), 2, "order {order:?}");
+        assert_eq!(b.len(), 2, "order {order:?}");
+        assert_eq!(b.canonical(), a.canonical(), "order {order:?}");
+    }
+}
+
 #[test]
 fn an_add_missing_from_its_delta_context_is_still_learned() {
     let mut a = Map::new();
