@@ -236,11 +236,15 @@ pub fn all(r: &Results, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 fn lookup(r: &Results, dir: &Path) -> anyhow::Result<Option<PathBuf>> {
     let Some(l) = &r.lookup else { return Ok(None) };
     type Pick = fn(&crate::scenario::lookup::LookupPoint) -> f64;
-    let sides: [(&str, Pick); 4] = [
+    let sides: [(&str, Pick); 6] = [
         ("pidmesh lookup (owned Entry)", |p| p.pidmesh_owned_ns),
         ("pidmesh with_lookup (borrowed)", |p| p.pidmesh_borrowed_ns),
         ("std HashMap get (borrowed)", |p| p.std_borrowed_ns),
         ("std HashMap get + clone", |p| p.std_cloned_ns),
+        ("std HashMap behind an RwLock", |p| {
+            p.std_locked_ns.unwrap_or(f64::NAN)
+        }),
+        ("DashMap get", |p| p.dashmap_ns.unwrap_or(f64::NAN)),
     ];
     let series: Vec<Series> = sides
         .iter()
@@ -249,9 +253,11 @@ fn lookup(r: &Results, dir: &Path) -> anyhow::Result<Option<PathBuf>> {
                 .points
                 .iter()
                 .map(|p| (p.entries as f64, pick(p)))
+                .filter(|(_, ns)| ns.is_finite())
                 .collect();
             ((*label).to_string(), v)
         })
+        .filter(|(_, v): &Series| !v.is_empty())
         .collect();
     let p = dir.join("lookup.svg");
     lines(

@@ -801,17 +801,43 @@ fn lookup_rows(r: &Results, rows: &mut Vec<[String; 4]>) {
                 "—".into()
             },
             format!(
-                "borrowed {} vs std borrowed {} ({:.2}×); owned {} vs std cloned {} ({:.2}×)",
+                "borrowed {} vs std borrowed {} ({:.2}×); owned {} vs std cloned {} ({:.2}×){}",
                 ns(p.pidmesh_borrowed_ns),
                 ns(p.std_borrowed_ns),
                 p.borrowed_ratio(),
                 ns(p.pidmesh_owned_ns),
                 ns(p.std_cloned_ns),
-                p.owned_ratio()
+                p.owned_ratio(),
+                lookup_context(p)
             ),
             "—".into(),
         ]);
     }
+}
+
+/// The concurrent baselines and the stage profile of one lookup point, where measured.
+fn lookup_context(p: &crate::scenario::lookup::LookupPoint) -> String {
+    let mut out = String::new();
+    if let (Some(locked), Some(dash)) = (p.std_locked_ns, p.dashmap_ns) {
+        let _ = write!(
+            out,
+            "; std behind an `RwLock` {}, `DashMap` {} (borrowed {:.2}× of it)",
+            ns(locked),
+            ns(dash),
+            p.pidmesh_borrowed_ns / dash
+        );
+    }
+    if let Some([hash, lock, table, record]) = p.stages_ns {
+        let _ = write!(
+            out,
+            "; read path cut after hash / lock / table / record: {} / {} / {} / {}",
+            ns(hash),
+            ns(lock),
+            ns(table),
+            ns(record)
+        );
+    }
+    out
 }
 
 /// The lookup plot's paragraph, when the run measured lookups.
@@ -822,8 +848,9 @@ fn lookup_plot_section(r: &Results, s: &mut String) {
     let _ = writeln!(
         s,
         "Random unique-name lookup against registry size, pidmesh (owned `lookup`, borrowed \
-         `with_lookup`) and a std `HashMap<String, Entry>` (borrowed `get`, cloned) probed with \
-         the same names in the same order, in the same run:\n\n![lookup](docs/bench/lookup.svg)\n"
+         `with_lookup`), a std `HashMap<String, Entry>` (borrowed `get`, cloned, and behind an \
+         `RwLock`) and a `DashMap<String, Entry>`, probed with the same names in the same order, \
+         in the same run:\n\n![lookup](docs/bench/lookup.svg)\n"
     );
 }
 

@@ -34,4 +34,6 @@ mod table;
 pub use context::CausalContext;
 pub use dots::{Dot, DotSet};
 pub use map::{Added, Canonical, Delta, JoinReport, LiveDigest, OrMap, Removed, Replaced, Slot};
+#[cfg(feature = "read-stages")]
+pub use store::ReadStage;
 pub use store::{MapReader, SlotIter, SlotRef};

@@ -630,6 +630,12 @@ where
     }
 }
 
+#[cfg(feature = "read-stages")]
+#[path = "store_stages.rs"]
+mod stages;
+#[cfg(feature = "read-stages")]
+pub use stages::ReadStage;
+
 #[cfg(test)]
 #[path = "store_tests.rs"]
 mod tests;

@@ -32,6 +32,8 @@ pub use error::{JoinError, RegisterError, RemoveError};
 pub use member::Member;
 pub use node::{Node, NodeOptions, Registry, RememberedAddr, Transmit};
 pub use pidmesh_crdt::Dot;
+#[cfg(feature = "read-stages")]
+pub use pidmesh_crdt::ReadStage;
 pub use pidmesh_wire::{Hlc, Key, KeyKind, NodeId, Pid, TrafficClass};
 pub use reader::RegistryReader;
 pub use resolver::{Resolution, Resolver, SINGLETON_RUNNING_META, Verdict, is_running_claim};

@@ -52,6 +52,14 @@ impl RegistryReader {
         })
     }
 
+    /// Runs a lookup of `name` up to `stage` of the storage's read path and returns a number
+    /// made of what it read (feature `read-stages`): for measuring where a lookup's time goes,
+    /// nothing else.
+    #[cfg(feature = "read-stages")]
+    pub fn read_stage(&self, name: &str, stage: pidmesh_crdt::ReadStage) -> u64 {
+        self.map.read_stage(&Key::name(name), stage)
+    }
+
     /// The members of `group`, canonically sorted.
     pub fn members_of(&self, group: &str) -> Vec<Entry> {
         self.entries(&Key::group(group))

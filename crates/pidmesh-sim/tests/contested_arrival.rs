@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use pidmesh_proto::{Config, Entry};
+use pidmesh_proto::{Config, Entry, Pid};
 use pidmesh_sim::{Sim, SimConfig, check};
 
 const SEED: u64 = 0xC0_7E57;
@@ -14,6 +14,22 @@ fn cluster(n: usize, seed: u64) -> Sim {
     let mut cfg = SimConfig::new(n, seed);
     cfg.node = Config::lan();
     Sim::formed(cfg).unwrap_or_else(|| panic!("seed {seed:#x}: the cluster did not form"))
+}
+
+/// Nodes 0 and 2 each claim every name for a process of their own; returns node 0's process
+/// and, per name, the claim keep-oldest must keep (the canonically first).
+fn claim_both(sim: &mut Sim, names: &[String]) -> (Pid, Vec<(String, Entry)>) {
+    let a = sim.spawn(0).expect("node 0 runs");
+    let b = sim.spawn(2).expect("node 2 runs");
+    let claims = names
+        .iter()
+        .map(|name| {
+            let ea = sim.register(0, name, &a).expect("node 0 claims");
+            let eb = sim.register(2, name, &b).expect("node 2 claims");
+            (name.clone(), first(&ea, &eb))
+        })
+        .collect();
+    (a, claims)
 }
 
 fn first(a: &Entry, b: &Entry) -> Entry {
@@ -36,14 +52,7 @@ fn a_newcomer_finds_names_contested_in_its_catch_up() {
     sim.partition(&[0], &[2]);
     sim.run_for(Duration::from_millis(200));
     let names: Vec<String> = (0..200).map(|i| format!("svc/{i:03}")).collect();
-    let a = sim.spawn(0).expect("node 0 runs");
-    let b = sim.spawn(2).expect("node 2 runs");
-    let mut claims = Vec::new();
-    for name in &names {
-        let ea = sim.register(0, name, &a).expect("node 0 claims");
-        let eb = sim.register(2, name, &b).expect("node 2 claims");
-        claims.push((name.clone(), first(&ea, &eb)));
-    }
+    let (_, claims) = claim_both(&mut sim, &names);
     sim.restart(1);
     let took = sim.run_until(Duration::from_secs(30), Duration::from_millis(10), |s| {
         s.node(1)
@@ -79,14 +88,7 @@ fn a_claim_arriving_in_a_later_batch_is_contested() {
     let mut sim = cluster(3, seed);
     sim.partition(&[0, 1], &[2]);
     let names: Vec<String> = (0..300).map(|i| format!("job/{i:03}")).collect();
-    let a = sim.spawn(0).expect("node 0 runs");
-    let b = sim.spawn(2).expect("node 2 runs");
-    let mut claims = Vec::new();
-    for name in &names {
-        let ea = sim.register(0, name, &a).expect("node 0 claims");
-        let eb = sim.register(2, name, &b).expect("node 2 claims");
-        claims.push((name.clone(), first(&ea, &eb)));
-    }
+    let (a, claims) = claim_both(&mut sim, &names);
     sim.run_for(Duration::from_millis(50));
     assert!(
         names.iter().all(|n| sim

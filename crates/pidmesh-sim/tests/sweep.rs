@@ -207,14 +207,20 @@ fn singleton_seed_sweep_v2() {
     );
 }
 
-/// Strict names under the second draw (as `strict_seed_sweep`).
-#[test]
-fn strict_seed_sweep_v2() {
-    let first = env_u64("PIDMESH_SIM_STRICT_FIRST").unwrap_or_else(|| {
+/// The strict sweeps' first seed: `PIDMESH_SIM_STRICT_FIRST`, or drawn from the clock (the
+/// sweeps print it, so a failing range can be run again).
+fn strict_first() -> u64 {
+    env_u64("PIDMESH_SIM_STRICT_FIRST").unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64 % 1_000_000_000)
-    });
+    })
+}
+
+/// Strict names under the second draw (as `strict_seed_sweep`).
+#[test]
+fn strict_seed_sweep_v2() {
+    let first = strict_first();
     let count = env_u64("PIDMESH_SIM_V2_STRICT_SEEDS").unwrap_or(12);
     println!("v2 strict sweep: seeds {first}..{}", first + count);
     let started = Instant::now();
@@ -240,11 +246,7 @@ fn strict_seed_sweep_v2() {
 /// the first seed (default: random, printed).
 #[test]
 fn strict_seed_sweep() {
-    let first = env_u64("PIDMESH_SIM_STRICT_FIRST").unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64 % 1_000_000_000)
-    });
+    let first = strict_first();
     let count = env_u64("PIDMESH_SIM_STRICT_SEEDS").unwrap_or(40);
     println!("strict sweep: seeds {first}..{}", first + count);
     let started = Instant::now();
