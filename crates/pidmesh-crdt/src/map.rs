@@ -599,4 +599,3 @@ struct Run<'d, A> {
     /// The highest sequence number of the run so far.
     top: u64,
 }
-

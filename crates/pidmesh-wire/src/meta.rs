@@ -71,8 +71,9 @@ mod tests {
             let wire = postcard::to_stdvec(&v).expect("encodes");
             let back: Value = postcard::from_bytes(&wire).expect("decodes");
             assert_eq!(back, v);
-            let plain: Bytes = postcard::from_bytes(&postcard::to_stdvec(&v.meta).expect("encodes"))
-                .expect("decodes");
+            let plain: Bytes =
+                postcard::from_bytes(&postcard::to_stdvec(&v.meta).expect("encodes"))
+                    .expect("decodes");
             assert_eq!(back.meta, plain);
         }
     }

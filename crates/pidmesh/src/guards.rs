@@ -408,10 +408,7 @@ mod tests {
         let mut t = Table::default();
         assert_eq!(t.insert(1).ok(), Some(1));
         t.count = MAX_GUARDS;
-        assert!(matches!(
-            t.insert(2),
-            Err(RegisterError::TooManyGuards)
-        ));
+        assert!(matches!(t.insert(2), Err(RegisterError::TooManyGuards)));
         assert!(!t.is_live(2));
         t.count = 1;
         assert_eq!(t.insert(2).ok(), Some(2));
