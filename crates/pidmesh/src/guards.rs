@@ -280,7 +280,12 @@ impl Table {
         self.check_room()?;
         let id = seq;
         let (block, bit) = split(id);
-        let bits = self.live.entry(block).or_default();
+        // Ids rise (they are this node's dot sequence numbers): the next one is in the
+        // highest block, found without a search.
+        let bits = match self.live.last_entry() {
+            Some(last) if *last.key() == block => last.into_mut(),
+            _ => self.live.entry(block).or_default(),
+        };
         if *bits & bit == 0 {
             *bits |= bit;
             self.count += 1;
@@ -401,6 +406,22 @@ mod tests {
         }
         assert!(t.live.is_empty());
         assert_eq!(t.count, 0);
+    }
+
+    /// Ids usually rise (the highest block is found without a search), but one below the
+    /// highest block, or in it after a higher one, still lands in its own block.
+    #[test]
+    fn guards_out_of_order_land_in_their_blocks() {
+        let mut t = Table::default();
+        for seq in [700, 5, 701, 64, 699, 5] {
+            assert_eq!(t.insert(seq).ok(), Some(seq));
+        }
+        assert_eq!(t.count, 5, "5 inserted twice counts once");
+        for seq in [5, 64, 699, 700, 701] {
+            assert!(t.is_live(seq), "{seq}");
+        }
+        assert!(!t.is_live(6) && !t.is_live(702));
+        assert_eq!(t.live.len(), 3);
     }
 
     #[test]
