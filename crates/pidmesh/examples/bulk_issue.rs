@@ -75,6 +75,7 @@ async fn issue_timed(
     let mut guards = Vec::with_capacity(names.len());
     let (mut slow, mut slow_total, mut moves) = (0, Duration::ZERO, 0);
     let mut thread = std::thread::current().id();
+    let switches_before = ctxt_switches();
     for n in names {
         let t = Instant::now();
         let call = node.register(n, pid, Vec::new());
@@ -95,7 +96,38 @@ async fn issue_timed(
             thread = now_on;
         }
     }
+    if let (Some((v0, i0, f0)), Some((v1, i1, f1))) = (switches_before, ctxt_switches()) {
+        // Waiting for a lock parks the thread (voluntary); the OS running another thread on
+        // its core preempts it (involuntary); first touches of fresh memory fault (minor).
+        println!(
+            "issuing thread: context switches voluntary={} involuntary={} minor_faults={}",
+            v1.saturating_sub(v0),
+            i1.saturating_sub(i0),
+            f1.saturating_sub(f0)
+        );
+    }
     (guards, slow, slow_total, moves)
+}
+
+/// This thread's (voluntary, involuntary) context switches and minor page faults so far,
+/// from Linux's `/proc/thread-self/status` and `stat`; `None` elsewhere.
+fn ctxt_switches() -> Option<(u64, u64, u64)> {
+    // Field 10 of `stat` (minflt), counted after the command name's closing parenthesis.
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    let after_name = stat.rsplit_once(')')?.1;
+    let minflt = after_name.split_whitespace().nth(7)?.parse::<u64>().ok()?;
+    let status = std::fs::read_to_string("/proc/thread-self/status").ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    Some((
+        field("voluntary_ctxt_switches:")?,
+        field("nonvoluntary_ctxt_switches:")?,
+        minflt,
+    ))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
