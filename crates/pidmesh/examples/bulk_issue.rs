@@ -7,10 +7,10 @@
 //!
 //! `one`: the per-name API from one task; `four`: the per-name API from four tasks at once;
 //! `many`: `register_many` in one call; `stalls`: like `one`, and reports the calls that took
-//! longer than 20 µs (the issuing task descheduled, or waiting for the node's lock) and how
-//! often the task moved to another worker thread; `stalls-nocoop`: the same with tokio's
-//! cooperative budget off, so the task never yields (what is left is waiting for the lock).
-//! Made for profiles (`valgrind --tool=callgrind
+//! longer than 20 µs (the task yielded to others, waited for the node's lock, was preempted,
+//! or touched fresh memory), how often the task moved to another worker thread, and (Linux)
+//! the issuing thread's context switches and minor page faults; `stalls-nocoop`: the same
+//! with tokio's cooperative budget off, so the task never yields. Made for profiles (`valgrind --tool=callgrind
 //! --toggle-collect='*issue*'` counts only the issuing code), so it prints plain numbers.
 
 use std::time::{Duration, Instant};
