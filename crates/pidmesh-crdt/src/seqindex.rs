@@ -24,6 +24,14 @@ fn split(seq: u64) -> (u64, u32) {
 }
 
 impl Block {
+    /// An empty block with room for all its 64 ids.
+    fn fresh() -> Self {
+        Self {
+            bits: 0,
+            ids: Vec::with_capacity(64),
+        }
+    }
+
     fn rank(&self, bit: u32) -> usize {
         (self.bits & ((1u64 << bit) - 1)).count_ones() as usize
     }
@@ -76,6 +84,10 @@ impl SeqIndex {
         // An actor's next numbers land in the highest block: found without a search.
         let block = match self.blocks.last_entry() {
             Some(last) if *last.key() == hi => last.into_mut(),
+            // A new highest block: the actor's next numbers fill it in order, so it gets room
+            // for all 64 at once instead of regrowing five times on the way.
+            Some(last) if *last.key() < hi => self.blocks.entry(hi).or_insert_with(Block::fresh),
+            None => self.blocks.entry(hi).or_insert_with(Block::fresh),
             _ => self.blocks.entry(hi).or_default(),
         };
         let at = block.rank(bit);
