@@ -467,15 +467,23 @@ where
         let ctx = std::mem::take(&mut self.ctx);
         let mut uncovered = Vec::new();
         let mut run: Option<Run<'_, A>> = None;
-        let mut run_actors: Vec<u32> = Vec::new();
+        // Interned actors whose run of this delta has begun (indexed by interned number): a
+        // delta with many interleaved runs checks each in O(1).
+        let mut run_seen: Vec<bool> = Vec::new();
         for (i, (key, slot)) in delta.adds.iter().enumerate() {
             let actor = &slot.dot.actor;
             let cur = match &mut run {
                 Some(r) if r.actor == actor => r,
                 _ => {
                     let a = self.intern(actor);
-                    let first = !run_actors.contains(&a);
-                    run_actors.push(a);
+                    let i = a as usize;
+                    if run_seen.len() <= i {
+                        run_seen.resize(i + 1, false);
+                    }
+                    let first = run_seen.get(i).is_some_and(|seen| !seen);
+                    if let Some(seen) = run_seen.get_mut(i) {
+                        *seen = true;
+                    }
                     run.insert(Run {
                         actor,
                         mine: ctx.row(actor),
